@@ -1,0 +1,2 @@
+//! Benchmarks: mapstate against its peers, in one run.
+fn main() {}

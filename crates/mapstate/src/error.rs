@@ -1,0 +1,235 @@
+//! Errors: what happened, to which file, with the errno, and what to do.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// The result type of mapstate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error mapstate returns.
+///
+/// Each variant carries what the user needs to act: the path, the operation
+/// and the errno where the kernel said no, and the numbers where a limit was
+/// hit. `Display` ends with a hint saying what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call on a file failed.
+    #[error("{op} of {} failed: {} ({}){}", path.display(), source, errno_name(source), io_hint(source))]
+    Io {
+        /// The operation, such as `open`, `fallocate`, `msync`.
+        op: &'static str,
+        /// The file it was done on.
+        path: PathBuf,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+    /// The file does not exist.
+    #[error("{} does not exist: create it first (or open with create enabled)", path.display())]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
+    /// The process may not open the file as asked.
+    #[error(
+        "permission denied opening {} for {}: check the file's owner and mode (ls -l), or open it read-only",
+        path.display(),
+        if *write { "writing" } else { "reading" }
+    )]
+    PermissionDenied {
+        /// The file.
+        path: PathBuf,
+        /// Whether write access was asked for.
+        write: bool,
+        /// The kernel's error (EACCES, EPERM or EROFS).
+        #[source]
+        source: io::Error,
+    },
+    /// The path names something that is not a regular file.
+    #[error("{} is a {kind}, not a regular file: name a file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`directory`, `device`, ...).
+        kind: &'static str,
+    },
+    /// A size given to mapstate cannot be used.
+    #[error("invalid {what} of {size} bytes: {reason}")]
+    InvalidSize {
+        /// Which size (`maximum size`, `length`, ...).
+        what: &'static str,
+        /// The value given.
+        size: u64,
+        /// Why it cannot be used, and the allowed range.
+        reason: String,
+    },
+    /// A byte range reaches past the end of the mapped part.
+    #[error(
+        "range {offset}..{} is outside the mapped {size} bytes: grow the mapping first or use a smaller offset",
+        offset.saturating_add(*len)
+    )]
+    OutOfBounds {
+        /// Start of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+        /// Bytes currently mapped.
+        size: u64,
+    },
+    /// A typed access at an offset that is not a multiple of the type's alignment.
+    #[error("offset {offset} is not aligned for {type_name} (alignment {align}): use an offset that is a multiple of {align}")]
+    Misaligned {
+        /// The offset.
+        offset: u64,
+        /// The type's alignment.
+        align: usize,
+        /// The type.
+        type_name: &'static str,
+    },
+    /// A write to a mapping, or a range of it, that is read-only.
+    #[error(
+        "cannot write {len} bytes at offset {offset} of {}: the mapping or that range is read-only; \
+         open it writable or protect the range ReadWrite first",
+        path.display()
+    )]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// Start of the write.
+        offset: u64,
+        /// Length of the write.
+        len: u64,
+    },
+    /// The filesystem cannot preallocate blocks (`fallocate` is not supported).
+    #[error(
+        "{} is on {fs}, which does not support fallocate: without it a full disk would turn a store into SIGBUS, \
+         so mapstate refuses to grow files there; use ext4, xfs, btrfs or tmpfs",
+        path.display()
+    )]
+    FallocateUnsupported {
+        /// The file.
+        path: PathBuf,
+        /// The filesystem's name.
+        fs: String,
+    },
+    /// The filesystem (or a quota) has no room for the bytes asked for.
+    #[error(
+        "no space to grow {} to {wanted} bytes ({}): free space on the filesystem, raise the quota, or use a smaller size",
+        path.display(), errno_name(source)
+    )]
+    NoSpace {
+        /// The file.
+        path: PathBuf,
+        /// The size that was asked for.
+        wanted: u64,
+        /// ENOSPC or EDQUOT.
+        #[source]
+        source: io::Error,
+    },
+    /// Locking pages in memory would pass `RLIMIT_MEMLOCK`.
+    #[error(
+        "cannot lock {requested} bytes in memory: RLIMIT_MEMLOCK is {} (soft) / {} (hard) for this process ({}); \
+         raise it with `ulimit -l`, `prlimit --memlock`, LimitMEMLOCK= in a systemd unit, \
+         /etc/security/limits.conf, or grant CAP_IPC_LOCK",
+        fmt_limit(*soft), fmt_limit(*hard), errno_name(source)
+    )]
+    MemlockLimit {
+        /// Bytes asked to lock.
+        requested: u64,
+        /// The soft limit in bytes (`None`: unlimited).
+        soft: Option<u64>,
+        /// The hard limit in bytes (`None`: unlimited).
+        hard: Option<u64>,
+        /// ENOMEM or EPERM from the kernel.
+        #[source]
+        source: io::Error,
+    },
+    /// A feature the filesystem or kernel does not offer here.
+    #[error("{what} is not supported for {} ({}): {hint}", path.display(), errno_name(source))]
+    Unsupported {
+        /// The feature, such as `MAP_SYNC`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What to do instead.
+        hint: &'static str,
+        /// The kernel's answer (usually EOPNOTSUPP or EINVAL).
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Builds [`Error::Io`].
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// The errno behind this error, if the kernel reported one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. }
+            | Error::PermissionDenied { source, .. }
+            | Error::NoSpace { source, .. }
+            | Error::MemlockLimit { source, .. }
+            | Error::Unsupported { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+fn fmt_limit(l: Option<u64>) -> String {
+    l.map_or_else(|| "unlimited".into(), |v| format!("{v} bytes"))
+}
+
+/// The symbolic name of an errno, such as `ENOSPC`.
+pub(crate) fn errno_name(e: &io::Error) -> ErrnoName {
+    ErrnoName(e.raw_os_error())
+}
+
+/// Displays an errno by its symbolic name.
+pub(crate) struct ErrnoName(Option<i32>);
+
+impl fmt::Display for ErrnoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(n) = self.0 else { return f.write_str("no errno") };
+        let name = match n {
+            libc::EPERM => "EPERM",
+            libc::ENOENT => "ENOENT",
+            libc::EINTR => "EINTR",
+            libc::EIO => "EIO",
+            libc::EBADF => "EBADF",
+            libc::EAGAIN => "EAGAIN",
+            libc::ENOMEM => "ENOMEM",
+            libc::EACCES => "EACCES",
+            libc::EBUSY => "EBUSY",
+            libc::EEXIST => "EEXIST",
+            libc::ENODEV => "ENODEV",
+            libc::ENOTDIR => "ENOTDIR",
+            libc::EISDIR => "EISDIR",
+            libc::EINVAL => "EINVAL",
+            libc::EFBIG => "EFBIG",
+            libc::ENOSPC => "ENOSPC",
+            libc::EROFS => "EROFS",
+            libc::EOVERFLOW => "EOVERFLOW",
+            libc::EOPNOTSUPP => "EOPNOTSUPP",
+            libc::EDQUOT => "EDQUOT",
+            libc::ETXTBSY => "ETXTBSY",
+            _ => return write!(f, "errno {n}"),
+        };
+        f.write_str(name)
+    }
+}
+
+fn io_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => ": the filesystem or quota is full; free space and retry",
+        Some(libc::EACCES | libc::EPERM) => ": check the file's owner and mode",
+        Some(libc::EROFS) => ": the filesystem is mounted read-only",
+        Some(libc::EIO) => ": the device reported an I/O error; check `dmesg`, then reopen",
+        Some(libc::ENOMEM) => ": out of memory or address space (check `ulimit -v` and vm.max_map_count)",
+        _ => "",
+    }
+}

@@ -1,0 +1,38 @@
+//! mapstate: a memory-mapped file made safe to use as a Linux program's
+//! persistent state.
+//!
+//! This crate root only re-exports; each module is one concept:
+//! - [`map`](crate::Mapping): a file mapped at a stable address inside a
+//!   reserved range, with every mmap knob (msync, madvise, mlock, mprotect,
+//!   populate, `MAP_SYNC`) behind safe, checked methods;
+//! - [`Offset`]: typed relative pointers that stay valid across growth;
+//! - [`Error`]: typed errors that carry the path, the operation and the errno.
+//!
+//! All system calls live in one private `sys` module, the only place with
+//! `unsafe` code; `docs/SOUNDNESS.md` argues why the safe API is sound.
+//!
+//! ```
+//! # fn main() -> mapstate::Result<()> {
+//! use mapstate::{Mapping, Offset};
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut m = Mapping::options().create(true).len(4096).open(dir.path().join("counter"))?;
+//! let hits: Offset<u64> = Offset::new(0);
+//! let n = m.read(hits)?;
+//! m.write(hits, &(n + 1))?;
+//! let base = m.as_ptr();
+//! m.grow_to(1 << 20)?; // grows the file with fallocate: no SIGBUS on a full disk
+//! assert_eq!(m.as_ptr(), base); // at the same address
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_code)]
+
+mod error;
+mod map;
+mod offset;
+pub mod signals;
+mod sys;
+
+pub use error::{Error, Result};
+pub use map::{DEFAULT_RESERVATION, MAX_RESERVATION, MapOptions, MapSync, Mapping};
+pub use offset::Offset;
+pub use sys::{Advice, Discard, Flush, Protection};

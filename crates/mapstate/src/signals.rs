@@ -1,0 +1,1 @@
+//! Graceful termination: defer SIGTERM, SIGINT and SIGHUP during critical sections.

@@ -1,0 +1,245 @@
+//! The one place where mapstate talks to the kernel.
+//!
+//! # Safety
+//!
+//! Every `unsafe` block of the crate lives below this module; the rest of the
+//! crate is safe code (`unsafe_code` is denied at the crate root and allowed
+//! again only here). Each block carries a `// SAFETY:` argument.
+//!
+//! Two kinds of calls live here:
+//! - thin wrappers over rustix (and libc where rustix has no wrapper, such as
+//!   OFD locks), which are safe because they only touch file descriptors;
+//! - [`Reservation`], the owner of a range of address space, which is the only
+//!   type that creates, replaces or reads mappings. Its soundness argument is
+//!   in `docs/SOUNDNESS.md`: the reservation owns its range for its whole
+//!   life, replaces parts of it only through `&mut self` (so no borrow of the
+//!   bytes can be alive), and reads and writes mapped bytes only by copying
+//!   through raw pointers or through atomics, never by handing out references
+//!   to memory that another process may change.
+#![allow(unsafe_code)]
+
+mod mem;
+pub(crate) mod signals;
+pub(crate) mod uffd;
+
+pub use mem::{Advice, Discard, Flush, Protection};
+pub(crate) use mem::{MapKind, Reservation};
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// The system page size (4 KiB on x86-64).
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// Rounds `n` up to a multiple of the page size, or `None` on overflow.
+pub(crate) fn page_round_up(n: usize) -> Option<usize> {
+    let p = page_size();
+    n.checked_add(p - 1).map(|v| v & !(p - 1))
+}
+
+/// Rounds `n` down to a multiple of the page size.
+pub(crate) fn page_round_down(n: usize) -> usize {
+    n & !(page_size() - 1)
+}
+
+/// `fallocate(fd, 0, offset, len)`: allocates blocks so that later stores
+/// through a mapping can never hit ENOSPC (which would be a SIGBUS).
+pub(crate) fn fallocate(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), offset, len).map_err(Into::into)
+}
+
+/// `ftruncate(fd, len)`.
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    rustix::fs::ftruncate(fd, len).map_err(Into::into)
+}
+
+/// `fdatasync(fd)`.
+pub(crate) fn fdatasync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fdatasync(fd).map_err(Into::into)
+}
+
+/// `fsync(fd)`: also used on directories after creating or renaming files.
+pub(crate) fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fsync(fd).map_err(Into::into)
+}
+
+/// `fstat(fd)`: the file's size, the bytes it occupies on disk, its type.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<rustix::fs::Stat> {
+    rustix::fs::fstat(fd).map_err(Into::into)
+}
+
+/// Filesystem magic numbers from `statfs(2)` that change what mapstate can promise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FsKind {
+    Ext4,
+    Xfs,
+    Btrfs,
+    Tmpfs,
+    Nfs,
+    Overlay,
+    Fuse,
+    Other(i64),
+}
+
+impl FsKind {
+    /// The filesystem's usual name.
+    pub(crate) fn name(self) -> String {
+        match self {
+            FsKind::Ext4 => "ext4".into(),
+            FsKind::Xfs => "xfs".into(),
+            FsKind::Btrfs => "btrfs".into(),
+            FsKind::Tmpfs => "tmpfs".into(),
+            FsKind::Nfs => "nfs".into(),
+            FsKind::Overlay => "overlayfs".into(),
+            FsKind::Fuse => "fuse".into(),
+            FsKind::Other(m) => format!("unknown (statfs magic {m:#x})"),
+        }
+    }
+}
+
+/// `fstatfs(fd)`: which filesystem the file lives on.
+pub(crate) fn fs_kind(fd: BorrowedFd<'_>) -> io::Result<FsKind> {
+    let st = rustix::fs::fstatfs(fd)?;
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+    let magic = st.f_type as i64;
+    Ok(match magic {
+        0xEF53 => FsKind::Ext4,
+        0x5846_5342 => FsKind::Xfs,
+        0x9123_683E => FsKind::Btrfs,
+        0x0102_1994 => FsKind::Tmpfs,
+        0x6969 => FsKind::Nfs,
+        0x794C_7630 => FsKind::Overlay,
+        0x6573_5546 => FsKind::Fuse,
+        m => FsKind::Other(m),
+    })
+}
+
+/// The soft and hard `RLIMIT_MEMLOCK` of this process, in bytes (`None`: unlimited).
+pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Memlock);
+    (l.current, l.maximum)
+}
+
+/// The outcome of trying to take an OFD lock without waiting.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LockResult {
+    Acquired,
+    WouldBlock,
+}
+
+/// `fcntl(fd, F_OFD_SETLK or F_OFD_SETLKW, {type, SEEK_SET, start, len})`: an
+/// open-file-description lock on a byte range. The kernel drops it when the
+/// last descriptor of the open file description is closed, including when the
+/// holder dies, so it never outlives its owner. Two opens of the same file in
+/// one process conflict (unlike classic POSIX locks), which is what a
+/// single-writer rule needs.
+pub(crate) fn ofd_lock(
+    fd: BorrowedFd<'_>,
+    start: u64,
+    len: u64,
+    exclusive: bool,
+    wait: bool,
+) -> io::Result<LockResult> {
+    let l_type = if exclusive { libc::F_WRLCK } else { libc::F_RDLCK };
+    ofd_setlk(fd, l_type, start, len, wait)
+}
+
+/// Releases an OFD lock taken with [`ofd_lock`].
+pub(crate) fn ofd_unlock(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<()> {
+    ofd_setlk(fd, libc::F_UNLCK, start, len, false).map(drop)
+}
+
+/// `fcntl(fd, F_OFD_GETLK)`: whether a conflicting lock is held by another
+/// open file description (its pid is not reported for OFD locks: mapstate
+/// records the holder's pid itself).
+pub(crate) fn ofd_is_locked(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<bool> {
+    let mut fl = flock(libc::F_WRLCK, start, len)?;
+    // SAFETY: F_OFD_GETLK reads and writes one `struct flock`, and `fl` is a
+    // valid, exclusively borrowed `flock` that outlives the call.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+}
+
+fn flock(l_type: i32, start: u64, len: u64) -> io::Result<libc::flock> {
+    let too_big = || io::Error::from_raw_os_error(libc::EOVERFLOW);
+    Ok(libc::flock {
+        l_type: i16::try_from(l_type).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: i64::try_from(start).map_err(|_| too_big())?,
+        l_len: i64::try_from(len).map_err(|_| too_big())?,
+        // Must be 0 for OFD locks.
+        l_pid: 0,
+    })
+}
+
+fn ofd_setlk(
+    fd: BorrowedFd<'_>,
+    l_type: i32,
+    start: u64,
+    len: u64,
+    wait: bool,
+) -> io::Result<LockResult> {
+    let fl = flock(l_type, start, len)?;
+    let cmd = if wait { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK };
+    loop {
+        // SAFETY: F_OFD_SETLK(W) reads one `struct flock`; `fl` is a valid
+        // `flock` that outlives the call.
+        let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &raw const fl) };
+        if r != -1 {
+            return Ok(LockResult::Acquired);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) if wait => {}
+            Some(libc::EAGAIN | libc::EACCES) if !wait => return Ok(LockResult::WouldBlock),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// `futex(word, FUTEX_WAIT, expected, timeout)` on a word that may live in a
+/// shared file mapping (so no `FUTEX_PRIVATE_FLAG`). Returns when woken, when
+/// the word no longer holds `expected`, on a signal, or at the timeout; the
+/// caller re-checks its condition in every case.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    use rustix::thread::futex;
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    // Every error (EAGAIN: the value changed, EINTR, ETIMEDOUT) means "look again".
+    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+}
+
+/// `futex(word, FUTEX_WAKE, n)`: wakes up to `n` waiters in any process.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n).unwrap_or(0)
+}
+
+/// The process id of the caller.
+pub(crate) fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+}
+
+/// Whether a process with this pid exists (a zombie counts as gone for our
+/// purposes only once reaped; callers use this for messages, not for safety).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return false };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+/// Borrows a file's descriptor (a helper so callers need not import the traits).
+pub(crate) fn fd_of(f: &std::fs::File) -> BorrowedFd<'_> {
+    f.as_fd()
+}

@@ -1,0 +1,1 @@
+//! userfaultfd write tracking (WP_ASYNC + PAGEMAP_SCAN).
