@@ -79,7 +79,9 @@ pub enum Error {
         size: u64,
     },
     /// A typed access at an offset that is not a multiple of the type's alignment.
-    #[error("offset {offset} is not aligned for {type_name} (alignment {align}): use an offset that is a multiple of {align}")]
+    #[error(
+        "offset {offset} is not aligned for {type_name} (alignment {align}): use an offset that is a multiple of {align}"
+    )]
     Misaligned {
         /// The offset.
         offset: u64,
@@ -159,12 +161,83 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The file is not a mapstate file (its magic number is wrong).
+    #[error("{} is not a mapstate file ({what}): check the path; mapstate never overwrites foreign files", path.display())]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Which file of the state and what was found.
+        what: String,
+    },
+    /// The file was written by a newer mapstate.
+    #[error("{} has format version {version}, but this build reads up to {supported}: upgrade mapstate", path.display())]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        version: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The file is shorter than its header says.
+    #[error("{} is truncated: {len} bytes, but at least {expected} are needed; restore it from a backup", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The length it must have.
+        expected: u64,
+    },
+    /// The file's checksums or fields are inconsistent.
+    #[error("{} is corrupt: {what}; restore it from a backup (`mapstate verify` shows details)", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Another writer holds the state.
+    #[error(
+        "{} is locked by another writer{}: close it first, or open with wait enabled",
+        path.display(),
+        pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+    )]
+    Locked {
+        /// The durable file.
+        path: PathBuf,
+        /// The holder's process id, if it recorded one.
+        pid: Option<u32>,
+    },
+    /// An earlier I/O error makes every later operation fail: after a failed
+    /// sync the kernel may have dropped the dirty pages, so a retry could
+    /// falsely succeed.
+    #[error("a previous I/O error occurred on {} ({cause}): nothing after it is durable; drop this handle and reopen", path.display())]
+    Poisoned {
+        /// The file.
+        path: PathBuf,
+        /// The first error.
+        cause: String,
+    },
+    /// The writer died while applying a commit, and this reader may not repair it.
+    #[error(
+        "the writer of {} died while applying a commit: open it for writing (or run `mapstate recover`) to finish it",
+        path.display()
+    )]
+    WriterDied {
+        /// The durable file.
+        path: PathBuf,
+    },
 }
 
 impl Error {
     /// Builds [`Error::Io`].
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// The errno behind this error, if the kernel reported one.
@@ -194,7 +267,9 @@ pub(crate) struct ErrnoName(Option<i32>);
 
 impl fmt::Display for ErrnoName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(n) = self.0 else { return f.write_str("no errno") };
+        let Some(n) = self.0 else {
+            return f.write_str("no errno");
+        };
         let name = match n {
             libc::EPERM => "EPERM",
             libc::ENOENT => "ENOENT",
@@ -225,11 +300,15 @@ impl fmt::Display for ErrnoName {
 
 fn io_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(libc::ENOSPC | libc::EDQUOT) => ": the filesystem or quota is full; free space and retry",
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            ": the filesystem or quota is full; free space and retry"
+        }
         Some(libc::EACCES | libc::EPERM) => ": check the file's owner and mode",
         Some(libc::EROFS) => ": the filesystem is mounted read-only",
         Some(libc::EIO) => ": the device reported an I/O error; check `dmesg`, then reopen",
-        Some(libc::ENOMEM) => ": out of memory or address space (check `ulimit -v` and vm.max_map_count)",
+        Some(libc::ENOMEM) => {
+            ": out of memory or address space (check `ulimit -v` and vm.max_map_count)"
+        }
         _ => "",
     }
 }

@@ -26,13 +26,29 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod durable;
 mod error;
+mod format;
+mod live;
+mod log;
 mod map;
 mod offset;
+mod region;
 pub mod signals;
 mod sys;
 
 pub use error::{Error, Result};
 pub use map::{DEFAULT_RESERVATION, MAX_RESERVATION, MapOptions, MapSync, Mapping};
 pub use offset::Offset;
+pub use region::{Durability, Options, Reader, Txn, Writer};
 pub use sys::{Advice, Discard, Flush, Protection};
+
+/// Hooks for crash tests (`mapstate torture`); not part of the stable API.
+#[doc(hidden)]
+pub mod testing {
+    /// Kills this process with SIGKILL when a commit, checkpoint or recovery
+    /// reaches numbered `step` for the `nth` time (see `docs/DESIGN.md`).
+    pub fn crash_at(step: u32, nth: u64) {
+        crate::sys::crash::arm(step, nth);
+    }
+}

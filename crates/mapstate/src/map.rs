@@ -187,15 +187,21 @@ pub struct Mapping {
     read_only: Vec<Range<u64>>,
 }
 
-fn check_size(what: &'static str, size: u64) -> Result<u64> {
+pub(crate) fn check_size(what: &'static str, size: u64) -> Result<u64> {
     if size == 0 {
-        return Err(Error::InvalidSize { what, size, reason: "it must be at least one byte".into() });
+        return Err(Error::InvalidSize {
+            what,
+            size,
+            reason: "it must be at least one byte".into(),
+        });
     }
     if size > MAX_RESERVATION {
         return Err(Error::InvalidSize {
             what,
             size,
-            reason: format!("mapstate reserves at most {MAX_RESERVATION} bytes (64 TiB) of address space"),
+            reason: format!(
+                "mapstate reserves at most {MAX_RESERVATION} bytes (64 TiB) of address space"
+            ),
         });
     }
     Ok(sys::page_round_up(size as usize).expect("size <= 64 TiB cannot overflow") as u64)
@@ -205,17 +211,25 @@ fn check_size(what: &'static str, size: u64) -> Result<u64> {
 pub(crate) fn open_error(path: &Path, write: bool, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ENOENT) => Error::NotFound { path: path.into() },
-        Some(libc::EACCES | libc::EPERM | libc::EROFS) => {
-            Error::PermissionDenied { path: path.into(), write, source: e }
-        }
-        Some(libc::EISDIR) => Error::NotAFile { path: path.into(), kind: "directory" },
+        Some(libc::EACCES | libc::EPERM | libc::EROFS) => Error::PermissionDenied {
+            path: path.into(),
+            write,
+            source: e,
+        },
+        Some(libc::EISDIR) => Error::NotAFile {
+            path: path.into(),
+            kind: "directory",
+        },
         _ => Error::io("open", path, e),
     }
 }
 
 /// Refuses anything but a regular file.
 pub(crate) fn check_regular(path: &Path, file: &File) -> Result<()> {
-    let ft = file.metadata().map_err(|e| Error::io("fstat", path, e))?.file_type();
+    let ft = file
+        .metadata()
+        .map_err(|e| Error::io("fstat", path, e))?
+        .file_type();
     let kind = if ft.is_file() {
         return Ok(());
     } else if ft.is_dir() {
@@ -229,14 +243,21 @@ pub(crate) fn check_regular(path: &Path, file: &File) -> Result<()> {
     } else {
         "special file"
     };
-    Err(Error::NotAFile { path: path.into(), kind })
+    Err(Error::NotAFile {
+        path: path.into(),
+        kind,
+    })
 }
 
 /// `fallocate(fd, 0, 0, len)`, with its failures turned into typed errors.
 pub(crate) fn allocate(path: &Path, file: &File, len: u64) -> Result<()> {
     let fd = sys::fd_of(file);
     sys::fallocate(fd, 0, len).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace { path: path.into(), wanted: len, source: e },
+        Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace {
+            path: path.into(),
+            wanted: len,
+            source: e,
+        },
         Some(libc::EOPNOTSUPP) => Error::FallocateUnsupported {
             path: path.into(),
             fs: sys::fs_kind(fd).map_or_else(|_| "an unknown filesystem".into(), |k| k.name()),
@@ -276,7 +297,10 @@ impl Mapping {
             .open(path)
             .map_err(|e| open_error(path, o.write, e))?;
         check_regular(path, &file)?;
-        let file_len = file.metadata().map_err(|e| Error::io("fstat", path, e))?.len();
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("fstat", path, e))?
+            .len();
         let len = o.len.unwrap_or(file_len);
         let max = match o.max_size {
             Some(m) => m,
@@ -292,10 +316,19 @@ impl Mapping {
         }
         let writable = o.write && !o.private;
         if len > file_len && !writable {
-            return Err(Error::OutOfBounds { offset: 0, len, size: file_len });
+            return Err(Error::OutOfBounds {
+                offset: 0,
+                len,
+                size: file_len,
+            });
         }
-        let res = Reservation::new(cap as usize).map_err(|e| Error::io("mmap (reserve)", path, e))?;
-        let kind = if o.private { MapKind::Private } else { MapKind::Shared };
+        let res =
+            Reservation::new(cap as usize).map_err(|e| Error::io("mmap (reserve)", path, e))?;
+        let kind = if o.private {
+            MapKind::Private
+        } else {
+            MapKind::Shared
+        };
         let mut m = Mapping {
             res,
             file,
@@ -330,7 +363,9 @@ impl Mapping {
                 }
                 Err(e) => return Err(e),
             }
-            m.res.unmap(0, sys::page_size()).map_err(|e| Error::io("mmap (reserve)", path, e))?;
+            m.res
+                .unmap(0, sys::page_size())
+                .map_err(|e| Error::io("mmap (reserve)", path, e))?;
         }
         m.grow_to(len)?;
         Ok(m)
@@ -348,7 +383,16 @@ impl Mapping {
         };
         let fd = sys::fd_of(&self.file);
         self.res
-            .map_file(from as usize, (to - from) as usize, fd, from, prot, self.kind, self.populate, self.locked)
+            .map_file(
+                from as usize,
+                (to - from) as usize,
+                fd,
+                from,
+                prot,
+                self.kind,
+                self.populate,
+                self.locked,
+            )
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EAGAIN | libc::ENOMEM | libc::EPERM) if self.locked => {
                     memlock_error(to - from, e)
@@ -409,7 +453,10 @@ impl Mapping {
             return Err(Error::InvalidSize {
                 what: "length",
                 size: new_len,
-                reason: format!("larger than the reserved maximum of {} bytes", self.max_size()),
+                reason: format!(
+                    "larger than the reserved maximum of {} bytes",
+                    self.max_size()
+                ),
             });
         }
         if new_len < self.len {
@@ -421,9 +468,17 @@ impl Mapping {
                 allocate(&self.path, &self.file, new_len)?;
             }
         } else {
-            let file_len = self.file.metadata().map_err(|e| Error::io("fstat", &self.path, e))?.len();
+            let file_len = self
+                .file
+                .metadata()
+                .map_err(|e| Error::io("fstat", &self.path, e))?
+                .len();
             if new_len > file_len {
-                return Err(Error::OutOfBounds { offset: 0, len: new_len, size: file_len });
+                return Err(Error::OutOfBounds {
+                    offset: 0,
+                    len: new_len,
+                    size: file_len,
+                });
             }
         }
         let from = page_up(self.len);
@@ -438,7 +493,11 @@ impl Mapping {
     /// truncated to `new_len`.
     pub fn shrink_to(&mut self, new_len: u64) -> Result<()> {
         if new_len > self.len {
-            return Err(Error::OutOfBounds { offset: 0, len: new_len, size: self.len });
+            return Err(Error::OutOfBounds {
+                offset: 0,
+                len: new_len,
+                size: self.len,
+            });
         }
         let from = page_up(new_len);
         let to = page_up(self.len);
@@ -448,7 +507,8 @@ impl Mapping {
                 .map_err(|e| Error::io("mmap (reserve)", &self.path, e))?;
         }
         if self.writable && self.kind != MapKind::Private {
-            sys::ftruncate(sys::fd_of(&self.file), new_len).map_err(|e| Error::io("ftruncate", &self.path, e))?;
+            sys::ftruncate(sys::fd_of(&self.file), new_len)
+                .map_err(|e| Error::io("ftruncate", &self.path, e))?;
         }
         self.len = new_len;
         self.read_only.retain_mut(|r| {
@@ -463,7 +523,11 @@ impl Mapping {
     fn pages(&self, range: &Range<u64>) -> Result<(usize, usize)> {
         self.check(range.start, range.end.saturating_sub(range.start))?;
         if range.end < range.start {
-            return Err(Error::OutOfBounds { offset: range.start, len: 0, size: self.len });
+            return Err(Error::OutOfBounds {
+                offset: range.start,
+                len: 0,
+                size: self.len,
+            });
         }
         let start = sys::page_round_down(range.start as usize);
         let end = page_up(range.end) as usize;
@@ -473,7 +537,11 @@ impl Mapping {
     fn check(&self, offset: u64, len: u64) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(Error::OutOfBounds { offset, len, size: self.len }),
+            _ => Err(Error::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
         }
     }
 
@@ -485,7 +553,9 @@ impl Mapping {
         if len == 0 {
             return Ok(());
         }
-        self.res.sync(off, len, how).map_err(|e| Error::io("msync", &self.path, e))
+        self.res
+            .sync(off, len, how)
+            .map_err(|e| Error::io("msync", &self.path, e))
     }
 
     /// `msync(MS_SYNC)` of the whole mapping.
@@ -499,15 +569,17 @@ impl Mapping {
         if len == 0 {
             return Ok(());
         }
-        self.res.advise(off, len, advice).map_err(|e| match e.raw_os_error() {
-            Some(libc::EINVAL) => Error::Unsupported {
-                what: "this madvise advice",
-                path: self.path.clone(),
-                hint: "the kernel or this kind of mapping does not accept it",
-                source: e,
-            },
-            _ => Error::io("madvise", &self.path, e),
-        })
+        self.res
+            .advise(off, len, advice)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EINVAL) => Error::Unsupported {
+                    what: "this madvise advice",
+                    path: self.path.clone(),
+                    hint: "the kernel or this kind of mapping does not accept it",
+                    source: e,
+                },
+                _ => Error::io("madvise", &self.path, e),
+            })
     }
 
     /// `madvise` with advice that may change what the bytes read as (see
@@ -517,15 +589,25 @@ impl Mapping {
         if len == 0 {
             return Ok(());
         }
-        self.res.discard(off, len, how).map_err(|e| Error::io("madvise", &self.path, e))
+        self.res
+            .discard(off, len, how)
+            .map_err(|e| Error::io("madvise", &self.path, e))
     }
 
     /// Prefaults the pages covering `range` (`MADV_POPULATE_WRITE` for a
     /// writable mapping, `MADV_POPULATE_READ` otherwise), so that later
     /// accesses take no page fault.
     pub fn populate(&self, range: Range<u64>) -> Result<()> {
-        let writable = (self.writable || self.kind == MapKind::Private) && !self.overlaps_read_only(&range);
-        self.advise(range, if writable { Advice::PopulateWrite } else { Advice::PopulateRead })
+        let writable =
+            (self.writable || self.kind == MapKind::Private) && !self.overlaps_read_only(&range);
+        self.advise(
+            range,
+            if writable {
+                Advice::PopulateWrite
+            } else {
+                Advice::PopulateRead
+            },
+        )
     }
 
     /// `mlock` of the pages covering `range` (`mlock2(MLOCK_ONFAULT)` when
@@ -536,10 +618,12 @@ impl Mapping {
         if len == 0 {
             return Ok(());
         }
-        self.res.lock(off, len, on_fault).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOMEM | libc::EPERM | libc::EAGAIN) => memlock_error(len as u64, e),
-            _ => Error::io("mlock", &self.path, e),
-        })
+        self.res
+            .lock(off, len, on_fault)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOMEM | libc::EPERM | libc::EAGAIN) => memlock_error(len as u64, e),
+                _ => Error::io("mlock", &self.path, e),
+            })
     }
 
     /// `munlock` of the pages covering `range`.
@@ -548,7 +632,9 @@ impl Mapping {
         if len == 0 {
             return Ok(());
         }
-        self.res.unlock(off, len).map_err(|e| Error::io("munlock", &self.path, e))
+        self.res
+            .unlock(off, len)
+            .map_err(|e| Error::io("munlock", &self.path, e))
     }
 
     /// `mprotect` of the pages covering `range`. While a range is read-only,
@@ -559,9 +645,15 @@ impl Mapping {
             return Ok(());
         }
         if prot == Protection::ReadWrite && !self.writable && self.kind != MapKind::Private {
-            return Err(Error::ReadOnly { path: self.path.clone(), offset: range.start, len: len as u64 });
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+                offset: range.start,
+                len: len as u64,
+            });
         }
-        self.res.protect(off, len, prot).map_err(|e| Error::io("mprotect", &self.path, e))?;
+        self.res
+            .protect(off, len, prot)
+            .map_err(|e| Error::io("mprotect", &self.path, e))?;
         let pages = off as u64..(off + len) as u64;
         subtract(&mut self.read_only, &pages);
         if prot == Protection::ReadOnly {
@@ -571,7 +663,9 @@ impl Mapping {
     }
 
     fn overlaps_read_only(&self, r: &Range<u64>) -> bool {
-        self.read_only.iter().any(|p| p.start < r.end && r.start < p.end)
+        self.read_only
+            .iter()
+            .any(|p| p.start < r.end && r.start < p.end)
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the mapping.
@@ -585,8 +679,14 @@ impl Mapping {
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let len = data.len() as u64;
         self.check(offset, len)?;
-        if (!self.writable && self.kind != MapKind::Private) || self.overlaps_read_only(&(offset..offset + len)) {
-            return Err(Error::ReadOnly { path: self.path.clone(), offset, len });
+        if (!self.writable && self.kind != MapKind::Private)
+            || self.overlaps_read_only(&(offset..offset + len))
+        {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+                offset,
+                len,
+            });
         }
         self.res.write(offset as usize, data);
         Ok(())
@@ -596,7 +696,11 @@ impl Mapping {
         let offset = at.get();
         let align = std::mem::align_of::<T>();
         if offset % align as u64 != 0 {
-            return Err(Error::Misaligned { offset, align, type_name: std::any::type_name::<T>() });
+            return Err(Error::Misaligned {
+                offset,
+                align,
+                type_name: std::any::type_name::<T>(),
+            });
         }
         self.check(offset, std::mem::size_of::<T>() as u64)?;
         Ok(offset)
@@ -657,7 +761,12 @@ fn subtract(set: &mut Vec<Range<u64>>, cut: &Range<u64>) {
 /// [`Error::MemlockLimit`] with the process's current limits.
 pub(crate) fn memlock_error(requested: u64, source: io::Error) -> Error {
     let (soft, hard) = sys::memlock_limit();
-    Error::MemlockLimit { requested, soft, hard, source }
+    Error::MemlockLimit {
+        requested,
+        soft,
+        hard,
+        source,
+    }
 }
 
 #[cfg(test)]

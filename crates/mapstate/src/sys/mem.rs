@@ -141,7 +141,8 @@ impl Reservation {
                 MapFlags::PRIVATE | MapFlags::NORESERVE,
             )
         }?;
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let base = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
         Ok(Self { base, cap })
     }
 
@@ -363,5 +364,47 @@ impl Drop for Reservation {
         // borrow can outlive `self`. An error here would mean the range was
         // not ours, which invariant 1 rules out; there is nothing to do then.
         let _ = unsafe { mm::munmap(self.base.as_ptr().cast(), self.cap) };
+    }
+}
+
+/// Copies `len` bytes from `src` at `src_off` to `dst` at `dst_off`.
+pub(crate) fn copy_between(
+    src: &Reservation,
+    src_off: usize,
+    dst: &mut Reservation,
+    dst_off: usize,
+    len: usize,
+) {
+    src.check(src_off, len);
+    dst.check(dst_off, len);
+    // SAFETY: both ranges lie inside their reservations (checked); two
+    // distinct reservations never overlap (each owns its range, invariant
+    // 1), and `dst` is borrowed mutably so it cannot be `src`.
+    unsafe { ptr::copy_nonoverlapping(src.at(src_off), dst.at(dst_off), len) }
+}
+
+impl Reservation {
+    /// The mapped bytes `off..off + len` as a slice.
+    ///
+    /// Sound only for reservations whose mapped files are modified solely by
+    /// this process through `&mut` methods of this reservation or under the
+    /// writer lock that this process holds (the writer's private view and
+    /// the log, see `docs/SOUNDNESS.md`): then nothing changes the bytes while
+    /// the shared borrow of `self` lasts. Callers in mapstate uphold this; it
+    /// is not exported.
+    pub(crate) fn exclusive_bytes(&self, off: usize, len: usize) -> &[u8] {
+        self.check(off, len);
+        // SAFETY: in range (checked) and mapped (caller's invariant); no
+        // `&mut` method of `self` can run while the borrow lasts, and by the
+        // exclusivity contract above no other writer exists.
+        unsafe { std::slice::from_raw_parts(self.at(off), len) }
+    }
+
+    /// The mapped bytes `off..off + len` as a mutable slice; same contract as
+    /// [`Self::exclusive_bytes`].
+    pub(crate) fn exclusive_bytes_mut(&mut self, off: usize, len: usize) -> &mut [u8] {
+        self.check(off, len);
+        // SAFETY: as in `exclusive_bytes`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.at(off), len) }
     }
 }

@@ -23,7 +23,7 @@ pub(crate) mod signals;
 pub(crate) mod uffd;
 
 pub use mem::{Advice, Discard, Flush, Protection};
-pub(crate) use mem::{MapKind, Reservation};
+pub(crate) use mem::{MapKind, Reservation, copy_between};
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -144,7 +144,11 @@ pub(crate) fn ofd_lock(
     exclusive: bool,
     wait: bool,
 ) -> io::Result<LockResult> {
-    let l_type = if exclusive { libc::F_WRLCK } else { libc::F_RDLCK };
+    let l_type = if exclusive {
+        libc::F_WRLCK
+    } else {
+        libc::F_RDLCK
+    };
     ofd_setlk(fd, l_type, start, len, wait)
 }
 
@@ -157,7 +161,7 @@ pub(crate) fn ofd_unlock(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result
 /// open file description (its pid is not reported for OFD locks: mapstate
 /// records the holder's pid itself).
 pub(crate) fn ofd_is_locked(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<bool> {
-    let mut fl = flock(libc::F_WRLCK, start, len)?;
+    let mut fl = flock_struct(libc::F_WRLCK, start, len)?;
     // SAFETY: F_OFD_GETLK reads and writes one `struct flock`, and `fl` is a
     // valid, exclusively borrowed `flock` that outlives the call.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) };
@@ -167,7 +171,7 @@ pub(crate) fn ofd_is_locked(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Res
     Ok(i32::from(fl.l_type) != libc::F_UNLCK)
 }
 
-fn flock(l_type: i32, start: u64, len: u64) -> io::Result<libc::flock> {
+fn flock_struct(l_type: i32, start: u64, len: u64) -> io::Result<libc::flock> {
     let too_big = || io::Error::from_raw_os_error(libc::EOVERFLOW);
     Ok(libc::flock {
         l_type: i16::try_from(l_type).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
@@ -186,8 +190,12 @@ fn ofd_setlk(
     len: u64,
     wait: bool,
 ) -> io::Result<LockResult> {
-    let fl = flock(l_type, start, len)?;
-    let cmd = if wait { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK };
+    let fl = flock_struct(l_type, start, len)?;
+    let cmd = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
     loop {
         // SAFETY: F_OFD_SETLK(W) reads one `struct flock`; `fl` is a valid
         // `flock` that outlives the call.
@@ -225,14 +233,21 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
 
 /// The process id of the caller.
 pub(crate) fn getpid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
 }
 
 /// Whether a process with this pid exists (a zombie counts as gone for our
 /// purposes only once reaped; callers use this for messages, not for safety).
 pub(crate) fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
     match rustix::process::test_kill_process(pid) {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
@@ -242,4 +257,84 @@ pub(crate) fn process_exists(pid: u32) -> bool {
 /// Borrows a file's descriptor (a helper so callers need not import the traits).
 pub(crate) fn fd_of(f: &std::fs::File) -> BorrowedFd<'_> {
     f.as_fd()
+}
+
+/// Fills `buf` with random bytes from the kernel (`getrandom`).
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("getrandom failed: {e}"),
+        }
+    }
+}
+
+/// A random 64-bit value.
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    random_bytes(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// The test hook of the commit path: `mapstate torture` and the crash tests
+/// set a step number and a countdown; when a commit reaches that step for the
+/// countdown-th time, the process kills itself with SIGKILL right there.
+pub(crate) mod crash {
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    static STEP: AtomicU32 = AtomicU32::new(0);
+    static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
+
+    /// Arms the hook: die at `step` the `nth` time it is reached (1 = first).
+    pub(crate) fn arm(step: u32, nth: u64) {
+        COUNTDOWN.store(nth, Ordering::Relaxed);
+        STEP.store(step, Ordering::Relaxed);
+    }
+
+    /// Marks step `n` of a commit, checkpoint or recovery.
+    #[inline]
+    pub(crate) fn point(n: u32) {
+        if STEP.load(Ordering::Relaxed) == n {
+            hit();
+        }
+    }
+
+    #[cold]
+    fn hit() {
+        if COUNTDOWN.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+            // SIGKILL cannot be caught; nothing runs after it is delivered.
+            loop {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// `flock(fd, LOCK_EX)`: a whole-file lock that works on descriptors opened
+/// read-only (unlike a write OFD lock), used to serialise building the live
+/// image between readers and writers. Independent of the OFD locks.
+pub(crate) fn flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
+    use rustix::fs::FlockOperation;
+    let op = if exclusive {
+        FlockOperation::LockExclusive
+    } else {
+        FlockOperation::LockShared
+    };
+    loop {
+        match rustix::fs::flock(fd, op) {
+            Err(rustix::io::Errno::INTR) => {}
+            r => return r.map_err(Into::into),
+        }
+    }
+}
+
+/// Releases a [`flock`].
+pub(crate) fn flock_unlock(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock).map_err(Into::into)
 }

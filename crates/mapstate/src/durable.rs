@@ -1,0 +1,327 @@
+//! The durable image (the file the user names): a header page with two
+//! checksummed header slots, then the state's bytes as of the last
+//! checkpoint. Only checkpoints change it, through the checkpoint journal
+//! (`NAME-ckpt`), so it is consistent on disk at every moment.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::error::{Error, Result};
+use crate::format::{self, DurableHeader, HEADER_SLOTS, JournalHeader, PAGE, VERSION};
+use crate::sys;
+
+/// The durable image, opened.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    /// The newest valid header.
+    pub(crate) header: DurableHeader,
+    /// Which slot holds it.
+    slot: usize,
+}
+
+/// Path of a companion file: `NAME-wal`, `NAME-ckpt`.
+pub(crate) fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn pread(file: &File, path: &Path, buf: &mut [u8], off: u64) -> Result<()> {
+    file.read_exact_at(buf, off)
+        .map_err(|e| Error::io("pread", path, e))
+}
+
+fn pwrite(file: &File, path: &Path, buf: &[u8], off: u64) -> Result<()> {
+    file.write_all_at(buf, off)
+        .map_err(|e| Error::io("pwrite", path, e))
+}
+
+/// Reads and validates the header of a durable image.
+pub(crate) fn read_header(file: &File, path: &Path) -> Result<(DurableHeader, usize)> {
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io("fstat", path, e))?
+        .len();
+    let hsize = std::mem::size_of::<DurableHeader>() as u64;
+    if file_len < HEADER_SLOTS[1] + hsize {
+        if file_len >= 8 {
+            let mut magic = [0u8; 8];
+            pread(file, path, &mut magic, 0)?;
+            if magic != format::DURABLE_MAGIC {
+                return Err(Error::Foreign {
+                    path: path.into(),
+                    what: "no mapstate header".into(),
+                });
+            }
+        } else if file_len > 0 {
+            return Err(Error::Foreign {
+                path: path.into(),
+                what: format!("only {file_len} bytes"),
+            });
+        }
+        return Err(Error::Truncated {
+            path: path.into(),
+            len: file_len,
+            expected: PAGE,
+        });
+    }
+    let mut best: Option<(DurableHeader, usize)> = None;
+    let mut saw_magic = false;
+    let mut newest_version = 0;
+    for (i, &off) in HEADER_SLOTS.iter().enumerate() {
+        let mut h = DurableHeader::new_zeroed();
+        pread(file, path, h.as_mut_bytes(), off)?;
+        if h.magic != format::DURABLE_MAGIC {
+            continue;
+        }
+        saw_magic = true;
+        if !h.checksum_ok() {
+            continue;
+        }
+        newest_version = newest_version.max(h.version.get());
+        if h.version.get() > VERSION {
+            continue;
+        }
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| h.generation.get() > b.generation.get())
+        {
+            best = Some((h, i));
+        }
+    }
+    if newest_version > VERSION {
+        return Err(Error::TooNew {
+            path: path.into(),
+            version: newest_version,
+            supported: VERSION,
+        });
+    }
+    let Some((h, slot)) = best else {
+        return Err(if saw_magic {
+            Error::Corrupt {
+                path: path.into(),
+                what: "both header copies fail their checksum".into(),
+            }
+        } else {
+            Error::Foreign {
+                path: path.into(),
+                what: "no mapstate header".into(),
+            }
+        });
+    };
+    let corrupt = |what: String| Error::Corrupt {
+        path: path.into(),
+        what,
+    };
+    if u64::from(h.page_size.get()) != PAGE {
+        return Err(corrupt(format!(
+            "page size {} (expected {PAGE})",
+            h.page_size.get()
+        )));
+    }
+    if h.max_size.get() > crate::MAX_RESERVATION
+        || h.max_size.get() % PAGE != 0
+        || h.max_size.get() == 0
+    {
+        return Err(corrupt(format!(
+            "maximum size {} is invalid",
+            h.max_size.get()
+        )));
+    }
+    if h.len.get() > h.max_size.get() {
+        return Err(corrupt(format!(
+            "length {} exceeds the maximum size {}",
+            h.len.get(),
+            h.max_size.get()
+        )));
+    }
+    if crate::region::Durability::from_code(h.durability.get(), h.durability_arg.get()).is_none() {
+        return Err(corrupt(format!(
+            "unknown durability mode {}",
+            h.durability.get()
+        )));
+    }
+    let expected = PAGE + h.len.get();
+    if file_len < expected {
+        return Err(Error::Truncated {
+            path: path.into(),
+            len: file_len,
+            expected,
+        });
+    }
+    Ok((h, slot))
+}
+
+impl Durable {
+    /// Opens an existing durable image and reads its header.
+    pub(crate) fn open(file: File, path: &Path) -> Result<Self> {
+        let (header, slot) = read_header(&file, path)?;
+        Ok(Self {
+            file,
+            path: path.into(),
+            header,
+            slot,
+        })
+    }
+
+    /// Writes the first header and the (zeroed, allocated) data area of a new
+    /// state into an empty file, then syncs it.
+    pub(crate) fn initialize(
+        file: File,
+        path: &Path,
+        len: u64,
+        max_size: u64,
+        durability: (u64, u64),
+    ) -> Result<Self> {
+        let mut file_id = [0u8; 16];
+        sys::random_bytes(&mut file_id);
+        let mut h = DurableHeader::new_zeroed();
+        h.magic = format::DURABLE_MAGIC;
+        h.version = U32::new(VERSION);
+        h.page_size = U32::new(PAGE as u32);
+        h.file_id = file_id;
+        h.generation = U64::new(1);
+        h.len = U64::new(len);
+        h.max_size = U64::new(max_size);
+        h.log_salt = U64::new(sys::random_u64());
+        h.durability = U64::new(durability.0);
+        h.durability_arg = U64::new(durability.1);
+        h.seal();
+        crate::map::allocate(path, &file, PAGE + len)?;
+        pwrite(&file, path, h.as_bytes(), HEADER_SLOTS[0])?;
+        let mut d = Self {
+            file,
+            path: path.into(),
+            header: h,
+            slot: 0,
+        };
+        d.sync()?;
+        Ok(d)
+    }
+
+    /// `fdatasync` of the image.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        sys::fdatasync(sys::fd_of(&self.file)).map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+
+    /// Writes `h` into the slot not holding the current header (the caller syncs).
+    pub(crate) fn write_header(&mut self, mut h: DurableHeader) -> Result<()> {
+        h.seal();
+        let slot = 1 - self.slot;
+        pwrite(&self.file, &self.path, h.as_bytes(), HEADER_SLOTS[slot])?;
+        self.header = h;
+        self.slot = slot;
+        Ok(())
+    }
+
+    /// Reads data bytes at `off` of the state.
+    pub(crate) fn read_data(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        pread(&self.file, &self.path, buf, PAGE + off)
+    }
+
+    /// Writes data bytes at `off` of the state.
+    pub(crate) fn write_data(&self, off: u64, buf: &[u8]) -> Result<()> {
+        pwrite(&self.file, &self.path, buf, PAGE + off)
+    }
+
+    /// Makes sure the data area holds `len` bytes, with blocks allocated.
+    pub(crate) fn reserve(&self, len: u64) -> Result<()> {
+        crate::map::allocate(&self.path, &self.file, PAGE + len)
+    }
+}
+
+/// A checkpoint journal found valid and newer than the durable header: the
+/// pages (with their page numbers) and the header they lead to.
+pub(crate) struct Journal {
+    pub(crate) target: DurableHeader,
+    pub(crate) pages: Vec<(u64, Vec<u8>)>,
+}
+
+/// Writes the journal of a checkpoint: `target` and the given pages
+/// (page number, contents), then syncs it. A power cut before the sync
+/// leaves a journal that fails its hash and is ignored.
+pub(crate) fn write_journal(
+    path: &Path,
+    target: &DurableHeader,
+    pages: &[(u64, &[u8])],
+) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| crate::map::open_error(path, true, e))?;
+    let mut body = Vec::with_capacity(pages.len() * (8 + PAGE as usize));
+    for (n, _) in pages {
+        body.extend_from_slice(&n.to_le_bytes());
+    }
+    body.resize(body.len().next_multiple_of(PAGE as usize), 0);
+    for (_, p) in pages {
+        debug_assert_eq!(p.len(), PAGE as usize);
+        body.extend_from_slice(p);
+    }
+    let mut h = JournalHeader::new_zeroed();
+    h.magic = format::JOURNAL_MAGIC;
+    h.file_id = target.file_id;
+    h.target = *target;
+    h.n_pages = U64::new(pages.len() as u64);
+    h.body_hash = U64::new(format::hash(target.checksum.get(), &body));
+    h.seal();
+    pwrite(&file, path, &body, PAGE)?;
+    pwrite(&file, path, h.as_bytes(), 0)?;
+    sys::fdatasync(sys::fd_of(&file)).map_err(|e| Error::io("fdatasync", path, e))
+}
+
+/// Reads the checkpoint journal if it is valid, belongs to `current`'s
+/// state and leads past it (a checkpoint interrupted after its journal was
+/// synced); `None` otherwise.
+pub(crate) fn read_journal(path: &Path, current: &DurableHeader) -> Result<Option<Journal>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(crate::map::open_error(path, false, e)),
+    };
+    let mut h = JournalHeader::new_zeroed();
+    if file.read_exact_at(h.as_mut_bytes(), 0).is_err() || !h.checksum_ok() {
+        return Ok(None);
+    }
+    let t = h.target;
+    if h.file_id != current.file_id
+        || !t.checksum_ok()
+        || t.generation.get() != current.generation.get() + 1
+        || t.checkpoint_seq.get() < current.checkpoint_seq.get()
+        || t.len.get() > t.max_size.get()
+    {
+        return Ok(None);
+    }
+    let n = h.n_pages.get();
+    let max_pages = t.len.get().div_ceil(PAGE);
+    if n > max_pages {
+        return Ok(None);
+    }
+    let body_len = (n * 8).next_multiple_of(PAGE) + n * PAGE;
+    let mut body = vec![0u8; body_len as usize];
+    if file.read_exact_at(&mut body, PAGE).is_err()
+        || format::hash(t.checksum.get(), &body) != h.body_hash.get()
+    {
+        return Ok(None);
+    }
+    let list = n as usize * 8;
+    let mut pages = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        let no = u64::from_le_bytes(body[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        if no >= max_pages {
+            return Ok(None);
+        }
+        let at = list.next_multiple_of(PAGE as usize) + i * PAGE as usize;
+        pages.push((no, body[at..at + PAGE as usize].to_vec()));
+    }
+    Ok(Some(Journal { target: t, pages }))
+}

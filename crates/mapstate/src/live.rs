@@ -1,0 +1,291 @@
+//! The live image: the committed state now, which every process maps. It
+//! lives on tmpfs (`/dev/shm/mapstate-DEV-INO.live`), so it survives any
+//! process crash but not the OS; a missing image, or one from another boot,
+//! is rebuilt from the durable image plus the log.
+//!
+//! Page 0 holds the shared header (`format::live`): the sequence lock that
+//! readers validate their copies with, the length, the writer's pid and the
+//! notification futex. The state's bytes follow at [`PAGE`].
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+use crate::durable::{Durable, Journal};
+use crate::error::{Error, Result};
+use crate::format::{self, PAGE, live};
+use crate::log::{Log, Record};
+use crate::sys::{self, MapKind, Protection, Reservation};
+
+/// A mapped live image.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) res: Reservation,
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    /// Data bytes mapped (a multiple of the page size).
+    mapped: u64,
+    writable: bool,
+}
+
+/// Where the live image of `durable` lives: on tmpfs under `dir` if given,
+/// else `/dev/shm` when it is tmpfs, else beside the durable file (`NAME-live`,
+/// where the recorded boot id tells a stale image apart).
+pub(crate) fn live_path(dir: Option<&Path>, durable: &Durable) -> Result<PathBuf> {
+    let md = durable
+        .file
+        .metadata()
+        .map_err(|e| Error::io("fstat", &durable.path, e))?;
+    let name = format!("mapstate-{:x}-{}.live", md.dev(), md.ino());
+    if let Some(d) = dir {
+        return Ok(d.join(name));
+    }
+    let shm = Path::new("/dev/shm");
+    let on_tmpfs = File::open(shm)
+        .ok()
+        .and_then(|f| sys::fs_kind(sys::fd_of(&f)).ok())
+        == Some(sys::FsKind::Tmpfs);
+    Ok(if on_tmpfs {
+        shm.join(name)
+    } else {
+        crate::durable::companion(&durable.path, "-live")
+    })
+}
+
+impl Live {
+    fn map(file: File, path: &Path, max_size: u64, writable: bool) -> Result<Self> {
+        let mut res = Reservation::new((PAGE + max_size) as usize)
+            .map_err(|e| Error::io("mmap (reserve)", path, e))?;
+        let prot = if writable {
+            Protection::ReadWrite
+        } else {
+            Protection::ReadOnly
+        };
+        res.map_file(
+            0,
+            PAGE as usize,
+            sys::fd_of(&file),
+            0,
+            prot,
+            MapKind::Shared,
+            false,
+            false,
+        )
+        .map_err(|e| Error::io("mmap", path, e))?;
+        Ok(Self {
+            res,
+            file,
+            path: path.into(),
+            mapped: 0,
+            writable,
+        })
+    }
+
+    /// Opens an existing live image of the state `file_id` built during this
+    /// boot; `None` if it is missing or must be rebuilt.
+    pub(crate) fn open_existing(
+        path: &Path,
+        file_id: &[u8; 16],
+        max_size: u64,
+        writable: bool,
+    ) -> Result<Option<Self>> {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::map::open_error(path, writable, e)),
+        };
+        let flen = file
+            .metadata()
+            .map_err(|e| Error::io("fstat", path, e))?
+            .len();
+        if flen < PAGE {
+            return Ok(None);
+        }
+        let mut l = Self::map(file, path, max_size, writable)?;
+        let mut hdr = [0u8; 48];
+        l.res.read(0, &mut hdr);
+        let ok = hdr[..8] == format::LIVE_MAGIC
+            && u32::from_le_bytes(hdr[8..12].try_into().expect("4 bytes")) == format::VERSION
+            && hdr[16..32] == file_id[..]
+            && hdr[32..48] == format::boot_id()
+            && l.res
+                .atomic_u64(live::READY as usize)
+                .load(Ordering::Acquire)
+                == 1;
+        let len = l.len_word().load(Ordering::Acquire);
+        if !ok || len > max_size || PAGE + len > flen {
+            return Ok(None);
+        }
+        l.ensure_mapped(len)?;
+        Ok(Some(l))
+    }
+
+    /// Builds a fresh live image at `path` from the durable image (finishing
+    /// an interrupted checkpoint from `journal`) plus every valid log record,
+    /// and renames it into place. The caller holds the build lock.
+    pub(crate) fn build(
+        path: &Path,
+        d: &Durable,
+        journal: Option<&Journal>,
+        log: &Log,
+    ) -> Result<Self> {
+        let base = journal.map_or(d.header, |j| j.target);
+        let max_size = base.max_size.get();
+        let len = base.len.get();
+        let tmp = PathBuf::from(format!("{}.tmp{}", path.display(), sys::getpid()));
+        let mode = d
+            .file
+            .metadata()
+            .map_err(|e| Error::io("fstat", &d.path, e))?
+            .permissions()
+            .mode()
+            & 0o666;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| crate::map::open_error(&tmp, true, e))?;
+        // The umask may have narrowed the mode; readers need the durable file's.
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
+        crate::map::allocate(&tmp, &file, PAGE + len.max(1))?;
+        let mut l = Self::map(file, &tmp, max_size, true)?;
+        l.ensure_mapped(len)?;
+        let mut hdr = [0u8; 48];
+        hdr[..8].copy_from_slice(&format::LIVE_MAGIC);
+        hdr[8..12].copy_from_slice(&format::VERSION.to_le_bytes());
+        hdr[16..32].copy_from_slice(&base.file_id);
+        hdr[32..48].copy_from_slice(&format::boot_id());
+        l.res.write(0, &hdr);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0;
+        while off < d.header.len.get().min(len) {
+            let n = (d.header.len.get().min(len) - off).min(buf.len() as u64) as usize;
+            d.read_data(off, &mut buf[..n])?;
+            l.res.write((PAGE + off) as usize, &buf[..n]);
+            off += n as u64;
+        }
+        if let Some(j) = journal {
+            for (no, page) in &j.pages {
+                let at = no * PAGE;
+                let n = (len - at).min(PAGE) as usize;
+                l.res.write((PAGE + at) as usize, &page[..n]);
+            }
+        }
+        let seq = base.checkpoint_seq.get();
+        l.seqlock().store(2 * seq, Ordering::Release);
+        l.len_word().store(len, Ordering::Release);
+        log.scan(PAGE, base.log_salt.get(), seq + 1, max_size, |r| {
+            l.apply_record(r)
+        })?;
+        l.res
+            .atomic_u64(live::READY as usize)
+            .store(1, Ordering::Release);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
+        l.path = path.into();
+        Ok(l)
+    }
+
+    /// Maps the data area up to `len` bytes (the writer also grows the file).
+    pub(crate) fn ensure_mapped(&mut self, len: u64) -> Result<()> {
+        let want = len.next_multiple_of(PAGE);
+        if want <= self.mapped {
+            return Ok(());
+        }
+        if self.writable {
+            crate::map::allocate(&self.path, &self.file, PAGE + want)?;
+        }
+        let prot = if self.writable {
+            Protection::ReadWrite
+        } else {
+            Protection::ReadOnly
+        };
+        self.res
+            .map_file(
+                (PAGE + self.mapped) as usize,
+                (want - self.mapped) as usize,
+                sys::fd_of(&self.file),
+                PAGE + self.mapped,
+                prot,
+                MapKind::Shared,
+                false,
+                false,
+            )
+            .map_err(|e| Error::io("mmap", &self.path, e))?;
+        self.mapped = want;
+        Ok(())
+    }
+
+    /// The sequence lock word.
+    pub(crate) fn seqlock(&self) -> &AtomicU64 {
+        self.res.atomic_u64(live::SEQLOCK as usize)
+    }
+
+    /// The length word.
+    pub(crate) fn len_word(&self) -> &AtomicU64 {
+        self.res.atomic_u64(live::LEN as usize)
+    }
+
+    /// The writer's pid word.
+    pub(crate) fn writer_pid(&self) -> &AtomicU32 {
+        self.res.atomic_u32(live::WRITER_PID as usize)
+    }
+
+    /// The notification futex word.
+    pub(crate) fn notify_word(&self) -> &AtomicU32 {
+        self.res.atomic_u32(live::NOTIFY as usize)
+    }
+
+    /// The number of sleeping waiters.
+    pub(crate) fn waiters(&self) -> &AtomicU32 {
+        self.res.atomic_u32(live::WAITERS as usize)
+    }
+
+    /// The last applied sequence number, and whether a commit is being applied.
+    pub(crate) fn applied(&self) -> (u64, bool) {
+        let s = self.seqlock().load(Ordering::Acquire);
+        (s / 2, s % 2 == 1)
+    }
+
+    /// Starts applying commit `seq` (the sequence lock goes odd).
+    pub(crate) fn begin_apply(&self, seq: u64) {
+        self.seqlock().store(2 * seq - 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    /// Publishes commit `seq` with state length `len`: the sequence lock goes
+    /// even, and sleeping waiters (if any) are woken. With nobody waiting
+    /// this makes no system call.
+    pub(crate) fn end_apply(&self, seq: u64, len: u64) {
+        self.len_word().store(len, Ordering::Relaxed);
+        self.seqlock().store(2 * seq, Ordering::Release);
+        self.notify_word().store(seq as u32, Ordering::SeqCst);
+        if self.waiters().load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(self.notify_word(), u32::MAX);
+        }
+    }
+
+    /// Applies one log record under the sequence lock (recovery and rebuild).
+    pub(crate) fn apply_record(&mut self, r: &Record) -> Result<()> {
+        self.ensure_mapped(r.new_len)?;
+        self.begin_apply(r.seq);
+        let mut at = 0;
+        for &(off, len) in &r.ranges {
+            self.res
+                .write((PAGE + off) as usize, &r.data[at..at + len as usize]);
+            at += len as usize;
+        }
+        sys::crash::point(21);
+        self.end_apply(r.seq, r.new_len);
+        Ok(())
+    }
+}

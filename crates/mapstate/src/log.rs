@@ -1,0 +1,345 @@
+//! The redo log (`NAME-wal`): each commit appends one record holding its
+//! changed ranges, with a sequence number and a checksum chained to the
+//! previous record, so that a torn or stale tail is detected and cut off.
+//! The log is mapped shared: appending is a memory copy, no system call.
+//! Checkpoints reset it to its start with a fresh salt.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+use crate::error::{Error, Result};
+use crate::format::{self, LogHeader, PAGE, RANGE_ENTRY, RECORD_HEADER, RangeEntry, RecordHeader};
+use crate::sys::{self, MapKind, Protection, Reservation};
+
+/// The log's initial size (it grows only for a single commit larger than it).
+pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
+/// Address space reserved for the log.
+const LOG_RESERVATION: u64 = 64 << 30;
+
+/// An open log.
+#[derive(Debug)]
+pub(crate) struct Log {
+    res: Reservation,
+    file: File,
+    path: PathBuf,
+    /// Bytes of the file, all mapped.
+    cap: u64,
+    /// Offset of the next record.
+    pub(crate) head: u64,
+    /// Chain value the next record is seeded with.
+    pub(crate) chain: u64,
+}
+
+/// A valid record found by [`Log::scan`].
+pub(crate) struct Record {
+    pub(crate) seq: u64,
+    pub(crate) new_len: u64,
+    /// Changed ranges (state offset, length).
+    pub(crate) ranges: Vec<(u64, u64)>,
+    /// The ranges' bytes, concatenated.
+    pub(crate) data: Vec<u8>,
+}
+
+/// Where a scan stopped: the end of the last valid record.
+pub(crate) struct ScanEnd {
+    pub(crate) head: u64,
+    pub(crate) chain: u64,
+    /// Sequence number of the last valid record (`first_seq - 1` if none).
+    pub(crate) last_seq: u64,
+}
+
+impl Log {
+    /// Opens (creating if `create`) the log of the state `file_id`.
+    pub(crate) fn open(
+        path: &Path,
+        file_id: &[u8; 16],
+        writable: bool,
+        create: bool,
+    ) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .create(create && writable)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| crate::map::open_error(path, writable, e))?;
+        crate::map::check_regular(path, &file)?;
+        let mut len = file
+            .metadata()
+            .map_err(|e| Error::io("fstat", path, e))?
+            .len();
+        if len == 0 && writable {
+            let h = LogHeader::new(*file_id);
+            crate::map::allocate(path, &file, DEFAULT_LOG_SIZE)?;
+            std::os::unix::fs::FileExt::write_all_at(&file, h.as_bytes(), 0)
+                .map_err(|e| Error::io("pwrite", path, e))?;
+            sys::fdatasync(sys::fd_of(&file)).map_err(|e| Error::io("fdatasync", path, e))?;
+            len = DEFAULT_LOG_SIZE;
+        }
+        if len < PAGE {
+            return Err(Error::Truncated {
+                path: path.into(),
+                len,
+                expected: PAGE,
+            });
+        }
+        let mut h = LogHeader::new_zeroed();
+        std::os::unix::fs::FileExt::read_exact_at(&file, h.as_mut_bytes(), 0)
+            .map_err(|e| Error::io("pread", path, e))?;
+        if h.magic != format::LOG_MAGIC {
+            return Err(Error::Foreign {
+                path: path.into(),
+                what: "not a mapstate log".into(),
+            });
+        }
+        if h.version.get() > format::VERSION {
+            return Err(Error::TooNew {
+                path: path.into(),
+                version: h.version.get(),
+                supported: format::VERSION,
+            });
+        }
+        if !h.valid_for(file_id) {
+            return Err(Error::Corrupt {
+                path: path.into(),
+                what: "the log's header is damaged or belongs to another state".into(),
+            });
+        }
+        let cap = len - len % PAGE;
+        let mut res = Reservation::new(LOG_RESERVATION as usize)
+            .map_err(|e| Error::io("mmap (reserve)", path, e))?;
+        let prot = if writable {
+            Protection::ReadWrite
+        } else {
+            Protection::ReadOnly
+        };
+        res.map_file(
+            0,
+            cap as usize,
+            sys::fd_of(&file),
+            0,
+            prot,
+            MapKind::Shared,
+            false,
+            false,
+        )
+        .map_err(|e| Error::io("mmap", path, e))?;
+        // Keep page-cache folios small so that syncing a few records writes a
+        // few pages, not megabytes (see docs/DESIGN.md, "large folios").
+        let _ = res.advise(0, cap as usize, sys::Advice::Random);
+        Ok(Self {
+            res,
+            file,
+            path: path.into(),
+            cap,
+            head: PAGE,
+            chain: 0,
+        })
+    }
+
+    /// Walks the records from `start`, which must begin with `first_seq`
+    /// chained from `salt`, calling `f` for each valid one, and stops at the
+    /// first record that is torn, stale or out of sequence. Ranges must lie
+    /// within `max_size`.
+    pub(crate) fn scan(
+        &self,
+        start: u64,
+        salt: u64,
+        first_seq: u64,
+        max_size: u64,
+        mut f: impl FnMut(&Record) -> Result<()>,
+    ) -> Result<ScanEnd> {
+        let mut end = ScanEnd {
+            head: start,
+            chain: salt,
+            last_seq: first_seq.saturating_sub(1),
+        };
+        let mut buf = Vec::new();
+        while let Some(rec) =
+            self.record_at(end.head, end.chain, end.last_seq + 1, max_size, &mut buf)
+        {
+            f(&rec.0)?;
+            end.head += rec.1;
+            end.chain = rec.2;
+            end.last_seq = rec.0.seq;
+        }
+        Ok(end)
+    }
+
+    /// Decodes and validates the record at `off`: `(record, total_len, chain)`.
+    fn record_at(
+        &self,
+        off: u64,
+        prev: u64,
+        seq: u64,
+        max_size: u64,
+        buf: &mut Vec<u8>,
+    ) -> Option<(Record, u64, u64)> {
+        let room = self.cap.checked_sub(off)?;
+        if room < RECORD_HEADER as u64 {
+            return None;
+        }
+        let mut h = RecordHeader::new_zeroed();
+        self.res.read(off as usize, h.as_mut_bytes());
+        let total = h.total_len.get();
+        let n = u64::from(h.n_ranges.get());
+        if h.magic.get() != format::RECORD_MAGIC
+            || h.seq.get() != seq
+            || total > room
+            || total % 8 != 0
+            || n.checked_mul(RANGE_ENTRY as u64)? > total
+            || h.new_len.get() > max_size
+        {
+            return None;
+        }
+        buf.resize(total as usize, 0);
+        self.res.read(off as usize, buf);
+        let chain = format::hash(prev, &buf[8..]);
+        if chain != h.chain.get() {
+            return None;
+        }
+        let mut ranges = Vec::with_capacity(n as usize);
+        let mut data_len: u64 = 0;
+        for i in 0..n as usize {
+            let at = RECORD_HEADER + i * RANGE_ENTRY;
+            let e = RangeEntry::read_from_bytes(&buf[at..at + RANGE_ENTRY]).ok()?;
+            let (o, l) = (e.off.get(), e.len.get());
+            if o.checked_add(l)? > h.new_len.get() {
+                return None;
+            }
+            data_len = data_len.checked_add(l)?;
+            ranges.push((o, l));
+        }
+        if format::record_len(n as usize, data_len) != total {
+            return None;
+        }
+        let data_at = RECORD_HEADER + n as usize * RANGE_ENTRY;
+        let data = buf[data_at..data_at + data_len as usize].to_vec();
+        Some((
+            Record {
+                seq,
+                new_len: h.new_len.get(),
+                ranges,
+                data,
+            },
+            total,
+            chain,
+        ))
+    }
+
+    /// Whether a record of `total` bytes fits after `head`.
+    pub(crate) fn fits(&self, total: u64) -> bool {
+        self.head
+            .checked_add(total)
+            .is_some_and(|end| end <= self.cap)
+    }
+
+    /// Whether a record of `total` bytes fits in an empty log.
+    pub(crate) fn fits_empty(&self, total: u64) -> bool {
+        PAGE + total <= self.cap
+    }
+
+    /// Grows the log file so that a record of `total` bytes fits in it when empty.
+    pub(crate) fn grow_for(&mut self, total: u64) -> Result<()> {
+        let want = (PAGE + total)
+            .next_multiple_of(PAGE)
+            .max(self.cap.saturating_mul(2));
+        if want > LOG_RESERVATION {
+            return Err(Error::InvalidSize {
+                what: "commit",
+                size: total,
+                reason: format!("larger than the log can hold ({LOG_RESERVATION} bytes)"),
+            });
+        }
+        crate::map::allocate(&self.path, &self.file, want)?;
+        self.res
+            .map_file(
+                self.cap as usize,
+                (want - self.cap) as usize,
+                sys::fd_of(&self.file),
+                self.cap,
+                Protection::ReadWrite,
+                MapKind::Shared,
+                false,
+                false,
+            )
+            .map_err(|e| Error::io("mmap", &self.path, e))?;
+        self.cap = want;
+        Ok(())
+    }
+
+    /// Empties the log: the next record goes to its start, chained from `salt`.
+    pub(crate) fn reset(&mut self, salt: u64) {
+        self.head = PAGE;
+        self.chain = salt;
+    }
+
+    /// Appends the record of commit `seq`: `ranges` of `view` (the writer's
+    /// view, whose offsets are state offsets), and the new state length. The
+    /// caller checked [`Log::fits`]. A crash part-way leaves a record whose
+    /// chain does not match, which recovery cuts off.
+    pub(crate) fn append(
+        &mut self,
+        seq: u64,
+        new_len: u64,
+        ranges: &[(u64, u64)],
+        view: &Reservation,
+    ) {
+        let data_len: u64 = ranges.iter().map(|r| r.1).sum();
+        let total = format::record_len(ranges.len(), data_len);
+        let at = self.head as usize;
+        let h = RecordHeader {
+            chain: U64::new(0),
+            magic: U32::new(format::RECORD_MAGIC),
+            n_ranges: U32::new(ranges.len() as u32),
+            seq: U64::new(seq),
+            total_len: U64::new(total),
+            new_len: U64::new(new_len),
+        };
+        self.res.write(at, h.as_bytes());
+        let mut p = at + RECORD_HEADER;
+        for &(off, len) in ranges {
+            let e = RangeEntry {
+                off: U64::new(off),
+                len: U64::new(len),
+            };
+            self.res.write(p, e.as_bytes());
+            p += RANGE_ENTRY;
+        }
+        sys::crash::point(1);
+        for &(off, len) in ranges {
+            sys::copy_between(view, off as usize, &mut self.res, p, len as usize);
+            p += len as usize;
+        }
+        let pad = at + total as usize - p;
+        self.res.write(p, &[0u8; 8][..pad]);
+        sys::crash::point(2);
+        let chain = format::hash(
+            self.chain,
+            self.res.exclusive_bytes(at + 8, total as usize - 8),
+        );
+        self.res.write(at, &chain.to_le_bytes());
+        self.head += total;
+        self.chain = chain;
+    }
+
+    /// `fdatasync` of the log: every appended record is durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        sys::fdatasync(sys::fd_of(&self.file)).map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+
+    /// Bytes of log in use.
+    pub(crate) fn used(&self) -> u64 {
+        self.head - PAGE
+    }
+
+    /// The log's size in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+}

@@ -1,0 +1,1033 @@
+//! Regions: a named state with one writer and any number of readers.
+//!
+//! - [`Writer`] holds the writer lock (an OFD lock the kernel drops when the
+//!   holder dies), a private copy-on-write view of the live image that
+//!   transactions change, the log and the durable image.
+//! - [`Txn`] is one transaction: explicit changes ([`Txn::write_at`],
+//!   [`Txn::get_mut`]) and free stores into [`Txn::as_mut_slice`]; `commit`
+//!   makes all of it visible at once, dropping it discards it.
+//! - [`Reader`] copies consistent snapshots out of the live image.
+//!
+//! `docs/DESIGN.md` lists every step of the commit and recovery paths and
+//! what a crash at each step leaves.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{Ordering, fence};
+use std::time::Duration;
+
+use zerocopy::little_endian::U64;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::durable::{self, Durable};
+use crate::error::{Error, Result};
+use crate::format::{self, PAGE};
+use crate::live::{self, Live};
+use crate::log::Log;
+use crate::offset::Offset;
+use crate::sys::{self, MapKind, Protection, Reservation};
+
+/// How many recent commits a power cut may take away; never whether the
+/// state is consistent (see the guarantee table in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// When `commit` returns, the commit is visible to every process and
+    /// survives any process crash. It reaches the disk at the next
+    /// checkpoint (when the log fills up, on [`Writer::checkpoint`] or on
+    /// close). No system call on the commit path.
+    #[default]
+    PageCache,
+    /// As `PageCache`; in addition the log is synced every interval, so a
+    /// power cut loses at most the commits of the last interval. (Until the
+    /// background syncer lands, this behaves as `PageCache`.)
+    Periodic(Duration),
+    /// When `commit` returns, the commit is on stable storage: the log is
+    /// `fdatasync`ed before the commit is published. One `fdatasync` per commit.
+    Sync,
+}
+
+impl Durability {
+    /// The code stored in the durable header.
+    pub(crate) fn to_code(self) -> (u64, u64) {
+        match self {
+            Durability::PageCache => (0, 0),
+            Durability::Periodic(d) => (1, d.as_millis() as u64),
+            Durability::Sync => (2, 0),
+        }
+    }
+
+    /// Decodes a stored code.
+    pub(crate) fn from_code(code: u64, arg: u64) -> Option<Self> {
+        match code {
+            0 => Some(Durability::PageCache),
+            1 => Some(Durability::Periodic(Duration::from_millis(arg))),
+            2 => Some(Durability::Sync),
+            _ => None,
+        }
+    }
+}
+
+/// How to open a region.
+#[derive(Clone, Debug)]
+pub struct Options {
+    create: bool,
+    len: u64,
+    max_size: u64,
+    durability: Durability,
+    wait: bool,
+    live_dir: Option<PathBuf>,
+    mode: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Options {
+    /// No create; a new state would be 4 KiB, growable to 1 GiB; `PageCache`; mode 0600.
+    pub fn new() -> Self {
+        Self {
+            create: false,
+            len: PAGE,
+            max_size: crate::DEFAULT_RESERVATION,
+            durability: Durability::PageCache,
+            wait: false,
+            live_dir: None,
+            mode: 0o600,
+        }
+    }
+
+    /// Create the state if it does not exist.
+    #[must_use]
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
+    }
+
+    /// Length of a new state in bytes (zeros).
+    #[must_use]
+    pub fn len(mut self, bytes: u64) -> Self {
+        self.len = bytes;
+        self
+    }
+
+    /// The largest length a new state may grow to.
+    #[must_use]
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// The durability of commits.
+    #[must_use]
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// Wait for the writer lock instead of failing with [`Error::Locked`].
+    #[must_use]
+    pub fn wait_for_lock(mut self, yes: bool) -> Self {
+        self.wait = yes;
+        self
+    }
+
+    /// Directory of the live image (default: `/dev/shm` if it is tmpfs).
+    #[must_use]
+    pub fn live_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.live_dir = Some(dir.into());
+        self
+    }
+
+    /// Permission bits of the files of a new state (default 0600).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// The writer lock: byte 0 of the durable file (an OFD lock).
+const WRITER_LOCK: (u64, u64) = (0, 1);
+
+fn open_file(path: &Path, write: bool, create: bool, mode: u32) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(create && write)
+        .mode(mode)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| crate::map::open_error(path, write, e))?;
+    crate::map::check_regular(path, &f)?;
+    Ok(f)
+}
+
+/// Holds `flock(LOCK_EX)` on the durable file while the live image is
+/// opened or built, so that two processes never build it twice.
+struct BuildLock<'a>(&'a File);
+
+impl<'a> BuildLock<'a> {
+    fn take(file: &'a File, path: &Path) -> Result<Self> {
+        sys::flock(sys::fd_of(file), true).map_err(|e| Error::io("flock", path, e))?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for BuildLock<'_> {
+    fn drop(&mut self) {
+        let _ = sys::flock_unlock(sys::fd_of(self.0));
+    }
+}
+
+/// Opens the live image of `d`, building it if missing or stale.
+fn open_live(d: &Durable, live_dir: Option<&Path>, writable: bool) -> Result<Live> {
+    let path = live::live_path(live_dir, d)?;
+    let _lock = BuildLock::take(&d.file, &d.path)?;
+    let journal = durable::read_journal(&durable::companion(&d.path, "-ckpt"), &d.header)?;
+    let base = journal.as_ref().map_or(d.header, |j| j.target);
+    let max = base.max_size.get();
+    if let Some(l) = Live::open_existing(&path, &base.file_id, max, writable)? {
+        if l.applied().0 >= base.checkpoint_seq.get() {
+            return Ok(l);
+        }
+    }
+    let log = Log::open(
+        &durable::companion(&d.path, "-wal"),
+        &base.file_id,
+        false,
+        false,
+    )?;
+    let built = Live::build(&path, d, journal.as_ref(), &log)?;
+    if writable {
+        return Ok(built);
+    }
+    drop(built);
+    Live::open_existing(&path, &base.file_id, max, false)?.ok_or_else(|| Error::Corrupt {
+        path,
+        what: "the live image just built does not validate".into(),
+    })
+}
+
+/// The single writer of a region.
+#[derive(Debug)]
+pub struct Writer {
+    durable: Durable,
+    log: Log,
+    live: Live,
+    /// The writer's view: the live image's data mapped `MAP_PRIVATE`.
+    view: Reservation,
+    view_mapped: u64,
+    /// Last committed sequence number.
+    seq: u64,
+    /// Committed length.
+    len: u64,
+    /// Length the open transaction will commit.
+    txn_len: u64,
+    /// Pages changed since the last checkpoint (one bit each).
+    dirty: Vec<u64>,
+    /// Explicit changes of the open transaction.
+    ranges: Vec<(u64, u64)>,
+    /// Whether the open transaction handed out the whole view for free stores.
+    free: bool,
+    durability: Durability,
+    poisoned: Option<String>,
+}
+
+impl Writer {
+    /// Opens (or, with `create`, creates) the state at `path` for writing.
+    /// Recovers from any crash of a previous writer: finishes an interrupted
+    /// checkpoint and replays the log records not yet in the live image.
+    pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        let path = path.as_ref();
+        let file = open_file(path, true, opts.create, opts.mode)?;
+        let fd = sys::fd_of(&file);
+        let (s, l) = WRITER_LOCK;
+        if sys::ofd_lock(fd, s, l, true, opts.wait)
+            .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", path, e))?
+            == sys::LockResult::WouldBlock
+        {
+            return Err(Error::Locked {
+                path: path.into(),
+                pid: holder_pid(&file, opts.live_dir.as_deref()),
+            });
+        }
+        let flen = file
+            .metadata()
+            .map_err(|e| Error::io("fstat", path, e))?
+            .len();
+        let mut durable = if flen == 0 && opts.create {
+            let max = crate::map::check_size("maximum size", opts.max_size)?;
+            if opts.len > max {
+                return Err(Error::InvalidSize {
+                    what: "length",
+                    size: opts.len,
+                    reason: format!("larger than the maximum size of {max} bytes"),
+                });
+            }
+            for suffix in ["-wal", "-ckpt"] {
+                let p = durable::companion(path, suffix);
+                if let Err(e) = std::fs::remove_file(&p) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(Error::io("unlink", p, e));
+                    }
+                }
+            }
+            let d = Durable::initialize(file, path, opts.len, max, opts.durability.to_code())?;
+            sync_parent(path)?;
+            d
+        } else {
+            Durable::open(file, path)?
+        };
+        if let Some(j) = durable::read_journal(&durable::companion(path, "-ckpt"), &durable.header)?
+        {
+            finish_checkpoint(&mut durable, &j)?;
+        }
+        let h = durable.header;
+        let wal = durable::companion(path, "-wal");
+        let created_log = !wal.exists();
+        let mut log = Log::open(&wal, &h.file_id, true, true)?;
+        if created_log {
+            sync_parent(path)?;
+        }
+        let mut live = open_live(&durable, opts.live_dir.as_deref(), true)?;
+        let max_size = h.max_size.get();
+        // Recovery: replay what the live image lacks; note every page the log
+        // touched since the checkpoint, which the next checkpoint must write.
+        let (applied, _) = live.applied();
+        let mut dirty = vec![0u64; pages_words(max_size)];
+        let end = log.scan(
+            PAGE,
+            h.log_salt.get(),
+            h.checkpoint_seq.get() + 1,
+            max_size,
+            |r| {
+                for &(off, len) in &r.ranges {
+                    mark(&mut dirty, off, len);
+                }
+                if r.seq > applied {
+                    live.apply_record(r)
+                } else {
+                    Ok(())
+                }
+            },
+        )?;
+        let (now, odd) = live.applied();
+        if odd || now < end.last_seq {
+            return Err(Error::Corrupt {
+                path: live.path.clone(),
+                what: format!(
+                    "the live image is at commit {now} but the log ends at {}",
+                    end.last_seq
+                ),
+            });
+        }
+        log.head = end.head;
+        log.chain = end.chain;
+        let len = live.len_word().load(Ordering::Acquire);
+        let mut w = Self {
+            durable,
+            log,
+            live,
+            view: Reservation::new(max_size as usize)
+                .map_err(|e| Error::io("mmap (reserve)", path, e))?,
+            view_mapped: 0,
+            seq: now,
+            len,
+            txn_len: len,
+            dirty,
+            ranges: Vec::new(),
+            free: false,
+            durability: opts.durability,
+            poisoned: None,
+        };
+        if now > end.last_seq {
+            // The live image holds commits the log no longer has (the log was
+            // lost): make them durable now with a full checkpoint.
+            mark(&mut w.dirty, 0, len);
+            w.checkpoint()?;
+        }
+        w.map_view(len)?;
+        w.live.writer_pid().store(sys::getpid(), Ordering::Release);
+        Ok(w)
+    }
+
+    /// Maps the view up to `len` bytes (growing the live image first).
+    fn map_view(&mut self, len: u64) -> Result<()> {
+        let want = len.next_multiple_of(PAGE);
+        if want <= self.view_mapped {
+            return Ok(());
+        }
+        self.live.ensure_mapped(want)?;
+        let from = self.view_mapped;
+        self.view
+            .map_file(
+                from as usize,
+                (want - from) as usize,
+                sys::fd_of(&self.live.file),
+                PAGE + from,
+                Protection::ReadWrite,
+                MapKind::Private,
+                false,
+                false,
+            )
+            .map_err(|e| Error::io("mmap", &self.live.path, e))?;
+        self.view_mapped = want;
+        Ok(())
+    }
+
+    /// The durable file's path.
+    pub fn path(&self) -> &Path {
+        &self.durable.path
+    }
+
+    /// The sequence number of the last commit (0 for a new state).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The committed length of the state in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the state is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The largest length the state may grow to.
+    pub fn max_size(&self) -> u64 {
+        self.durable.header.max_size.get()
+    }
+
+    /// The default durability of this handle's commits.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Bytes of log written since the last checkpoint.
+    pub fn log_bytes(&self) -> u64 {
+        self.log.used()
+    }
+
+    /// Starts a transaction. Nothing it changes is visible to anyone else
+    /// until [`Txn::commit`]; dropping it discards it.
+    pub fn begin(&mut self) -> Txn<'_> {
+        self.txn_len = self.len;
+        Txn {
+            w: self,
+            done: false,
+        }
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                path: self.durable.path.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes a failure sticky: every later operation reports it.
+    fn poison<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.poisoned.get_or_insert_with(|| e.to_string());
+        }
+        r
+    }
+
+    /// Writes every page changed since the last checkpoint into the durable
+    /// image and empties the log. The order of writes and syncs:
+    /// 1. the journal (`NAME-ckpt`: the pages and the next header), fdatasync;
+    /// 2. the pages into the durable image, fdatasync;
+    /// 3. the next header into the other header slot, fdatasync;
+    /// 4. the log restarts at its beginning with a fresh salt.
+    ///
+    /// A crash after 1 is finished from the journal at the next open; before
+    /// it, the durable image is untouched.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.check_poison()?;
+        let r = self.checkpoint_inner();
+        self.poison(r)
+    }
+
+    fn checkpoint_inner(&mut self) -> Result<()> {
+        let mut target = self.durable.header;
+        target.generation = U64::new(target.generation.get() + 1);
+        target.checkpoint_seq = U64::new(self.seq);
+        target.len = U64::new(self.len);
+        target.log_salt = U64::new(sys::random_u64());
+        target.seal();
+        let npages = self.len.div_ceil(PAGE);
+        let mut pages = Vec::new();
+        for (wi, &word) in self.dirty.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let no = wi as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                if no < npages {
+                    let mut p = vec![0u8; PAGE as usize];
+                    let n = (self.len - no * PAGE).min(PAGE) as usize;
+                    self.live.res.read((PAGE + no * PAGE) as usize, &mut p[..n]);
+                    pages.push((no, p));
+                }
+            }
+        }
+        let list: Vec<(u64, &[u8])> = pages.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+        durable::write_journal(
+            &durable::companion(&self.durable.path, "-ckpt"),
+            &target,
+            &list,
+        )?;
+        sys::crash::point(12);
+        finish_checkpoint(&mut self.durable, &durable::Journal { target, pages })?;
+        sys::crash::point(15);
+        self.log.reset(target.log_salt.get());
+        self.dirty.fill(0);
+        Ok(())
+    }
+
+    /// Checkpoints and closes, reporting any error (dropping does the same
+    /// but can only ignore errors).
+    pub fn close(mut self) -> Result<()> {
+        let r = if self.log.used() > 0 {
+            self.checkpoint()
+        } else {
+            self.check_poison()
+        };
+        self.live.writer_pid().store(0, Ordering::Release);
+        r
+    }
+
+    fn commit_inner(&mut self, durability: Durability) -> Result<u64> {
+        self.check_poison()?;
+        // SIGNALS-GUARD let _section = crate::signals::defer_termination();
+        let mut ranges = std::mem::take(&mut self.ranges);
+        if self.free {
+            self.find_free_stores(&mut ranges);
+        }
+        merge(&mut ranges);
+        let new_len = self.txn_len;
+        if ranges.is_empty() && new_len == self.len {
+            self.ranges = ranges;
+            self.free = false;
+            return Ok(self.seq);
+        }
+        let data: u64 = ranges.iter().map(|r| r.1).sum();
+        let total = format::record_len(ranges.len(), data);
+        if !self.log.fits(total) {
+            self.checkpoint()?;
+            if !self.log.fits_empty(total) {
+                let r = self.log.grow_for(total);
+                self.poison(r)?;
+            }
+        }
+        let seq = self.seq + 1;
+        self.log.append(seq, new_len, &ranges, &self.view);
+        sys::crash::point(3);
+        if durability == Durability::Sync {
+            let r = self.log.sync();
+            self.poison(r)?;
+        }
+        self.live.begin_apply(seq);
+        sys::crash::point(4);
+        let half = ranges.len() / 2;
+        for (i, &(off, len)) in ranges.iter().enumerate() {
+            if i == half {
+                sys::crash::point(5);
+            }
+            sys::copy_between(
+                &self.view,
+                off as usize,
+                &mut self.live.res,
+                (PAGE + off) as usize,
+                len as usize,
+            );
+            mark(&mut self.dirty, off, len);
+        }
+        sys::crash::point(6);
+        self.live.end_apply(seq, new_len);
+        sys::crash::point(7);
+        self.seq = seq;
+        self.len = new_len;
+        ranges.clear();
+        self.ranges = ranges;
+        self.free = false;
+        Ok(seq)
+    }
+
+    /// Adds the pages whose view bytes differ from the live image.
+    fn find_free_stores(&self, out: &mut Vec<(u64, u64)>) {
+        let n = self.txn_len.min(self.view_mapped);
+        let mut off = 0;
+        while off < n {
+            let len = (n - off).min(PAGE);
+            let v = self.view.exclusive_bytes(off as usize, len as usize);
+            let l = self
+                .live
+                .res
+                .exclusive_bytes((PAGE + off) as usize, len as usize);
+            if v != l {
+                out.push((off, len));
+            }
+            off += len;
+        }
+    }
+
+    fn abort_inner(&mut self) {
+        if self.free {
+            // Drop every private page: the view reads the live image again.
+            let _ = self
+                .view
+                .discard(0, self.view_mapped as usize, sys::Discard::DontNeed);
+        } else {
+            for &(off, len) in &self.ranges {
+                sys::copy_between(
+                    &self.live.res,
+                    (PAGE + off) as usize,
+                    &mut self.view,
+                    off as usize,
+                    len as usize,
+                );
+            }
+        }
+        self.ranges.clear();
+        self.free = false;
+        self.txn_len = self.len;
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.poisoned.is_none() && self.log.used() > 0 {
+            let _ = self.checkpoint();
+        }
+        self.live.writer_pid().store(0, Ordering::Release);
+    }
+}
+
+/// Writes a journal's pages and header into the durable image, with syncs:
+/// pages, fdatasync, header, fdatasync.
+fn finish_checkpoint(d: &mut Durable, j: &durable::Journal) -> Result<()> {
+    let len = j.target.len.get();
+    d.reserve(len)?;
+    let half = j.pages.len() / 2;
+    for (i, (no, page)) in j.pages.iter().enumerate() {
+        if i == half {
+            sys::crash::point(13);
+        }
+        let at = no * PAGE;
+        let n = (len - at).min(PAGE) as usize;
+        d.write_data(at, &page[..n])?;
+    }
+    d.sync()?;
+    sys::crash::point(14);
+    d.write_header(j.target)?;
+    d.sync()
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let f = File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    sys::fsync(sys::fd_of(&f)).map_err(|e| Error::io("fsync", dir, e))
+}
+
+/// The pid the current writer recorded in the live image, if any.
+fn holder_pid(file: &File, live_dir: Option<&Path>) -> Option<u32> {
+    let d = Durable::open(file.try_clone().ok()?, Path::new("")).ok()?;
+    let p = live::live_path(live_dir, &d).ok()?;
+    let f = File::open(p).ok()?;
+    let mut b = [0u8; 4];
+    f.read_exact_at(&mut b, format::live::WRITER_PID).ok()?;
+    Some(u32::from_le_bytes(b)).filter(|&p| p != 0)
+}
+
+fn pages_words(max: u64) -> usize {
+    max.div_ceil(PAGE).div_ceil(64) as usize
+}
+
+/// Marks the pages of `off..off + len` in a page bitmap.
+fn mark(bits: &mut [u64], off: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    let (first, last) = (off / PAGE, (off + len - 1) / PAGE);
+    for p in first..=last {
+        bits[(p / 64) as usize] |= 1 << (p % 64);
+    }
+}
+
+/// Sorts ranges and merges the overlapping or adjacent ones.
+fn merge(r: &mut Vec<(u64, u64)>) {
+    if r.len() < 2 {
+        return;
+    }
+    r.sort_unstable_by_key(|x| x.0);
+    let mut out = 0;
+    for i in 1..r.len() {
+        let (o, l) = r[i];
+        let cur_end = r[out].0 + r[out].1;
+        if o <= cur_end {
+            r[out].1 = cur_end.max(o + l) - r[out].0;
+        } else {
+            out += 1;
+            r[out] = (o, l);
+        }
+    }
+    r.truncate(out + 1);
+}
+
+/// One transaction of a [`Writer`].
+#[derive(Debug)]
+pub struct Txn<'w> {
+    w: &'w mut Writer,
+    done: bool,
+}
+
+impl Txn<'_> {
+    /// The length the state will have when this transaction commits.
+    pub fn len(&self) -> u64 {
+        self.w.txn_len
+    }
+
+    /// Whether that length is 0.
+    pub fn is_empty(&self) -> bool {
+        self.w.txn_len == 0
+    }
+
+    fn check(&self, offset: u64, len: u64) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.w.txn_len => Ok(()),
+            _ => Err(Error::OutOfBounds {
+                offset,
+                len,
+                size: self.w.txn_len,
+            }),
+        }
+    }
+
+    /// Changes the state's length (growing reads as zeros; at most the maximum size).
+    pub fn set_len(&mut self, len: u64) -> Result<()> {
+        if len > self.w.max_size() {
+            return Err(Error::InvalidSize {
+                what: "length",
+                size: len,
+                reason: format!(
+                    "larger than the maximum size of {} bytes",
+                    self.w.max_size()
+                ),
+            });
+        }
+        self.w.map_view(len)?;
+        if len < self.w.txn_len {
+            // Bytes past the new end must read as zeros if the state grows again.
+            let zero = vec![0u8; (self.w.txn_len - len) as usize];
+            self.w.view.write(len as usize, &zero);
+            self.w.ranges.push((len, zero.len() as u64));
+        }
+        self.w.txn_len = len;
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.check(offset, data.len() as u64)?;
+        self.w.view.write(offset as usize, data);
+        if !data.is_empty() {
+            self.w.ranges.push((offset, data.len() as u64));
+        }
+        Ok(())
+    }
+
+    /// Reads bytes at `offset`, including this transaction's own changes.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check(offset, buf.len() as u64)?;
+        self.w.view.read(offset as usize, buf);
+        Ok(())
+    }
+
+    fn typed<T: KnownLayout>(&self, at: Offset<T>) -> Result<(u64, u64)> {
+        let offset = at.get();
+        let size = std::mem::size_of::<T>() as u64;
+        let align = std::mem::align_of::<T>();
+        if offset % align as u64 != 0 {
+            return Err(Error::Misaligned {
+                offset,
+                align,
+                type_name: std::any::type_name::<T>(),
+            });
+        }
+        self.check(offset, size)?;
+        Ok((offset, size))
+    }
+
+    /// A reference to the `T` at `at` in this transaction's view.
+    pub fn get<T: FromBytes + KnownLayout + Immutable>(&self, at: Offset<T>) -> Result<&T> {
+        let (off, size) = self.typed(at)?;
+        let bytes = self.w.view.exclusive_bytes(off as usize, size as usize);
+        Ok(T::ref_from_bytes(bytes).expect("size and alignment checked"))
+    }
+
+    /// A mutable reference to the `T` at `at`; the whole `T` is part of the commit.
+    pub fn get_mut<T: FromBytes + IntoBytes + KnownLayout>(
+        &mut self,
+        at: Offset<T>,
+    ) -> Result<&mut T> {
+        let (off, size) = self.typed(at)?;
+        self.w.ranges.push((off, size));
+        let bytes = self.w.view.exclusive_bytes_mut(off as usize, size as usize);
+        Ok(T::mut_from_bytes(bytes).expect("size and alignment checked"))
+    }
+
+    /// The whole state, writable with plain stores (a C library filling a
+    /// buffer, say). The pages changed are found at commit by comparing the
+    /// view with the live image.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.w.free = true;
+        let n = self.w.txn_len as usize;
+        self.w.view.exclusive_bytes_mut(0, n)
+    }
+
+    /// The whole state as this transaction sees it.
+    pub fn as_slice(&self) -> &[u8] {
+        self.w.view.exclusive_bytes(0, self.w.txn_len as usize)
+    }
+
+    /// Makes every change of this transaction visible at once, with the
+    /// writer's durability. Returns the commit's sequence number.
+    pub fn commit(self) -> Result<u64> {
+        let d = self.w.durability;
+        self.commit_with(d)
+    }
+
+    /// As [`Txn::commit`] with another durability for this commit.
+    pub fn commit_with(mut self, durability: Durability) -> Result<u64> {
+        self.done = true;
+        let r = self.w.commit_inner(durability);
+        if r.is_err() {
+            self.w.abort_inner();
+        }
+        r
+    }
+
+    /// Discards every change of this transaction.
+    pub fn abort(mut self) {
+        self.done = true;
+        self.w.abort_inner();
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.w.abort_inner();
+        }
+    }
+}
+
+/// A reader of a region, in any process. Every read returns a consistent
+/// committed state: never a torn or uncommitted one.
+#[derive(Debug)]
+pub struct Reader {
+    file: File,
+    path: PathBuf,
+    live: Live,
+    live_dir: Option<PathBuf>,
+}
+
+impl Reader {
+    /// Opens the state at `path` for reading (building the live image if
+    /// the OS restarted since it was last used).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, &Options::new())
+    }
+
+    /// As [`Reader::open`], with options (only `live_dir` matters).
+    pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        let path = path.as_ref();
+        let file = open_file(path, false, false, 0)?;
+        let d = Durable::open(file, path)?;
+        let live = open_live(&d, opts.live_dir.as_deref(), false)?;
+        Ok(Self {
+            file: d.file,
+            path: path.into(),
+            live,
+            live_dir: opts.live_dir.clone(),
+        })
+    }
+
+    /// The sequence number of the last published commit.
+    pub fn seq(&self) -> u64 {
+        self.live.applied().0
+    }
+
+    /// The state's length as of the last published commit.
+    pub fn len(&self) -> u64 {
+        self.live.len_word().load(Ordering::Acquire)
+    }
+
+    /// Whether the state is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies `buf.len()` bytes at `offset` of one committed state, and
+    /// returns that state's sequence number. Never blocks the writer; retries
+    /// while a commit is being applied.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<u64> {
+        let mut spins = 0u32;
+        loop {
+            let s1 = self.live.seqlock().load(Ordering::Acquire);
+            if s1 % 2 == 1 {
+                spins += 1;
+                if spins % 4096 == 0 {
+                    self.check_writer_alive(s1)?;
+                }
+                if spins > 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            let len = self.live.len_word().load(Ordering::Relaxed);
+            let in_range = offset
+                .checked_add(buf.len() as u64)
+                .is_some_and(|e| e <= len);
+            if in_range {
+                self.live.ensure_mapped(len)?;
+                self.live.res.read((PAGE + offset) as usize, buf);
+            }
+            fence(Ordering::Acquire);
+            if self.live.seqlock().load(Ordering::Relaxed) == s1 {
+                return if in_range {
+                    Ok(s1 / 2)
+                } else {
+                    Err(Error::OutOfBounds {
+                        offset,
+                        len: buf.len() as u64,
+                        size: len,
+                    })
+                };
+            }
+            spins += 1;
+            if spins > 64 {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Reads a `T` at `at` from one committed state.
+    pub fn read<T: FromBytes + IntoBytes>(&mut self, at: Offset<T>) -> Result<T> {
+        let offset = at.get();
+        let align = std::mem::align_of::<T>();
+        if offset % align as u64 != 0 {
+            return Err(Error::Misaligned {
+                offset,
+                align,
+                type_name: std::any::type_name::<T>(),
+            });
+        }
+        let mut v = T::new_zeroed();
+        self.read_at(offset, v.as_mut_bytes())?;
+        Ok(v)
+    }
+
+    /// A copy of the whole state at one commit: `(sequence number, bytes)`.
+    pub fn snapshot(&mut self) -> Result<(u64, Vec<u8>)> {
+        loop {
+            let len = self.len();
+            let mut buf = vec![0u8; len as usize];
+            match self.read_at(0, &mut buf) {
+                Ok(seq) => return Ok((seq, buf)),
+                Err(Error::OutOfBounds { .. }) => {} // shrank meanwhile: retry
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sleeps until a commit newer than `after` is published, or `timeout`
+    /// passes; returns the newest sequence number.
+    pub fn wait_for_change(&self, after: u64, timeout: Option<Duration>) -> u64 {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let now = self.seq();
+            if now > after {
+                return now;
+            }
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => return now,
+                },
+                None => None,
+            };
+            let word = self.live.notify_word();
+            self.live.waiters().fetch_add(1, Ordering::SeqCst);
+            let expected = word.load(Ordering::SeqCst);
+            if self.seq() <= after {
+                sys::futex_wait(word, expected, remaining);
+            }
+            self.live.waiters().fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The address of byte 0 of the live state, for experts: the bytes may
+    /// change at any moment (another process's commit), so reading through
+    /// it is only meaningful under the same sequence-lock protocol that
+    /// [`Reader::read_at`] follows; creating references from it is undefined
+    /// behaviour.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.live.res.base().wrapping_add(PAGE as usize)
+    }
+
+    /// A sequence lock word stuck odd for thousands of spins: if the writer
+    /// is dead, finish its commit (when this process may write the files).
+    fn check_writer_alive(&self, stuck: u64) -> Result<()> {
+        let (s, l) = WRITER_LOCK;
+        if sys::ofd_is_locked(sys::fd_of(&self.file), s, l)
+            .map_err(|e| Error::io("fcntl(F_OFD_GETLK)", &self.path, e))?
+        {
+            return Ok(());
+        }
+        if self.live.seqlock().load(Ordering::Acquire) != stuck {
+            return Ok(());
+        }
+        let mut opts = Options::new();
+        if let Some(d) = &self.live_dir {
+            opts = opts.live_dir(d.clone());
+        }
+        match Writer::open(&self.path, &opts) {
+            Ok(w) => {
+                drop(w);
+                Ok(())
+            }
+            Err(Error::Locked { .. }) => Ok(()),
+            Err(_) => Err(Error::WriterDied {
+                path: self.path.clone(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn merge_joins_overlaps_and_neighbours() {
+        let mut r = vec![(10, 5), (0, 4), (4, 2), (12, 10), (40, 1)];
+        merge(&mut r);
+        assert_eq!(r, vec![(0, 6), (10, 12), (40, 1)]);
+    }
+}

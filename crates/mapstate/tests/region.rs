@@ -1,0 +1,225 @@
+//! Regions: commits, aborts, readers, the writer lock, and recovery after a
+//! SIGKILL at every numbered step of the commit, checkpoint and recovery paths.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+use mapstate::{Error, Offset, Options, Reader, Writer};
+
+fn opts(dir: &std::path::Path) -> Options {
+    Options::new()
+        .create(true)
+        .len(64 * 1024)
+        .max_size(1 << 24)
+        .live_dir(dir.join("shm"))
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, Options) {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::create_dir(dir.path().join("shm")).unwrap();
+    let p = dir.path().join("state");
+    let o = opts(dir.path());
+    (dir, p, o)
+}
+
+#[test]
+fn commit_is_visible_and_abort_is_not() {
+    let (_d, p, o) = setup();
+    let mut w = Writer::open(&p, &o).unwrap();
+    let mut r = Reader::open_with(&p, &o).unwrap();
+    let mut t = w.begin();
+    t.write_at(4090, b"across a page").unwrap();
+    *t.get_mut::<u64>(Offset::new(8)).unwrap() = 42;
+    assert_eq!(t.commit().unwrap(), 1);
+    let mut buf = [0u8; 13];
+    assert_eq!(r.read_at(4090, &mut buf).unwrap(), 1);
+    assert_eq!(&buf, b"across a page");
+    assert_eq!(r.read(Offset::<u64>::new(8)).unwrap(), 42);
+
+    let mut t = w.begin();
+    t.write_at(0, b"never").unwrap();
+    t.as_mut_slice()[100] = 7;
+    drop(t);
+    let mut t = w.begin();
+    let mut five = [0u8; 5];
+    t.read_at(0, &mut five).unwrap();
+    assert_eq!(
+        five, [0; 5],
+        "a dropped transaction's explicit change is gone from the view"
+    );
+    assert_eq!(
+        t.as_slice()[100],
+        0,
+        "a dropped transaction's free store is gone from the view"
+    );
+    t.abort();
+    assert_eq!(r.seq(), 1);
+    r.read_at(0, &mut five).unwrap();
+    assert_eq!(five, [0; 5]);
+}
+
+#[test]
+fn free_stores_commit_atomically() {
+    let (_d, p, o) = setup();
+    let mut w = Writer::open(&p, &o).unwrap();
+    let mut t = w.begin();
+    let s = t.as_mut_slice();
+    s[5] = 1;
+    s[20_000] = 2;
+    s[65_535] = 3;
+    t.commit().unwrap();
+    drop(w);
+    let mut r = Reader::open_with(&p, &o).unwrap();
+    let (_, snap) = r.snapshot().unwrap();
+    assert_eq!((snap[5], snap[20_000], snap[65_535]), (1, 2, 3));
+}
+
+#[test]
+fn growth_and_large_commits_survive_reopen() {
+    let (_d, p, o) = setup();
+    let mut w = Writer::open(&p, &o).unwrap();
+    let mut t = w.begin();
+    t.set_len(8 << 20).unwrap();
+    let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    t.write_at(0, &big).unwrap();
+    t.commit().unwrap();
+    w.close().unwrap();
+    let mut w = Writer::open(&p, &o).unwrap();
+    assert_eq!(w.len(), 8 << 20);
+    let t = w.begin();
+    assert!(t.as_slice() == &big[..]);
+}
+
+#[test]
+fn second_writer_is_locked_with_pid() {
+    let (_d, p, o) = setup();
+    let _w = Writer::open(&p, &o).unwrap();
+    match Writer::open(&p, &o) {
+        Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_files_give_typed_errors() {
+    let (d, p, o) = setup();
+    std::fs::write(&p, b"hello, I am not a mapstate file at all, just text").unwrap();
+    assert!(matches!(Writer::open(&p, &o), Err(Error::Foreign { .. })));
+    assert!(matches!(
+        Reader::open_with(&p, &o),
+        Err(Error::Foreign { .. })
+    ));
+    let q = d.path().join("q");
+    drop(Writer::open(&q, &o).unwrap());
+    let mut bytes = std::fs::read(&q).unwrap();
+    bytes[100] ^= 0xff; // inside header slot 0
+    std::fs::write(&q, &bytes).unwrap();
+    assert!(
+        matches!(Writer::open(&q, &o), Err(Error::Corrupt { .. })),
+        "one slot, damaged"
+    );
+    std::fs::write(&q, &bytes[..5000]).unwrap();
+    assert!(matches!(
+        Writer::open(&q, &o.clone().create(false)),
+        Err(Error::Corrupt { .. } | Error::Truncated { .. })
+    ));
+    assert!(matches!(
+        Reader::open_with(d.path().join("missing"), &o),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        Writer::open(d.path(), &o),
+        Err(Error::NotAFile { .. })
+    ));
+}
+
+/// The child side of the crash tests: commits transactions whose invariant
+/// is "the three counters (on three pages, one crossing a page boundary)
+/// and the free-store byte all agree", prints each returned commit.
+fn child(path: &str, live: &str, step: u32, nth: u64) {
+    let o = Options::new()
+        .create(true)
+        .len(64 * 1024)
+        .max_size(1 << 24)
+        .live_dir(live);
+    mapstate::testing::crash_at(step, nth);
+    let mut w = Writer::open(path, &o).unwrap();
+    let start = w.begin().get::<u64>(Offset::new(0)).map(|v| *v).unwrap();
+    for i in start + 1..start + 200 {
+        let mut t = w.begin();
+        t.write_at(0, &i.to_le_bytes()).unwrap();
+        t.write_at(4092, &i.to_le_bytes()).unwrap();
+        *t.get_mut::<u64>(Offset::new(40_000)).unwrap() = i;
+        t.as_mut_slice()[60_000] = i as u8;
+        t.commit().unwrap();
+        println!("committed {i}");
+        if i % 7 == 0 {
+            w.checkpoint().unwrap();
+        }
+    }
+}
+
+fn check_state(p: &std::path::Path, o: &Options) -> u64 {
+    let mut r = Reader::open_with(p, o).unwrap();
+    let (_, s) = r.snapshot().unwrap();
+    let a = u64::from_le_bytes(s[0..8].try_into().unwrap());
+    let b = u64::from_le_bytes(s[4092..4100].try_into().unwrap());
+    let c = u64::from_le_bytes(s[40_000..40_008].try_into().unwrap());
+    assert!(
+        a == b && b == c && s[60_000] == a as u8,
+        "torn state: {a} {b} {c} {}",
+        s[60_000]
+    );
+    a
+}
+
+#[test]
+fn crash_at_every_step_loses_nothing_and_never_tears() {
+    if let Ok(args) = std::env::var("MAPSTATE_TEST_CHILD") {
+        let v: Vec<&str> = args.split(',').collect();
+        child(v[0], v[1], v[2].parse().unwrap(), v[3].parse().unwrap());
+        return;
+    }
+    for step in [1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15] {
+        for nth in [1, 3, 8] {
+            let (d, p, o) = setup();
+            let live = d.path().join("shm");
+            let mut last = 0;
+            // Two lives: the first is killed at the step; the second recovers and
+            // is killed again, to cover crashes of a process that recovered.
+            for _ in 0..2 {
+                let mut c = Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--exact",
+                        "crash_at_every_step_loses_nothing_and_never_tears",
+                        "--nocapture",
+                    ])
+                    .env(
+                        "MAPSTATE_TEST_CHILD",
+                        format!("{},{},{step},{nth}", p.display(), live.display()),
+                    )
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                for line in BufReader::new(c.stdout.take().unwrap()).lines() {
+                    if let Some(n) = line.unwrap().strip_prefix("committed ") {
+                        last = n.parse().unwrap();
+                    }
+                }
+                let st = c.wait().unwrap();
+                assert_eq!(
+                    st.signal(),
+                    Some(9),
+                    "step {step}/{nth}: the child should die at the step ({st:?})"
+                );
+                let got = check_state(&p, &o);
+                assert!(
+                    got == last || got == last + 1,
+                    "step {step}/{nth}: state {got}, last returned {last}"
+                );
+                last = got;
+            }
+        }
+    }
+}
