@@ -1,5 +1,7 @@
 //! The `mapstate` command line.
 
+mod torture;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,20 +17,52 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Map a file read-only and print what mapstate sees: its size, the
-    /// filesystem, the blocks it occupies and whether MAP_SYNC is available.
+    /// Print what mapstate sees of a state: its length, sequence number and files.
     ///
     /// Example: `mapstate info state.db`
     Info {
-        /// The file to inspect.
+        /// The state's durable file.
         path: PathBuf,
     },
+    /// Kill a committing writer with SIGKILL N times (at random moments and
+    /// at every numbered step of the commit path) while a reader process
+    /// checks every snapshot; the last line is `N kills, X torn, Y lost`.
+    ///
+    /// Example: `mapstate torture --kills 300`
+    Torture {
+        /// How many times to kill the writer.
+        #[arg(long, default_value_t = 100)]
+        kills: u64,
+        /// Directory for the state (default: a new one under the temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seed of the random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    #[command(hide = true)]
+    TortureChild { path: PathBuf, step: u32, nth: u64 },
+    #[command(hide = true)]
+    TortureReader { path: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Info { path } => info(&path),
+        Command::Torture { kills, dir, seed } => match torture::run(kills, dir, seed, true) {
+            Ok((torn, lost)) => {
+                println!("{kills} kills, {torn} torn, {lost} lost");
+                return if torn == 0 && lost == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(3)
+                };
+            }
+            Err(e) => Err(e),
+        },
+        Command::TortureChild { path, step, nth } => torture::child(&path, step, nth),
+        Command::TortureReader { path } => torture::reader(&path),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,9 +74,9 @@ fn main() -> ExitCode {
 }
 
 fn info(path: &std::path::Path) -> mapstate::Result<()> {
-    let m = mapstate::MapOptions::new().read_only().open(path)?;
-    println!("path: {}", m.path().display());
-    println!("length: {} bytes", m.len());
-    println!("reserved: {} bytes", m.max_size());
+    let r = mapstate::Reader::open(path)?;
+    println!("path: {}", path.display());
+    println!("length: {} bytes", r.len());
+    println!("sequence: {}", r.seq());
     Ok(())
 }

@@ -40,7 +40,7 @@ mod sys;
 pub use error::{Error, Result};
 pub use map::{DEFAULT_RESERVATION, MAX_RESERVATION, MapOptions, MapSync, Mapping};
 pub use offset::Offset;
-pub use region::{Durability, Options, Reader, Txn, Writer};
+pub use region::{Durability, Options, Reader, Txn, Writer, remove};
 pub use sys::{Advice, Discard, Flush, Protection};
 
 /// Hooks for crash tests (`mapstate torture`); not part of the stable API.

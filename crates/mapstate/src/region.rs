@@ -885,46 +885,7 @@ impl Reader {
     /// returns that state's sequence number. Never blocks the writer; retries
     /// while a commit is being applied.
     pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<u64> {
-        let mut spins = 0u32;
-        loop {
-            let s1 = self.live.seqlock().load(Ordering::Acquire);
-            if s1 % 2 == 1 {
-                spins += 1;
-                if spins % 4096 == 0 {
-                    self.check_writer_alive(s1)?;
-                }
-                if spins > 64 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-                continue;
-            }
-            let len = self.live.len_word().load(Ordering::Relaxed);
-            let in_range = offset
-                .checked_add(buf.len() as u64)
-                .is_some_and(|e| e <= len);
-            if in_range {
-                self.live.ensure_mapped(len)?;
-                self.live.res.read((PAGE + offset) as usize, buf);
-            }
-            fence(Ordering::Acquire);
-            if self.live.seqlock().load(Ordering::Relaxed) == s1 {
-                return if in_range {
-                    Ok(s1 / 2)
-                } else {
-                    Err(Error::OutOfBounds {
-                        offset,
-                        len: buf.len() as u64,
-                        size: len,
-                    })
-                };
-            }
-            spins += 1;
-            if spins > 64 {
-                std::thread::yield_now();
-            }
-        }
+        self.read_many(&mut [(offset, buf)])
     }
 
     /// Reads a `T` at `at` from one committed state.
@@ -941,6 +902,57 @@ impl Reader {
         let mut v = T::new_zeroed();
         self.read_at(offset, v.as_mut_bytes())?;
         Ok(v)
+    }
+
+    /// Copies several ranges out of one committed state: `reqs` holds
+    /// `(offset, buffer)` pairs; returns that state's sequence number.
+    pub fn read_many(&mut self, reqs: &mut [(u64, &mut [u8])]) -> Result<u64> {
+        loop {
+            let s1 = self.live.seqlock().load(Ordering::Acquire);
+            if s1 % 2 == 1 {
+                self.wait_out_apply(s1)?;
+                continue;
+            }
+            let len = self.live.len_word().load(Ordering::Relaxed);
+            let bad = reqs
+                .iter()
+                .find(|(o, b)| o.checked_add(b.len() as u64).is_none_or(|e| e > len));
+            let bad = bad.map(|(o, b)| (*o, b.len() as u64));
+            if bad.is_none() {
+                self.live.ensure_mapped(len)?;
+                for (o, b) in reqs.iter_mut() {
+                    self.live.res.read((PAGE + *o) as usize, b);
+                }
+            }
+            fence(Ordering::Acquire);
+            if self.live.seqlock().load(Ordering::Relaxed) == s1 {
+                return match bad {
+                    None => Ok(s1 / 2),
+                    Some((offset, l)) => Err(Error::OutOfBounds {
+                        offset,
+                        len: l,
+                        size: len,
+                    }),
+                };
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits while the writer applies a commit (the sequence lock is odd);
+    /// repairs the state if the writer died there.
+    fn wait_out_apply(&self, stuck: u64) -> Result<()> {
+        for i in 0..100_000u32 {
+            if self.live.seqlock().load(Ordering::Acquire) != stuck {
+                return Ok(());
+            }
+            if i < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        self.check_writer_alive(stuck)
     }
 
     /// A copy of the whole state at one commit: `(sequence number, bytes)`.
@@ -1030,4 +1042,30 @@ mod tests {
         merge(&mut r);
         assert_eq!(r, vec![(0, 6), (10, 12), (40, 1)]);
     }
+}
+
+/// Deletes a state: its durable file, log, checkpoint journal and live
+/// image. Takes the writer lock first, so it fails with [`Error::Locked`]
+/// while a writer has the state open, and with a typed error if `path` is
+/// not a mapstate state (nothing is deleted then).
+pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
+    let path = path.as_ref();
+    let w = Writer::open(path, &opts.clone().create(false))?;
+    let live = w.live.path.clone();
+    let mut w = w;
+    w.poisoned = Some("removed".into()); // no checkpoint on drop
+    for p in [
+        live,
+        durable::companion(path, "-wal"),
+        durable::companion(path, "-ckpt"),
+        path.to_path_buf(),
+    ] {
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io("unlink", p, e));
+            }
+        }
+    }
+    drop(w);
+    Ok(())
 }
