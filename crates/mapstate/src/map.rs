@@ -185,6 +185,8 @@ pub struct Mapping {
     locked: bool,
     /// Page ranges the user made read-only with [`Mapping::protect`].
     read_only: Vec<Range<u64>>,
+    /// The maximum length asked for (the reservation is this, page-rounded).
+    max: u64,
 }
 
 pub(crate) fn check_size(what: &'static str, size: u64) -> Result<u64> {
@@ -339,6 +341,7 @@ impl Mapping {
             populate: o.populate,
             locked: o.locked,
             read_only: Vec::new(),
+            max,
         };
         if o.map_sync != MapSync::Off {
             m.kind = MapKind::SharedSync;
@@ -421,9 +424,10 @@ impl Mapping {
         self.len == 0
     }
 
-    /// The reserved size: the largest `len` the mapping can grow to.
+    /// The largest `len` the mapping can grow to (as given at open; the
+    /// address range reserved is this rounded up to whole pages).
     pub fn max_size(&self) -> u64 {
-        self.res.capacity() as u64
+        self.max
     }
 
     /// Whether the mapping uses `MAP_SYNC` (stores are durable once flushed
@@ -519,7 +523,7 @@ impl Mapping {
     }
 
     /// Checks `range` against the mapped length and widens it to whole pages
-    /// (clamped to the mapped pages).
+    /// (clamped to the mapped pages); an empty range is no pages at all.
     fn pages(&self, range: &Range<u64>) -> Result<(usize, usize)> {
         self.check(range.start, range.end.saturating_sub(range.start))?;
         if range.end < range.start {
@@ -528,6 +532,9 @@ impl Mapping {
                 len: 0,
                 size: self.len,
             });
+        }
+        if range.is_empty() {
+            return Ok((0, 0));
         }
         let start = sys::page_round_down(range.start as usize);
         let end = page_up(range.end) as usize;
@@ -583,12 +590,17 @@ impl Mapping {
     }
 
     /// `madvise` with advice that may change what the bytes read as (see
-    /// [`Discard`]): `MADV_REMOVE` **destroys the data** in the range.
+    /// [`Discard`]): `MADV_REMOVE` **destroys the data** in the range. Only
+    /// the whole pages inside `range` are discarded (rounded inward), so no
+    /// byte outside it is ever touched.
     pub fn discard(&mut self, range: Range<u64>, how: Discard) -> Result<()> {
-        let (off, len) = self.pages(&range)?;
-        if len == 0 {
+        self.pages(&range)?;
+        let start = page_up(range.start) as usize;
+        let end = sys::page_round_down(range.end as usize);
+        if end <= start {
             return Ok(());
         }
+        let (off, len) = (start, end - start);
         self.res
             .discard(off, len, how)
             .map_err(|e| Error::io("madvise", &self.path, e))

@@ -31,7 +31,10 @@ pub struct Offset<T> {
 impl<T> Offset<T> {
     /// The offset `off` bytes from the start of the file.
     pub const fn new(off: u64) -> Self {
-        Self { off: U64::new(off), _type: PhantomData }
+        Self {
+            off: U64::new(off),
+            _type: PhantomData,
+        }
     }
 
     /// The byte offset.

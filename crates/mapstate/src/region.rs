@@ -26,6 +26,7 @@ use crate::format::{self, PAGE};
 use crate::live::{self, Live};
 use crate::log::Log;
 use crate::offset::Offset;
+use crate::sys::uffd::WriteTracker;
 use crate::sys::{self, MapKind, Protection, Reservation};
 
 /// How many recent commits a power cut may take away; never whether the
@@ -236,6 +237,10 @@ pub struct Writer {
     free: bool,
     durability: Durability,
     poisoned: Option<String>,
+    /// Finds the view's pages written by free stores (userfaultfd); `None`
+    /// where the kernel refuses it, and then commits compare the whole view.
+    tracker: Option<WriteTracker>,
+    tracker_failed: bool,
 }
 
 impl Writer {
@@ -344,6 +349,8 @@ impl Writer {
             free: false,
             durability: opts.durability,
             poisoned: None,
+            tracker: None,
+            tracker_failed: false,
         };
         if now > end.last_seq {
             // The live image holds commits the log no longer has (the log was
@@ -377,6 +384,18 @@ impl Writer {
             )
             .map_err(|e| Error::io("mmap", &self.live.path, e))?;
         self.view_mapped = want;
+        // MAP_FIXED replaced the tracked range's tail: register it again.
+        if let Some(t) = &mut self.tracker {
+            if t.extend(&self.view, want as usize).is_err() {
+                self.tracker = None;
+                self.tracker_failed = true;
+            }
+        } else if !self.tracker_failed {
+            match WriteTracker::new(&self.view, 0, want as usize) {
+                Ok(t) => self.tracker = Some(t),
+                Err(_) => self.tracker_failed = true,
+            }
+        }
         Ok(())
     }
 
@@ -563,21 +582,34 @@ impl Writer {
         Ok(seq)
     }
 
-    /// Adds the pages whose view bytes differ from the live image.
-    fn find_free_stores(&self, out: &mut Vec<(u64, u64)>) {
+    /// Adds the pages written by free stores whose bytes differ from the
+    /// live image: those userfaultfd reports as written, or, without it,
+    /// every page of the view.
+    fn find_free_stores(&mut self, out: &mut Vec<(u64, u64)>) {
         let n = self.txn_len.min(self.view_mapped);
-        let mut off = 0;
-        while off < n {
-            let len = (n - off).min(PAGE);
-            let v = self.view.exclusive_bytes(off as usize, len as usize);
-            let l = self
-                .live
-                .res
-                .exclusive_bytes((PAGE + off) as usize, len as usize);
-            if v != l {
-                out.push((off, len));
+        let mut written = Vec::new();
+        let scanned = self
+            .tracker
+            .as_mut()
+            .is_some_and(|t| t.take_written(&self.view, &mut written).is_ok());
+        if !scanned {
+            written = vec![0..n as usize];
+        }
+        for r in written {
+            let mut off = r.start as u64;
+            let end = (r.end as u64).min(n);
+            while off < end {
+                let len = (end - off).min(PAGE);
+                let v = self.view.exclusive_bytes(off as usize, len as usize);
+                let l = self
+                    .live
+                    .res
+                    .exclusive_bytes((PAGE + off) as usize, len as usize);
+                if v != l {
+                    out.push((off, len));
+                }
+                off += len;
             }
-            off += len;
         }
     }
 

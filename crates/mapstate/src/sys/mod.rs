@@ -89,7 +89,7 @@ impl FsKind {
     /// The filesystem's usual name.
     pub(crate) fn name(self) -> String {
         match self {
-            FsKind::Ext4 => "ext4".into(),
+            FsKind::Ext4 => "ext2/ext3/ext4 (without extents, fallocate is refused)".into(),
             FsKind::Xfs => "xfs".into(),
             FsKind::Btrfs => "btrfs".into(),
             FsKind::Tmpfs => "tmpfs".into(),
@@ -107,6 +107,7 @@ pub(crate) fn fs_kind(fd: BorrowedFd<'_>) -> io::Result<FsKind> {
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
     let magic = st.f_type as i64;
     Ok(match magic {
+        // ext2, ext3 and ext4 share this magic number.
         0xEF53 => FsKind::Ext4,
         0x5846_5342 => FsKind::Xfs,
         0x9123_683E => FsKind::Btrfs,
