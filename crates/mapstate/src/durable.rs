@@ -43,6 +43,7 @@ fn pwrite(file: &File, path: &Path, buf: &[u8], off: u64) -> Result<()> {
 }
 
 /// Reads and validates the header of a durable image.
+#[allow(clippy::too_many_lines)] // one check after another, each with its own error
 pub(crate) fn read_header(file: &File, path: &Path) -> Result<(DurableHeader, usize)> {
     let file_len = file
         .metadata()

@@ -144,14 +144,8 @@ pub(crate) fn record_len(n_ranges: usize, data: u64) -> u64 {
 /// Byte offsets of the live image header's fields. The header is page 0 of
 /// the live image; atomics are shared by every process that maps it.
 pub(crate) mod live {
-    /// `[u8; 8]` magic, written once at creation.
-    pub(crate) const MAGIC: u64 = 0;
-    /// `u32` format version.
-    pub(crate) const VERSION: u64 = 8;
-    /// `[u8; 16]` the durable image's `file_id`.
-    pub(crate) const FILE_ID: u64 = 16;
-    /// `[u8; 16]` the boot id of the boot that built this image.
-    pub(crate) const BOOT_ID: u64 = 32;
+    // Bytes 0..8: magic; 8..12: format version; 16..32: the durable
+    // image's file_id; 32..48: the boot id of the boot that built it.
     /// `u64` set to 1 once the image is fully built (before that, rebuild).
     pub(crate) const READY: u64 = 48;
     /// `AtomicU64` sequence lock: twice the last applied commit's sequence
@@ -213,6 +207,7 @@ pub(crate) fn boot_id() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zerocopy::FromZeros;
 
     #[test]
     fn layouts_are_stable() {

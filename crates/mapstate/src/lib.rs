@@ -49,6 +49,12 @@ pub mod testing {
     /// Kills this process with SIGKILL when a commit, checkpoint or recovery
     /// reaches numbered `step` for the `nth` time (see `docs/DESIGN.md`).
     pub fn crash_at(step: u32, nth: u64) {
-        crate::sys::crash::arm(step, nth);
+        crate::sys::crash::arm(step, nth, 9);
+    }
+
+    /// Sends `signal` to this process when a commit reaches `step` for the
+    /// `nth` time (to show that termination signals wait for the commit).
+    pub fn signal_at(step: u32, nth: u64, signal: u32) {
+        crate::sys::crash::arm(step, nth, signal);
     }
 }

@@ -172,6 +172,7 @@ impl Log {
     }
 
     /// Decodes and validates the record at `off`: `(record, total_len, chain)`.
+    #[allow(clippy::many_single_char_names)]
     fn record_at(
         &self,
         off: u64,
@@ -336,10 +337,5 @@ impl Log {
     /// Bytes of log in use.
     pub(crate) fn used(&self) -> u64 {
         self.head - PAGE
-    }
-
-    /// The log's size in bytes.
-    pub(crate) fn capacity(&self) -> u64 {
-        self.cap
     }
 }

@@ -57,6 +57,7 @@ pub enum MapSync {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
+#[allow(clippy::struct_excessive_bools)] // a builder of independent on/off knobs
 pub struct MapOptions {
     max_size: Option<u64>,
     len: Option<u64>,
@@ -262,7 +263,7 @@ pub(crate) fn allocate(path: &Path, file: &File, len: u64) -> Result<()> {
         },
         Some(libc::EOPNOTSUPP) => Error::FallocateUnsupported {
             path: path.into(),
-            fs: sys::fs_kind(fd).map_or_else(|_| "an unknown filesystem".into(), |k| k.name()),
+            fs: sys::fs_kind(fd).map_or_else(|_| "an unknown filesystem".into(), sys::FsKind::name),
         },
         Some(libc::EFBIG) => Error::InvalidSize {
             what: "file size",

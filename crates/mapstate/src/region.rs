@@ -247,6 +247,7 @@ impl Writer {
     /// Opens (or, with `create`, creates) the state at `path` for writing.
     /// Recovers from any crash of a previous writer: finishes an interrupted
     /// checkpoint and replays the log records not yet in the live image.
+    #[allow(clippy::too_many_lines)] // one linear recovery procedure, documented step by step
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
         let path = path.as_ref();
         let file = open_file(path, true, opts.create, opts.mode)?;
@@ -527,7 +528,7 @@ impl Writer {
 
     fn commit_inner(&mut self, durability: Durability) -> Result<u64> {
         self.check_poison()?;
-        // SIGNALS-GUARD let _section = crate::signals::defer_termination();
+        let _section = crate::signals::defer_termination();
         let mut ranges = std::mem::take(&mut self.ranges);
         if self.free {
             self.find_free_stores(&mut ranges);
@@ -593,7 +594,8 @@ impl Writer {
             .as_mut()
             .is_some_and(|t| t.take_written(&self.view, &mut written).is_ok());
         if !scanned {
-            written = vec![0..n as usize];
+            written.clear();
+            written.push(0..n as usize);
         }
         for r in written {
             let mut off = r.start as u64;
@@ -619,6 +621,10 @@ impl Writer {
             let _ = self
                 .view
                 .discard(0, self.view_mapped as usize, sys::Discard::DontNeed);
+            if let Some(t) = &mut self.tracker {
+                // Nothing is written now: the next scan starts from a clean slate.
+                let _ = t.reset(&self.view);
+            }
         } else {
             for &(off, len) in &self.ranges {
                 sys::copy_between(
@@ -699,6 +705,14 @@ fn mark(bits: &mut [u64], off: u64, len: u64) {
     }
 }
 
+fn misaligned<T>(offset: u64) -> Error {
+    Error::Misaligned {
+        offset,
+        align: std::mem::align_of::<T>(),
+        type_name: std::any::type_name::<T>(),
+    }
+}
+
 /// Sorts ranges and merges the overlapping or adjacent ones.
 fn merge(r: &mut Vec<(u64, u64)>) {
     if r.len() < 2 {
@@ -728,6 +742,7 @@ pub struct Txn<'w> {
 
 impl Txn<'_> {
     /// The length the state will have when this transaction commits.
+    #[allow(clippy::misnamed_getters)] // the transaction's length, not the committed one
     pub fn len(&self) -> u64 {
         self.w.txn_len
     }
@@ -807,7 +822,7 @@ impl Txn<'_> {
     pub fn get<T: FromBytes + KnownLayout + Immutable>(&self, at: Offset<T>) -> Result<&T> {
         let (off, size) = self.typed(at)?;
         let bytes = self.w.view.exclusive_bytes(off as usize, size as usize);
-        Ok(T::ref_from_bytes(bytes).expect("size and alignment checked"))
+        T::ref_from_bytes(bytes).map_err(|_| misaligned::<T>(off))
     }
 
     /// A mutable reference to the `T` at `at`; the whole `T` is part of the commit.
@@ -818,7 +833,7 @@ impl Txn<'_> {
         let (off, size) = self.typed(at)?;
         self.w.ranges.push((off, size));
         let bytes = self.w.view.exclusive_bytes_mut(off as usize, size as usize);
-        Ok(T::mut_from_bytes(bytes).expect("size and alignment checked"))
+        T::mut_from_bytes(bytes).map_err(|_| misaligned::<T>(off))
     }
 
     /// The whole state, writable with plain stores (a C library filling a
@@ -1064,18 +1079,6 @@ impl Reader {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::merge;
-
-    #[test]
-    fn merge_joins_overlaps_and_neighbours() {
-        let mut r = vec![(10, 5), (0, 4), (4, 2), (12, 10), (40, 1)];
-        merge(&mut r);
-        assert_eq!(r, vec![(0, 6), (10, 12), (40, 1)]);
-    }
-}
-
 /// Deletes a state: its durable file, log, checkpoint journal and live
 /// image. Takes the writer lock first, so it fails with [`Error::Locked`]
 /// while a writer has the state open, and with a typed error if `path` is
@@ -1100,4 +1103,16 @@ pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
     }
     drop(w);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn merge_joins_overlaps_and_neighbours() {
+        let mut r = vec![(10, 5), (0, 4), (4, 2), (12, 10), (40, 1)];
+        merge(&mut r);
+        assert_eq!(r, vec![(0, 6), (10, 12), (40, 1)]);
+    }
 }

@@ -1,5 +1,6 @@
 //! Regions: commits, aborts, readers, the writer lock, and recovery after a
 //! SIGKILL at every numbered step of the commit, checkpoint and recovery paths.
+#![allow(clippy::many_single_char_names)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -41,7 +42,7 @@ fn commit_is_visible_and_abort_is_not() {
     t.write_at(0, b"never").unwrap();
     t.as_mut_slice()[100] = 7;
     drop(t);
-    let mut t = w.begin();
+    let t = w.begin();
     let mut five = [0u8; 5];
     t.read_at(0, &mut five).unwrap();
     assert_eq!(
@@ -145,7 +146,7 @@ fn child(path: &str, live: &str, step: u32, nth: u64) {
         .live_dir(live);
     mapstate::testing::crash_at(step, nth);
     let mut w = Writer::open(path, &o).unwrap();
-    let start = w.begin().get::<u64>(Offset::new(0)).map(|v| *v).unwrap();
+    let start = w.begin().get::<u64>(Offset::new(0)).copied().unwrap();
     for i in start + 1..start + 200 {
         let mut t = w.begin();
         t.write_at(0, &i.to_le_bytes()).unwrap();
@@ -222,4 +223,58 @@ fn crash_at_every_step_loses_nothing_and_never_tears() {
             }
         }
     }
+}
+
+#[test]
+fn sigterm_in_the_middle_of_a_large_commit_waits_for_it() {
+    if let Ok(args) = std::env::var("MAPSTATE_TEST_TERM_CHILD") {
+        let v: Vec<&str> = args.split(',').collect();
+        let o = Options::new()
+            .create(true)
+            .len(64 << 20)
+            .max_size(1 << 27)
+            .live_dir(v[1]);
+        let mut w = Writer::open(v[0], &o).unwrap();
+        // SIGTERM arrives half-way through copying the ranges into the live image.
+        mapstate::testing::signal_at(5, 1, 15);
+        let mut t = w.begin();
+        for i in 0..64u64 {
+            t.write_at(i << 20, &vec![0xAB; 1 << 20]).unwrap();
+        }
+        let seq = t.commit().unwrap();
+        println!("committed {seq}");
+        // The deferred SIGTERM takes effect here, when the commit's guard drops.
+        println!("still alive");
+        return;
+    }
+    let (d, p, o) = setup();
+    let live = d.path().join("shm");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sigterm_in_the_middle_of_a_large_commit_waits_for_it",
+            "--nocapture",
+        ])
+        .env(
+            "MAPSTATE_TEST_TERM_CHILD",
+            format!("{},{}", p.display(), live.display()),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.signal(),
+        Some(15),
+        "the child dies of SIGTERM: {:?} {stdout}",
+        out.status
+    );
+    assert!(
+        !stdout.contains("still alive"),
+        "it dies right after the commit: {stdout}"
+    );
+    let mut r = Reader::open_with(&p, &o).unwrap();
+    assert_eq!(r.seq(), 1, "the commit completed");
+    let mut buf = vec![0u8; 1 << 20];
+    r.read_at(63 << 20, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0xAB));
 }

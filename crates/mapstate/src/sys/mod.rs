@@ -67,11 +67,6 @@ pub(crate) fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
     rustix::fs::fsync(fd).map_err(Into::into)
 }
 
-/// `fstat(fd)`: the file's size, the bytes it occupies on disk, its type.
-pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<rustix::fs::Stat> {
-    rustix::fs::fstat(fd).map_err(Into::into)
-}
-
 /// Filesystem magic numbers from `statfs(2)` that change what mapstate can promise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FsKind {
@@ -151,11 +146,6 @@ pub(crate) fn ofd_lock(
         libc::F_RDLCK
     };
     ofd_setlk(fd, l_type, start, len, wait)
-}
-
-/// Releases an OFD lock taken with [`ofd_lock`].
-pub(crate) fn ofd_unlock(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<()> {
-    ofd_setlk(fd, libc::F_UNLCK, start, len, false).map(drop)
 }
 
 /// `fcntl(fd, F_OFD_GETLK)`: whether a conflicting lock is held by another
@@ -240,21 +230,6 @@ pub(crate) fn getpid() -> u32 {
         .unsigned_abs()
 }
 
-/// Whether a process with this pid exists (a zombie counts as gone for our
-/// purposes only once reaped; callers use this for messages, not for safety).
-pub(crate) fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
-        return false;
-    };
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
-        Err(e) => e == rustix::io::Errno::PERM,
-    }
-}
-
 /// Borrows a file's descriptor (a helper so callers need not import the traits).
 pub(crate) fn fd_of(f: &std::fs::File) -> BorrowedFd<'_> {
     f.as_fd()
@@ -287,10 +262,13 @@ pub(crate) mod crash {
 
     static STEP: AtomicU32 = AtomicU32::new(0);
     static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
+    static SIGNAL: AtomicU32 = AtomicU32::new(9);
 
-    /// Arms the hook: die at `step` the `nth` time it is reached (1 = first).
-    pub(crate) fn arm(step: u32, nth: u64) {
+    /// Arms the hook: send `signal` to this process at `step` the `nth`
+    /// time it is reached (1 = first).
+    pub(crate) fn arm(step: u32, nth: u64, signal: u32) {
         COUNTDOWN.store(nth, Ordering::Relaxed);
+        SIGNAL.store(signal, Ordering::Relaxed);
         STEP.store(step, Ordering::Relaxed);
     }
 
@@ -304,11 +282,16 @@ pub(crate) mod crash {
 
     #[cold]
     fn hit() {
-        if COUNTDOWN.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let _ = rustix::process::kill_process(
-                rustix::process::getpid(),
-                rustix::process::Signal::KILL,
-            );
+        if COUNTDOWN.fetch_sub(1, Ordering::Relaxed) != 1 {
+            return;
+        }
+        let sig = SIGNAL.load(Ordering::Relaxed);
+        let signal = i32::try_from(sig)
+            .ok()
+            .and_then(rustix::process::Signal::from_named_raw);
+        let signal = signal.unwrap_or(rustix::process::Signal::KILL);
+        let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
+        if signal == rustix::process::Signal::KILL {
             // SIGKILL cannot be caught; nothing runs after it is delivered.
             loop {
                 std::hint::spin_loop();
