@@ -338,8 +338,10 @@ static CALLS: AtomicUsize = AtomicUsize::new(0);
 static SENDER: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn counting_action(_sig: i32, info: *mut libc::siginfo_t, _ctx: *mut std::ffi::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to a SA_SIGINFO handler.
-    let pid = unsafe { (*info).si_pid() };
+    // SAFETY: the kernel passes a valid, aligned siginfo to a SA_SIGINFO handler.
+    let info = unsafe { &*info };
+    // SAFETY: a SIGTERM/SIGINT/SIGHUP sent by kill(2) carries a sender pid.
+    let pid = unsafe { info.si_pid() };
     SENDER.store(pid, Ordering::SeqCst);
     CALLS.fetch_add(1, Ordering::SeqCst);
 }

@@ -1,0 +1,90 @@
+//! One adapter per system. Each answers every workload: with figures, or
+//! with the reason it cannot run it. Adding mapstate's adapter for a
+//! workload is a change to `mapstate.rs` only.
+
+use crate::child::ChildArgs;
+use crate::harness::{Ctx, Result, Workload};
+use crate::report::Outcome;
+
+mod lmdb;
+mod mapstate;
+mod memmap2;
+mod mmap_sync;
+mod raw;
+mod redb;
+mod sqlite;
+
+/// A system under test.
+pub(crate) trait System: Sync {
+    /// The name in the output (`lmdb`, `raw-futex`, ...).
+    fn name(&self) -> &'static str;
+
+    /// One run of `workload`: its figures and the guarantees as configured
+    /// (in `notes`), or why the system cannot run it. Cross-process
+    /// workloads start children, which land in [`System::child`].
+    fn run(&self, workload: Workload, cx: &Ctx) -> Result<Outcome>;
+
+    /// The child side of a cross-process workload, in a child process.
+    fn child(&self, args: &ChildArgs) -> Result<()> {
+        Err(format!("{}: no child for {}", self.name(), args.workload.name()).into())
+    }
+}
+
+/// Every system, in table order.
+pub(crate) fn all() -> Vec<&'static dyn System> {
+    vec![
+        &mapstate::Mapstate,
+        &lmdb::Lmdb,
+        &redb::Redb,
+        &sqlite::Sqlite,
+        &memmap2::Memmap2,
+        &mmap_sync::MmapSync,
+        &raw::RawFdatasync,
+        &raw::RawFutex,
+        &raw::RawPipe,
+    ]
+}
+
+/// The system called `name`.
+pub(crate) fn find(name: &str) -> Option<&'static dyn System> {
+    all().into_iter().find(|s| s.name() == name)
+}
+
+/// A not-applicable outcome with the reason.
+pub(crate) fn na(why: &str) -> Outcome {
+    Outcome::NotApplicable(why.to_owned())
+}
+
+/// Key of slot or record `i`: 8 bytes big-endian, so keys sort by number.
+pub(crate) fn key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+/// The reopen state is records of this many slots (4,032 B: one LMDB
+/// overflow page each), keyed by number, for the systems that store values.
+pub(crate) const RECORD_SLOTS: usize = 63;
+/// Bytes in a reopen record.
+pub(crate) const RECORD_BYTES: usize = RECORD_SLOTS * crate::slot::SLOT_BYTES;
+
+/// Records needed to hold `bytes` of slots.
+pub(crate) fn records_for(bytes: u64) -> u64 {
+    bytes.div_ceil(RECORD_BYTES as u64)
+}
+
+/// Bytes in a w6 record.
+pub(crate) const APPEND_RECORD: usize = 4096;
+
+/// Sixteen 4 KiB records of slots to append in turn (w6): made once, so
+/// that appending costs copies, not slot hashing.
+pub(crate) fn append_records() -> Vec<Vec<u8>> {
+    (0..16)
+        .map(|r| {
+            let mut rec = vec![0_u8; APPEND_RECORD];
+            crate::slot::fill_slots(&mut rec, r * 64);
+            rec
+        })
+        .collect()
+}
+
+/// Note for the w5, notify and reopen figures: how consistency was checked.
+pub(crate) const CHECKED: &str = "every read checks the slot checksum";
