@@ -13,6 +13,13 @@
 //! carries `c`. A commit is lost if the reopened counter is below the last
 //! one the child reported as returned.
 
+#![allow(
+    clippy::similar_names,
+    clippy::many_single_char_names,
+    clippy::range_plus_one,
+    clippy::single_match_else
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +31,8 @@ const PAGE: u64 = 4096;
 const PAGES: u64 = 2048;
 /// Numbered steps of the commit (1–7) and checkpoint (12–15) paths.
 const STEPS: [u32; 11] = [1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15];
+/// The child checkpoints after every this many commits.
+const CHECKPOINT_EVERY: u64 = 31;
 
 fn options() -> Options {
     Options::new()
@@ -167,7 +176,7 @@ pub(crate) fn child(path: &Path, step: u32, nth: u64) -> mapstate::Result<()> {
         {
             return Ok(());
         }
-        if c % 97 == 0 {
+        if c % CHECKPOINT_EVERY == 0 {
             w.checkpoint()?;
         }
     }
@@ -204,6 +213,80 @@ fn spawn(args: &[String], stdin: bool) -> std::io::Result<Child> {
         .spawn()
 }
 
+/// What one kill round found.
+enum Outcome {
+    Ok,
+    Torn,
+    Lost,
+}
+
+/// One round: start a child (armed to die at a numbered step, or killed
+/// at a random moment), wait for its death, recover, check the state.
+/// `last` is the last commit a child reported as returned.
+fn kill_round(path: &Path, k: u64, rng: &mut Rng, last: &mut u64) -> mapstate::Result<Outcome> {
+    // Every other kill is at a numbered step (the hook kills the child
+    // itself there); the others at a random moment.
+    let (step, nth) = if k % 2 == 0 {
+        let step = STEPS[(k / 2) as usize % STEPS.len()];
+        // Checkpoints run every CHECKPOINT_EVERY commits: reach one soon.
+        let nth = if step >= 12 {
+            1 + rng.below(3)
+        } else {
+            1 + rng.below(40)
+        };
+        (step, nth)
+    } else {
+        (0, 0)
+    };
+    let args = vec![
+        "torture-child".into(),
+        path.display().to_string(),
+        step.to_string(),
+        nth.to_string(),
+    ];
+    let mut c = spawn(&args, false).map_err(|e| io_err(path, e))?;
+    let lines = BufReader::new(c.stdout.take().expect("piped"));
+    let kill_after = 1 + rng.below(60);
+    let mut seen = 0;
+    for line in lines.lines() {
+        let Ok(line) = line else { break };
+        if let Some(n) = line.strip_prefix("committed ") {
+            *last = n.parse().unwrap_or(*last);
+            seen += 1;
+            if step == 0 && seen == kill_after {
+                // A random moment inside the next commits.
+                let spin = Duration::from_nanos(rng.below(200_000));
+                let t = Instant::now();
+                while t.elapsed() < spin {
+                    std::hint::spin_loop();
+                }
+                let _ = c.kill();
+            }
+        }
+    }
+    let _ = c.wait();
+    // Reopen as a writer would (recovery), then check the state.
+    if let Err(e) = Writer::open(path, &options()) {
+        eprintln!("kill {k}: reopen failed: {e}");
+        return Ok(Outcome::Torn);
+    }
+    let (_, s) = Reader::open(path)?.snapshot()?;
+    Ok(match check(&s) {
+        Ok(got) if got < *last => {
+            eprintln!("kill {k}: commit {last} returned but the state is at {got}");
+            Outcome::Lost
+        }
+        Ok(got) => {
+            *last = got;
+            Outcome::Ok
+        }
+        Err(e) => {
+            eprintln!("kill {k}: torn after reopen: {e}");
+            Outcome::Torn
+        }
+    })
+}
+
 /// The parent: `kills` rounds, then the tally line.
 pub(crate) fn run(
     kills: u64,
@@ -227,69 +310,16 @@ pub(crate) fn run(
     let path = dir.join("torture.state");
     let _ = mapstate::remove(&path, &options());
     drop(Writer::open(&path, &options())?);
-    let p = path.display().to_string();
-    let mut rd =
-        spawn(&["torture-reader".into(), p.clone()], true).map_err(|e| io_err(&path, e))?;
+    let mut rd = spawn(&["torture-reader".into(), path.display().to_string()], true)
+        .map_err(|e| io_err(&path, e))?;
     let mut rng = Rng::new(seed);
     let (mut torn, mut lost, mut last) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     for k in 0..kills {
-        // Every other kill is at a numbered step (the hook kills the child
-        // itself there); the others at a random moment.
-        let (step, nth) = if k % 2 == 0 {
-            (STEPS[(k / 2) as usize % STEPS.len()], 1 + rng.below(40))
-        } else {
-            (0, 0)
-        };
-        let args = vec![
-            "torture-child".into(),
-            p.clone(),
-            step.to_string(),
-            nth.to_string(),
-        ];
-        let mut c = spawn(&args, false).map_err(|e| io_err(&path, e))?;
-        let lines = BufReader::new(c.stdout.take().expect("piped"));
-        let kill_after = 1 + rng.below(60);
-        let mut seen = 0;
-        for line in lines.lines() {
-            let Ok(line) = line else { break };
-            if let Some(n) = line.strip_prefix("committed ") {
-                last = n.parse().unwrap_or(last);
-                seen += 1;
-                if step == 0 && seen == kill_after {
-                    // A random moment inside the next commits.
-                    let spin = rng.below(200_000);
-                    let t = Instant::now();
-                    while t.elapsed() < Duration::from_nanos(spin) {
-                        std::hint::spin_loop();
-                    }
-                    let _ = c.kill();
-                }
-            }
-        }
-        let _ = c.wait();
-        // Reopen as a writer would (recovery), then check the state.
-        match Writer::open(&path, &options()) {
-            Ok(w) => {
-                drop(w);
-                let mut r = Reader::open(&path)?;
-                let (_, s) = r.snapshot()?;
-                match check(&s) {
-                    Ok(got) if got < last => {
-                        lost += 1;
-                        eprintln!("kill {k}: commit {last} returned but the state is at {got}");
-                    }
-                    Ok(got) => last = got,
-                    Err(e) => {
-                        torn += 1;
-                        eprintln!("kill {k}: torn after reopen: {e}");
-                    }
-                }
-            }
-            Err(e) => {
-                torn += 1;
-                eprintln!("kill {k}: reopen failed: {e}");
-            }
+        match kill_round(&path, k, &mut rng, &mut last)? {
+            Outcome::Ok => {}
+            Outcome::Torn => torn += 1,
+            Outcome::Lost => lost += 1,
         }
         if progress && (k + 1) % 50 == 0 {
             eprintln!("{} kills, {:.0} s", k + 1, started.elapsed().as_secs_f64());

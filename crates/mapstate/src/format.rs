@@ -159,6 +159,14 @@ pub(crate) mod live {
     pub(crate) const NOTIFY: u64 = 128;
     /// `AtomicU32` number of processes sleeping on `NOTIFY`.
     pub(crate) const WAITERS: u64 = 132;
+    /// `AtomicU64` sequence lock of the log position below (odd while it changes).
+    pub(crate) const LOG_GEN: u64 = 192;
+    /// `AtomicU64` sequence number of the last record before `LOG_HEAD`.
+    pub(crate) const LOG_SEQ: u64 = 200;
+    /// `AtomicU64` offset in the log where the record after `LOG_SEQ` starts.
+    pub(crate) const LOG_HEAD: u64 = 208;
+    /// `AtomicU64` the chain value that record is seeded with.
+    pub(crate) const LOG_CHAIN: u64 = 216;
 }
 
 /// The checkpoint journal's header (`NAME-ckpt`): the pages a checkpoint is

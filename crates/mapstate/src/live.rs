@@ -184,9 +184,10 @@ impl Live {
         let seq = base.checkpoint_seq.get();
         l.seqlock().store(2 * seq, Ordering::Release);
         l.len_word().store(len, Ordering::Release);
-        log.scan(PAGE, base.log_salt.get(), seq + 1, max_size, |r| {
+        let end = log.scan(PAGE, base.log_salt.get(), seq + 1, max_size, |r| {
             l.apply_record(r)
         })?;
+        l.publish_log(end.last_seq, end.head, end.chain);
         l.res
             .atomic_u64(live::READY as usize)
             .store(1, Ordering::Release);
@@ -271,6 +272,53 @@ impl Live {
         self.notify_word().store(seq as u32, Ordering::SeqCst);
         if self.waiters().load(Ordering::SeqCst) > 0 {
             sys::futex_wake(self.notify_word(), u32::MAX);
+        }
+    }
+
+    /// Publishes where the log record after commit `seq` starts, for readers
+    /// that catch up on commits made while they copied (under its own
+    /// sequence lock `LOG_GEN`, which only ever grows).
+    pub(crate) fn publish_log(&self, seq: u64, head: u64, chain: u64) {
+        let gen_word = self.res.atomic_u64(live::LOG_GEN as usize);
+        let g = gen_word.load(Ordering::Relaxed);
+        gen_word.store(g + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.res
+            .atomic_u64(live::LOG_SEQ as usize)
+            .store(seq, Ordering::Relaxed);
+        self.res
+            .atomic_u64(live::LOG_HEAD as usize)
+            .store(head, Ordering::Relaxed);
+        self.res
+            .atomic_u64(live::LOG_CHAIN as usize)
+            .store(chain, Ordering::Relaxed);
+        gen_word.store(g + 2, Ordering::Release);
+    }
+
+    /// Reads the published log position: `(seq, head, chain)`.
+    pub(crate) fn log_position(&self) -> (u64, u64, u64) {
+        let gen_word = self.res.atomic_u64(live::LOG_GEN as usize);
+        loop {
+            let g = gen_word.load(Ordering::Acquire);
+            if g % 2 == 0 {
+                let seq = self
+                    .res
+                    .atomic_u64(live::LOG_SEQ as usize)
+                    .load(Ordering::Relaxed);
+                let head = self
+                    .res
+                    .atomic_u64(live::LOG_HEAD as usize)
+                    .load(Ordering::Relaxed);
+                let chain = self
+                    .res
+                    .atomic_u64(live::LOG_CHAIN as usize)
+                    .load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if gen_word.load(Ordering::Relaxed) == g {
+                    return (seq, head, chain);
+                }
+            }
+            std::hint::spin_loop();
         }
     }
 

@@ -152,6 +152,19 @@ impl Log {
         salt: u64,
         first_seq: u64,
         max_size: u64,
+        f: impl FnMut(&Record) -> Result<()>,
+    ) -> Result<ScanEnd> {
+        self.scan_to(start, salt, first_seq, u64::MAX, max_size, f)
+    }
+
+    /// As [`Log::scan`], stopping after record `last_seq`.
+    pub(crate) fn scan_to(
+        &self,
+        start: u64,
+        salt: u64,
+        first_seq: u64,
+        last_seq: u64,
+        max_size: u64,
         mut f: impl FnMut(&Record) -> Result<()>,
     ) -> Result<ScanEnd> {
         let mut end = ScanEnd {
@@ -160,8 +173,9 @@ impl Log {
             last_seq: first_seq.saturating_sub(1),
         };
         let mut buf = Vec::new();
-        while let Some(rec) =
-            self.record_at(end.head, end.chain, end.last_seq + 1, max_size, &mut buf)
+        while end.last_seq < last_seq
+            && let Some(rec) =
+                self.record_at(end.head, end.chain, end.last_seq + 1, max_size, &mut buf)
         {
             f(&rec.0)?;
             end.head += rec.1;
@@ -231,6 +245,32 @@ impl Log {
             total,
             chain,
         ))
+    }
+
+    /// Maps the whole file again if another process grew it (readers).
+    pub(crate) fn refresh(&mut self) -> Result<()> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("fstat", &self.path, e))?
+            .len();
+        let cap = (len - len % PAGE).min(LOG_RESERVATION);
+        if cap > self.cap {
+            self.res
+                .map_file(
+                    self.cap as usize,
+                    (cap - self.cap) as usize,
+                    sys::fd_of(&self.file),
+                    self.cap,
+                    Protection::ReadOnly,
+                    MapKind::Shared,
+                    false,
+                    false,
+                )
+                .map_err(|e| Error::io("mmap", &self.path, e))?;
+            self.cap = cap;
+        }
+        Ok(())
     }
 
     /// Whether a record of `total` bytes fits after `head`.

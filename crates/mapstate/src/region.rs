@@ -360,6 +360,7 @@ impl Writer {
             w.checkpoint()?;
         }
         w.map_view(len)?;
+        w.live.publish_log(w.seq, w.log.head, w.log.chain);
         w.live.writer_pid().store(sys::getpid(), Ordering::Release);
         Ok(w)
     }
@@ -510,6 +511,8 @@ impl Writer {
         finish_checkpoint(&mut self.durable, &durable::Journal { target, pages })?;
         sys::crash::point(15);
         self.log.reset(target.log_salt.get());
+        self.live
+            .publish_log(self.seq, self.log.head, self.log.chain);
         self.dirty.fill(0);
         Ok(())
     }
@@ -574,6 +577,7 @@ impl Writer {
         }
         sys::crash::point(6);
         self.live.end_apply(seq, new_len);
+        self.live.publish_log(seq, self.log.head, self.log.chain);
         sys::crash::point(7);
         self.seq = seq;
         self.len = new_len;
@@ -703,6 +707,21 @@ fn mark(bits: &mut [u64], off: u64, len: u64) {
     for p in first..=last {
         bits[(p / 64) as usize] |= 1 << (p % 64);
     }
+}
+
+/// Checks every `(offset, buffer)` request against the state's length.
+fn check_requests(reqs: &[(u64, &mut [u8])], len: u64) -> Result<()> {
+    for (o, b) in reqs {
+        let l = b.len() as u64;
+        if o.checked_add(l).is_none_or(|e| e > len) {
+            return Err(Error::OutOfBounds {
+                offset: *o,
+                len: l,
+                size: len,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn misaligned<T>(offset: u64) -> Error {
@@ -890,6 +909,10 @@ pub struct Reader {
     path: PathBuf,
     live: Live,
     live_dir: Option<PathBuf>,
+    file_id: [u8; 16],
+    max_size: u64,
+    /// The log, opened read-only the first time a long read needs it.
+    log: Option<Log>,
 }
 
 impl Reader {
@@ -906,10 +929,13 @@ impl Reader {
         let d = Durable::open(file, path)?;
         let live = open_live(&d, opts.live_dir.as_deref(), false)?;
         Ok(Self {
+            file_id: d.header.file_id,
+            max_size: d.header.max_size.get(),
             file: d.file,
             path: path.into(),
             live,
             live_dir: opts.live_dir.clone(),
+            log: None,
         })
     }
 
@@ -953,37 +979,117 @@ impl Reader {
 
     /// Copies several ranges out of one committed state: `reqs` holds
     /// `(offset, buffer)` pairs; returns that state's sequence number.
+    ///
+    /// Never blocks the writer, and is not starved by it: a plain
+    /// sequence-lock read is tried a few times; if commits keep landing
+    /// during the copy, the reader copies once more and then applies, from
+    /// the log, the records of the commits that landed meanwhile, which
+    /// yields exactly the state of the last of them.
     pub fn read_many(&mut self, reqs: &mut [(u64, &mut [u8])]) -> Result<u64> {
-        loop {
-            let s1 = self.live.seqlock().load(Ordering::Acquire);
-            if s1 % 2 == 1 {
-                self.wait_out_apply(s1)?;
-                continue;
-            }
+        for _ in 0..4 {
+            let s0 = self.stable_seqlock()?;
             let len = self.live.len_word().load(Ordering::Relaxed);
-            let bad = reqs
-                .iter()
-                .find(|(o, b)| o.checked_add(b.len() as u64).is_none_or(|e| e > len));
-            let bad = bad.map(|(o, b)| (*o, b.len() as u64));
-            if bad.is_none() {
-                self.live.ensure_mapped(len)?;
-                for (o, b) in reqs.iter_mut() {
-                    self.live.res.read((PAGE + *o) as usize, b);
-                }
+            let bounds = check_requests(reqs, len);
+            if bounds.is_ok() {
+                self.copy_requests(reqs, len)?;
             }
             fence(Ordering::Acquire);
-            if self.live.seqlock().load(Ordering::Relaxed) == s1 {
-                return match bad {
-                    None => Ok(s1 / 2),
-                    Some((offset, l)) => Err(Error::OutOfBounds {
-                        offset,
-                        len: l,
-                        size: len,
-                    }),
-                };
+            if self.live.seqlock().load(Ordering::Relaxed) == s0 {
+                return bounds.map(|()| s0 / 2);
+            }
+        }
+        loop {
+            if let Some(seq) = self.read_catching_up(reqs)? {
+                return Ok(seq);
             }
             std::thread::yield_now();
         }
+    }
+
+    /// The sequence lock's value once it is even (no commit being applied).
+    fn stable_seqlock(&self) -> Result<u64> {
+        loop {
+            let s = self.live.seqlock().load(Ordering::Acquire);
+            if s % 2 == 0 {
+                return Ok(s);
+            }
+            self.wait_out_apply(s)?;
+        }
+    }
+
+    fn copy_requests(&mut self, reqs: &mut [(u64, &mut [u8])], len: u64) -> Result<()> {
+        self.live.ensure_mapped(len)?;
+        for (o, b) in reqs.iter_mut() {
+            self.live.res.read((PAGE + *o) as usize, b);
+        }
+        Ok(())
+    }
+
+    /// One copy, then the log records of the commits that landed during it.
+    /// `None`: try again (the log was reset by a checkpoint meanwhile, or the
+    /// writer has not yet published where its last record ends).
+    fn read_catching_up(&mut self, reqs: &mut [(u64, &mut [u8])]) -> Result<Option<u64>> {
+        let s0 = self.stable_seqlock()?;
+        let (seq0, head0, chain0) = self.live.log_position();
+        if seq0 != s0 / 2 {
+            return Ok(None);
+        }
+        let len = self.live.len_word().load(Ordering::Relaxed);
+        let bounds = check_requests(reqs, len);
+        if bounds.is_ok() {
+            self.copy_requests(reqs, len)?;
+        }
+        fence(Ordering::Acquire);
+        let s1 = self.live.seqlock().load(Ordering::Relaxed);
+        if s1 == s0 {
+            return bounds.map(|()| Some(s0 / 2));
+        }
+        // The copy may hold bytes of every commit up to `need` (the one being
+        // applied when it ended, if any): catch up at least that far.
+        let need = s1.div_ceil(2);
+        let mut seq1 = self.live.log_position().0;
+        for _ in 0..10_000 {
+            if seq1 >= need {
+                break;
+            }
+            std::thread::yield_now();
+            seq1 = self.live.log_position().0;
+        }
+        // A request past the end stays an error even while commits keep
+        // landing (the length was read from a published state).
+        bounds?;
+        if seq1 < need {
+            return Ok(None);
+        }
+        if self.log.is_none() {
+            let p = durable::companion(&self.path, "-wal");
+            self.log = Some(Log::open(&p, &self.file_id, false, false)?);
+        }
+        let log = self.log.as_mut().expect("opened above");
+        log.refresh()?;
+        let mut last_len = len;
+        let end = log.scan_to(head0, chain0, seq0 + 1, seq1, self.max_size, |r| {
+            let mut at = 0usize;
+            for &(off, l) in &r.ranges {
+                let data = &r.data[at..at + l as usize];
+                at += l as usize;
+                for (o, b) in reqs.iter_mut() {
+                    let start = off.max(*o);
+                    let stop = (off + l).min(*o + b.len() as u64);
+                    if start < stop {
+                        b[(start - *o) as usize..(stop - *o) as usize]
+                            .copy_from_slice(&data[(start - off) as usize..(stop - off) as usize]);
+                    }
+                }
+            }
+            last_len = r.new_len;
+            Ok(())
+        })?;
+        if end.last_seq != seq1 {
+            return Ok(None); // the records were overwritten: the log restarted
+        }
+        check_requests(reqs, last_len)?;
+        Ok(Some(seq1))
     }
 
     /// Waits while the writer applies a commit (the sequence lock is odd);

@@ -44,7 +44,9 @@
 //! A released signal is delivered to the thread that closed the last
 //! section, before the guard's drop returns, so with the default action the
 //! code after the section never runs. (If that thread blocks the signal, it
-//! goes to the process instead, as the original did.)
+//! goes to the process instead, as the original did. A signal that arrives
+//! while the last section is closing may instead take effect on the thread
+//! that received it, as if it had arrived just after the section.)
 //!
 //! Repeats of one signal while it is held back coalesce into one, as the
 //! kernel's own pending signals do; different signals are each delivered,

@@ -278,3 +278,57 @@ fn sigterm_in_the_middle_of_a_large_commit_waits_for_it() {
     r.read_at(63 << 20, &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 0xAB));
 }
+
+#[test]
+fn long_reads_are_not_starved_by_a_busy_writer() {
+    let (_d, p, o) = setup();
+    let len: u64 = 64 << 20;
+    let o = o.max_size(len);
+    let mut w = Writer::open(&p, &o).unwrap();
+    let mut t = w.begin();
+    t.set_len(len).unwrap();
+    t.commit().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // Commits back to back: each writes its sequence number at both ends.
+    let writer = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut t = w.begin();
+            let seq = w_seq_next(&t);
+            t.write_at(0, &seq.to_le_bytes()).unwrap();
+            t.write_at(len - 8, &seq.to_le_bytes()).unwrap();
+            t.write_at(((seq * 4096) % (len - 4096)) & !7, &seq.to_le_bytes())
+                .unwrap();
+            t.commit().unwrap();
+            n += 1;
+        }
+        n
+    });
+    let mut r = Reader::open_with(&p, &o).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; len as usize];
+    for _ in 0..5 {
+        let seq = r.read_at(0, &mut buf).unwrap();
+        let head = u64::from_le_bytes(buf[..8].try_into().unwrap());
+        let tail = u64::from_le_bytes(buf[buf.len() - 8..].try_into().unwrap());
+        assert_eq!((head, tail), (seq, seq), "one consistent state");
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = writer.join().unwrap();
+    eprintln!("5 reads of 64 MiB in {elapsed:?} while the writer made {commits} commits");
+    assert!(commits > 100, "the writer kept committing ({commits})");
+    assert!(
+        elapsed < std::time::Duration::from_secs(30),
+        "5 reads of 64 MiB took {elapsed:?}"
+    );
+}
+
+/// The sequence number the open transaction will commit as (its state's
+/// first word holds the previous one, or 1 for the length-setting commit).
+fn w_seq_next(t: &mapstate::Txn<'_>) -> u64 {
+    let mut b = [0u8; 8];
+    t.read_at(0, &mut b).unwrap();
+    u64::from_le_bytes(b).max(1) + 1
+}

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::os::unix::thread::JoinHandleExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -395,13 +395,37 @@ extern "C" fn counting_handler(_sig: i32) {
     HUPS.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Signals sent while other threads open and close sections as fast as they
-/// can: every one must reach the handler exactly once (none lost in the race
-/// between a signal and the last section's close, none delivered twice).
+/// Spins (staying on the CPU) until `until`.
+fn spin_until(until: Instant) {
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// Spins until `flag` holds `value`.
+fn spin_for(flag: &AtomicUsize, value: usize) {
+    while flag.load(Ordering::SeqCst) != value {
+        std::hint::spin_loop();
+    }
+}
+
+/// A signal arriving while the last section closes, on another thread or on
+/// the closing one, in many rounds: each must reach the handler exactly once.
+///
+/// In each round a churning thread opens a section, then closes it a chosen
+/// delay after the main thread starts sending the signal; the delays sweep a
+/// few microseconds, so that across the rounds the close lands at every point
+/// of the handler's run, including between its "is a section open?" check
+/// and its recording of the signal. After the close no section opens again
+/// (and the deadline is an hour), so a signal still held back then is lost
+/// for good; one delivered twice shows up in the count.
 #[test]
 fn no_signal_is_lost_or_doubled_under_churn() {
     const T: &str = "no_signal_is_lost_or_doubled_under_churn";
-    const ROUNDS: usize = 2000;
+    const ROUNDS: usize = 20_000;
+    /// The close is delayed by `round % STEPS` times `STEP` after the send starts.
+    const STEPS: usize = 400;
+    const STEP: Duration = Duration::from_nanos(10);
     if is_child(T) {
         set_deadline(Duration::from_secs(3600)); // only the race may deliver
         install_handler(
@@ -409,46 +433,66 @@ fn no_signal_is_lost_or_doubled_under_churn() {
             counting_handler as extern "C" fn(i32) as libc::sighandler_t,
             false,
         );
-        let stop = Arc::new(AtomicBool::new(false));
-        let churners: Vec<_> = (0..3)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let g = defer_termination();
-                        std::hint::spin_loop();
-                        drop(g);
-                    }
-                })
+        // The round number the churner has reached, for each step of a round.
+        let start = Arc::new(AtomicUsize::new(usize::MAX));
+        let opened = Arc::new(AtomicUsize::new(usize::MAX));
+        let go = Arc::new(AtomicUsize::new(usize::MAX));
+        let closed = Arc::new(AtomicUsize::new(usize::MAX));
+        let churner = {
+            let (start, opened, go, closed) =
+                (start.clone(), opened.clone(), go.clone(), closed.clone());
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    spin_for(&start, round);
+                    let outer = defer_termination();
+                    let inner = defer_termination();
+                    opened.store(round, Ordering::SeqCst);
+                    spin_for(&go, round);
+                    let delay = STEP * (round % STEPS) as u32;
+                    spin_until(Instant::now() + delay);
+                    drop(inner);
+                    drop(outer);
+                    closed.store(round, Ordering::SeqCst);
+                }
             })
-            .collect();
+        };
+        let churner_thread = churner.as_pthread_t();
+        let mut longest = Duration::ZERO;
         for round in 0..ROUNDS {
-            // Alternate: to the process (lands on any thread), and to one
-            // churning thread (lands inside its open/close loop).
-            if round % 2 == 0 {
-                // SAFETY: `kill`/`getpid` have no memory preconditions.
-                unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
-            } else {
-                let t = churners[round / 2 % churners.len()].as_pthread_t();
-                // SAFETY: the thread is alive (joined only after the loop).
-                unsafe { libc::pthread_kill(t, libc::SIGHUP) };
-            }
-            poll_until(&format!("signal {round}"), || {
+            start.store(round, Ordering::SeqCst);
+            spin_for(&opened, round);
+            go.store(round, Ordering::SeqCst);
+            match round % 8 {
+                // Into the churning thread, inside its own section.
+                // SAFETY: the thread is alive (it waits for this round).
+                7 => unsafe { libc::pthread_kill(churner_thread, libc::SIGHUP) },
+                // To the process: lands on whichever thread the kernel picks.
+                // SAFETY: `kill` has no memory preconditions.
+                6 => unsafe { libc::kill(std::process::id() as i32, libc::SIGHUP) },
+                // To this thread, which holds no section: its handler races
+                // the churner's close.
+                // SAFETY: `raise` has no memory preconditions.
+                _ => unsafe { libc::raise(libc::SIGHUP) },
+            };
+            spin_for(&closed, round);
+            // The round's sections are closed and none will open before the
+            // signal arrives: if it is held back now, it is lost.
+            let waited = Instant::now();
+            poll_until(&format!("signal {round} (lost?)"), || {
                 HUPS.load(Ordering::SeqCst) > round
             });
+            longest = longest.max(waited.elapsed());
             assert_eq!(
                 HUPS.load(Ordering::SeqCst),
                 round + 1,
                 "a signal was delivered twice"
             );
+            assert_eq!(pending(), None);
         }
-        stop.store(true, Ordering::Relaxed);
-        for t in churners {
-            t.join().unwrap();
-        }
+        churner.join().unwrap();
         assert_eq!(HUPS.load(Ordering::SeqCst), ROUNDS);
-        assert_eq!(pending(), None);
         say(&format!("delivered {ROUNDS}"));
+        eprintln!("longest wait after the last section closed: {longest:?}");
         return;
     }
     let kid = Kid::spawn(T);

@@ -39,15 +39,23 @@
 //! The default action is claimed by setting `DYING` with a compare-exchange
 //! that requires no open section, so a section cannot open between "no
 //! section is open" and the process dying: a thread that tries is parked
-//! (the process is about to exit).
+//! (the process is about to exit). A handler that delivers a deferred fatal
+//! signal itself (having found `COUNT` at 0 on its re-check) sets `DYING`
+//! before it takes the bit, so a dropper that saw the bit but lost it to the
+//! handler finds `DYING` and parks rather than running past its section.
+//!
+//! The watchdog sleeps on `PENDING`; when a new episode has waited out the
+//! deadline it takes the bits, sets them in `FORCE` and re-sends each signal
+//! to itself (it keeps the three signals blocked, so it never takes them
+//! from the program's threads, and unblocks one just to take it).
 //!
 //! # Async-signal safety
 //!
 //! The handler uses only atomics (lock-free), `OnceLock::get` (one atomic
-//! load), and `sigaction`, `pthread_sigmask`, `sigismember`, `raise`, `kill`,
-//! `rt_(tg)sigqueueinfo`, `getpid`, `gettid` and `futex` wake, all
-//! async-signal-safe. It saves and restores `errno`. It never allocates,
-//! locks or panics (indexes are proven in range; nothing unwraps).
+//! load), and `sigaction`, `pthread_sigmask`, `sigemptyset`, `sigaddset`,
+//! `raise` and `futex` wake, all async-signal-safe. It saves and restores
+//! `errno`. It never allocates, locks or panics (indexes are proven in
+//! range; nothing unwraps).
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
@@ -140,6 +148,12 @@ pub(crate) fn deadline() -> Duration {
 #[inline(never)]
 fn dying() -> ! {
     COUNT.fetch_sub(1, SeqCst);
+    wait_for_the_end()
+}
+
+/// Parks this thread until the default action claimed with `DYING` ends
+/// the process (a matter of microseconds).
+fn wait_for_the_end() -> ! {
     loop {
         std::thread::park();
     }
@@ -148,16 +162,20 @@ fn dying() -> ! {
 #[cold]
 #[inline(never)]
 fn deliver_pending() {
-    // A section opened again meanwhile: its close will deliver (it reads
-    // `PENDING` after its own decrement, so it sees our bits).
-    if COUNT.load(SeqCst) & !DYING != 0 {
-        return;
-    }
-    let taken = PENDING.fetch_and(!BITS, SeqCst) & BITS;
-    for i in 0..SIGNALS.len() {
-        if taken & bit(i) != 0 {
-            redeliver(i);
+    // Unless a section opened again meanwhile: its close will deliver (it
+    // reads `PENDING` after its own decrement, so it sees our bits).
+    if COUNT.load(SeqCst) & !DYING == 0 {
+        let taken = PENDING.fetch_and(!BITS, SeqCst) & BITS;
+        for i in 0..SIGNALS.len() {
+            if taken & bit(i) != 0 {
+                redeliver(i);
+            }
         }
+    }
+    // We saw a deferred signal, but a handler on another thread may have
+    // taken it and be killing the process: do not run past the section.
+    if COUNT.load(SeqCst) & DYING != 0 {
+        wait_for_the_end();
     }
 }
 
@@ -339,11 +357,18 @@ fn handle(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
         if COUNT.load(SeqCst) & !DYING != 0 {
             return;
         }
-        // None open: deliver ourselves, unless a dropper took the bit.
-        if PENDING.fetch_and(!b, SeqCst) & b == 0 {
+        // None open: deliver ourselves, unless a dropper takes the bit first.
+        // A fatal signal claims the process's death *before* taking the bit,
+        // so that a dropper that saw the bit but lost it to us finds `DYING`
+        // and stops there instead of running past its section. If the claim
+        // fails, a section opened meanwhile: its close will see the bit.
+        if fatal && !try_claim(true) {
             return;
         }
-        if try_claim(fatal) {
+        if PENDING.fetch_and(!b, SeqCst) & b == 0 {
+            return; // a dropper took it and delivers it
+        }
+        if fatal || try_claim(false) {
             let _ = SAVED[i].take();
             forward(i, info, ctx);
             return;
