@@ -238,19 +238,37 @@ impl Durable {
 }
 
 /// A checkpoint journal found valid and newer than the durable header: the
-/// pages (with their page numbers) and the header they lead to.
+/// header it leads to and the numbers of its pages, whose contents are read
+/// from the journal file on demand.
 pub(crate) struct Journal {
     pub(crate) target: DurableHeader,
-    pub(crate) pages: Vec<(u64, Vec<u8>)>,
+    pub(crate) pages: Vec<u64>,
+    file: File,
+    path: PathBuf,
+    /// File offset of the first page.
+    data_at: u64,
 }
 
-/// Writes the journal of a checkpoint: `target` and the given pages
-/// (page number, contents), then syncs it. A power cut before the sync
-/// leaves a journal that fails its hash and is ignored.
+impl Journal {
+    /// Reads page `i` of the journal (the page numbered `self.pages[i]`).
+    pub(crate) fn read_page(&self, i: usize, buf: &mut [u8]) -> Result<()> {
+        pread(&self.file, &self.path, buf, self.data_at + i as u64 * PAGE)
+    }
+}
+
+/// Pages written per batch when streaming a journal.
+const BATCH: usize = 256;
+
+/// Writes the journal of a checkpoint: `target`, the page numbers, and
+/// each page's contents as `fill(page_no, buf)` provides them, in batches
+/// (memory stays bounded whatever the number of pages), then syncs it. A
+/// power cut before the sync leaves a journal that fails its hash and is
+/// ignored.
 pub(crate) fn write_journal(
     path: &Path,
     target: &DurableHeader,
-    pages: &[(u64, &[u8])],
+    pages: &[u64],
+    mut fill: impl FnMut(u64, &mut [u8]),
 ) -> Result<()> {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -259,23 +277,31 @@ pub(crate) fn write_journal(
         .truncate(false)
         .open(path)
         .map_err(|e| crate::map::open_error(path, true, e))?;
-    let mut body = Vec::with_capacity(pages.len() * (8 + PAGE as usize));
-    for (n, _) in pages {
-        body.extend_from_slice(&n.to_le_bytes());
+    let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(target.checksum.get());
+    let mut list = Vec::with_capacity((pages.len() * 8).next_multiple_of(PAGE as usize));
+    for n in pages {
+        list.extend_from_slice(&n.to_le_bytes());
     }
-    body.resize(body.len().next_multiple_of(PAGE as usize), 0);
-    for (_, p) in pages {
-        debug_assert_eq!(p.len(), PAGE as usize);
-        body.extend_from_slice(p);
+    list.resize(list.len().next_multiple_of(PAGE as usize), 0);
+    hasher.update(&list);
+    pwrite(&file, path, &list, PAGE)?;
+    let data_at = PAGE + list.len() as u64;
+    let mut buf = vec![0u8; BATCH * PAGE as usize];
+    for (b, chunk) in pages.chunks(BATCH).enumerate() {
+        let bytes = &mut buf[..chunk.len() * PAGE as usize];
+        for (i, &no) in chunk.iter().enumerate() {
+            fill(no, &mut bytes[i * PAGE as usize..(i + 1) * PAGE as usize]);
+        }
+        hasher.update(bytes);
+        pwrite(&file, path, bytes, data_at + (b * BATCH) as u64 * PAGE)?;
     }
     let mut h = JournalHeader::new_zeroed();
     h.magic = format::JOURNAL_MAGIC;
     h.file_id = target.file_id;
     h.target = *target;
     h.n_pages = U64::new(pages.len() as u64);
-    h.body_hash = U64::new(format::hash(target.checksum.get(), &body));
+    h.body_hash = U64::new(hasher.digest());
     h.seal();
-    pwrite(&file, path, &body, PAGE)?;
     pwrite(&file, path, h.as_bytes(), 0)?;
     sys::fdatasync(sys::fd_of(&file)).map_err(|e| Error::io("fdatasync", path, e))
 }
@@ -307,22 +333,41 @@ pub(crate) fn read_journal(path: &Path, current: &DurableHeader) -> Result<Optio
     if n > max_pages {
         return Ok(None);
     }
-    let body_len = (n * 8).next_multiple_of(PAGE) + n * PAGE;
-    let mut body = vec![0u8; body_len as usize];
-    if file.read_exact_at(&mut body, PAGE).is_err()
-        || format::hash(t.checksum.get(), &body) != h.body_hash.get()
-    {
+    let list_len = (n * 8).next_multiple_of(PAGE);
+    let mut list = vec![0u8; list_len as usize];
+    if file.read_exact_at(&mut list, PAGE).is_err() {
         return Ok(None);
     }
-    let list = n as usize * 8;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(t.checksum.get());
+    hasher.update(&list);
+    let data_at = PAGE + list_len;
+    let mut buf = vec![0u8; BATCH * PAGE as usize];
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(BATCH as u64);
+        let bytes = &mut buf[..(k * PAGE) as usize];
+        if file.read_exact_at(bytes, data_at + done * PAGE).is_err() {
+            return Ok(None);
+        }
+        hasher.update(bytes);
+        done += k;
+    }
+    if hasher.digest() != h.body_hash.get() {
+        return Ok(None);
+    }
     let mut pages = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
-        let no = u64::from_le_bytes(body[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let no = u64::from_le_bytes(list[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         if no >= max_pages {
             return Ok(None);
         }
-        let at = list.next_multiple_of(PAGE as usize) + i * PAGE as usize;
-        pages.push((no, body[at..at + PAGE as usize].to_vec()));
+        pages.push(no);
     }
-    Ok(Some(Journal { target: t, pages }))
+    Ok(Some(Journal {
+        target: t,
+        pages,
+        file,
+        path: path.into(),
+        data_at,
+    }))
 }

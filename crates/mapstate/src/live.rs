@@ -175,7 +175,9 @@ impl Live {
             off += n as u64;
         }
         if let Some(j) = journal {
-            for (no, page) in &j.pages {
+            let mut page = vec![0u8; PAGE as usize];
+            for (i, &no) in j.pages.iter().enumerate() {
+                j.read_page(i, &mut page)?;
                 let at = no * PAGE;
                 let n = (len - at).min(PAGE) as usize;
                 l.res.write((PAGE + at) as usize, &page[..n]);

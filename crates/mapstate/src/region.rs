@@ -494,21 +494,24 @@ impl Writer {
                 let no = wi as u64 * 64 + u64::from(bits.trailing_zeros());
                 bits &= bits - 1;
                 if no < npages {
-                    let mut p = vec![0u8; PAGE as usize];
-                    let n = (self.len - no * PAGE).min(PAGE) as usize;
-                    self.live.res.read((PAGE + no * PAGE) as usize, &mut p[..n]);
-                    pages.push((no, p));
+                    pages.push(no);
                 }
             }
         }
-        let list: Vec<(u64, &[u8])> = pages.iter().map(|(n, p)| (*n, p.as_slice())).collect();
-        durable::write_journal(
-            &durable::companion(&self.durable.path, "-ckpt"),
-            &target,
-            &list,
-        )?;
+        let (live, len) = (&self.live, self.len);
+        let ckpt = durable::companion(&self.durable.path, "-ckpt");
+        durable::write_journal(&ckpt, &target, &pages, |no, buf| {
+            let n = (len - no * PAGE).min(PAGE) as usize;
+            live.res.read((PAGE + no * PAGE) as usize, &mut buf[..n]);
+            buf[n..].fill(0);
+        })?;
         sys::crash::point(12);
-        finish_checkpoint(&mut self.durable, &durable::Journal { target, pages })?;
+        let journal =
+            durable::read_journal(&ckpt, &self.durable.header)?.ok_or_else(|| Error::Corrupt {
+                path: ckpt.clone(),
+                what: "the checkpoint journal just written does not read back".into(),
+            })?;
+        finish_checkpoint(&mut self.durable, &journal)?;
         sys::crash::point(15);
         self.log.reset(target.log_salt.get());
         self.live
@@ -661,10 +664,12 @@ fn finish_checkpoint(d: &mut Durable, j: &durable::Journal) -> Result<()> {
     let len = j.target.len.get();
     d.reserve(len)?;
     let half = j.pages.len() / 2;
-    for (i, (no, page)) in j.pages.iter().enumerate() {
+    let mut page = vec![0u8; PAGE as usize];
+    for (i, &no) in j.pages.iter().enumerate() {
         if i == half {
             sys::crash::point(13);
         }
+        j.read_page(i, &mut page)?;
         let at = no * PAGE;
         let n = (len - at).min(PAGE) as usize;
         d.write_data(at, &page[..n])?;
