@@ -260,7 +260,7 @@ impl Journal {
 const BATCH: usize = 256;
 
 /// Writes the journal of a checkpoint: `target`, the page numbers, and
-/// each page's contents as `fill(page_no, buf)` provides them, in batches
+/// each page's contents as `contents(page_no, buf)` provides them, in batches
 /// (memory stays bounded whatever the number of pages), then syncs it. A
 /// power cut before the sync leaves a journal that fails its hash and is
 /// ignored.
@@ -268,7 +268,7 @@ pub(crate) fn write_journal(
     path: &Path,
     target: &DurableHeader,
     pages: &[u64],
-    mut fill: impl FnMut(u64, &mut [u8]),
+    mut contents: impl FnMut(u64, &mut [u8]),
 ) -> Result<()> {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -290,7 +290,7 @@ pub(crate) fn write_journal(
     for (b, chunk) in pages.chunks(BATCH).enumerate() {
         let bytes = &mut buf[..chunk.len() * PAGE as usize];
         for (i, &no) in chunk.iter().enumerate() {
-            fill(no, &mut bytes[i * PAGE as usize..(i + 1) * PAGE as usize]);
+            contents(no, &mut bytes[i * PAGE as usize..(i + 1) * PAGE as usize]);
         }
         hasher.update(bytes);
         pwrite(&file, path, bytes, data_at + (b * BATCH) as u64 * PAGE)?;
