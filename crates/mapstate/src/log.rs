@@ -18,7 +18,7 @@ use crate::sys::{self, MapKind, Protection, Reservation};
 /// The log's initial size (it grows only for a single commit larger than it).
 pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
 /// Address space reserved for the log.
-const LOG_RESERVATION: u64 = 64 << 30;
+const LOG_RESERVATION: u64 = 4 << 30;
 
 /// An open log.
 #[derive(Debug)]
@@ -342,29 +342,29 @@ impl Log {
             total_len: U64::new(total),
             new_len: U64::new(new_len),
         };
-        self.res.write(at, h.as_bytes());
-        let mut p = at + RECORD_HEADER;
+        // The log is written only by the writer holding the writer lock, so
+        // one mutable slice over the record is sound (see SOUNDNESS.md).
+        let rec = self.res.exclusive_bytes_mut(at, total as usize);
+        rec[..RECORD_HEADER].copy_from_slice(h.as_bytes());
+        let mut p = RECORD_HEADER;
         for &(off, len) in ranges {
             let e = RangeEntry {
                 off: U64::new(off),
                 len: U64::new(len),
             };
-            self.res.write(p, e.as_bytes());
+            rec[p..p + RANGE_ENTRY].copy_from_slice(e.as_bytes());
             p += RANGE_ENTRY;
         }
         sys::crash::point(1);
         for &(off, len) in ranges {
-            sys::copy_between(view, off as usize, &mut self.res, p, len as usize);
-            p += len as usize;
+            let len = len as usize;
+            rec[p..p + len].copy_from_slice(view.exclusive_bytes(off as usize, len));
+            p += len;
         }
-        let pad = at + total as usize - p;
-        self.res.write(p, &[0u8; 8][..pad]);
+        rec[p..].fill(0);
         sys::crash::point(2);
-        let chain = format::hash(
-            self.chain,
-            self.res.exclusive_bytes(at + 8, total as usize - 8),
-        );
-        self.res.write(at, &chain.to_le_bytes());
+        let chain = format::hash(self.chain, &rec[8..]);
+        rec[..8].copy_from_slice(&chain.to_le_bytes());
         self.head += total;
         self.chain = chain;
     }

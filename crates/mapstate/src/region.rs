@@ -539,7 +539,6 @@ impl Writer {
         if self.free {
             self.find_free_stores(&mut ranges);
         }
-        merge(&mut ranges);
         let new_len = self.txn_len;
         if ranges.is_empty() && new_len == self.len {
             self.ranges = ranges;
@@ -565,17 +564,17 @@ impl Writer {
         self.live.begin_apply(seq);
         sys::crash::point(4);
         let half = ranges.len() / 2;
+        // Only this writer stores into the live image (readers copy out of
+        // it under the sequence lock), so one slice over each side is sound.
+        let n = new_len.max(self.len).next_multiple_of(PAGE) as usize;
+        let src = self.view.exclusive_bytes(0, n);
+        let dst = self.live.res.exclusive_bytes_mut(PAGE as usize, n);
         for (i, &(off, len)) in ranges.iter().enumerate() {
             if i == half {
                 sys::crash::point(5);
             }
-            sys::copy_between(
-                &self.view,
-                off as usize,
-                &mut self.live.res,
-                (PAGE + off) as usize,
-                len as usize,
-            );
+            let r = off as usize..(off + len) as usize;
+            dst[r.clone()].copy_from_slice(&src[r]);
             mark(&mut self.dirty, off, len);
         }
         sys::crash::point(6);
@@ -615,7 +614,7 @@ impl Writer {
                     .res
                     .exclusive_bytes((PAGE + off) as usize, len as usize);
                 if v != l {
-                    out.push((off, len));
+                    push_range(out, off, len);
                 }
                 off += len;
             }
@@ -737,24 +736,20 @@ fn misaligned<T>(offset: u64) -> Error {
     }
 }
 
-/// Sorts ranges and merges the overlapping or adjacent ones.
-fn merge(r: &mut Vec<(u64, u64)>) {
-    if r.len() < 2 {
-        return;
-    }
-    r.sort_unstable_by_key(|x| x.0);
-    let mut out = 0;
-    for i in 1..r.len() {
-        let (o, l) = r[i];
-        let cur_end = r[out].0 + r[out].1;
-        if o <= cur_end {
-            r[out].1 = cur_end.max(o + l) - r[out].0;
-        } else {
-            out += 1;
-            r[out] = (o, l);
+/// Records a changed range, extending the previous one when this one
+/// starts inside or right after it (a field written again and again, or a
+/// buffer filled piece by piece, stays one range). Ranges are not sorted:
+/// every range is logged with the bytes the view holds at commit, so
+/// overlapping ranges carry identical bytes and their order never matters.
+fn push_range(r: &mut Vec<(u64, u64)>, off: u64, len: u64) {
+    if let Some(last) = r.last_mut() {
+        let end = last.0 + last.1;
+        if off >= last.0 && off <= end {
+            last.1 = end.max(off + len) - last.0;
+            return;
         }
     }
-    r.truncate(out + 1);
+    r.push((off, len));
 }
 
 /// One transaction of a [`Writer`].
@@ -804,7 +799,7 @@ impl Txn<'_> {
             // Bytes past the new end must read as zeros if the state grows again.
             let zero = vec![0u8; (self.w.txn_len - len) as usize];
             self.w.view.write(len as usize, &zero);
-            self.w.ranges.push((len, zero.len() as u64));
+            push_range(&mut self.w.ranges, len, zero.len() as u64);
         }
         self.w.txn_len = len;
         Ok(())
@@ -815,7 +810,7 @@ impl Txn<'_> {
         self.check(offset, data.len() as u64)?;
         self.w.view.write(offset as usize, data);
         if !data.is_empty() {
-            self.w.ranges.push((offset, data.len() as u64));
+            push_range(&mut self.w.ranges, offset, data.len() as u64);
         }
         Ok(())
     }
@@ -855,7 +850,7 @@ impl Txn<'_> {
         at: Offset<T>,
     ) -> Result<&mut T> {
         let (off, size) = self.typed(at)?;
-        self.w.ranges.push((off, size));
+        push_range(&mut self.w.ranges, off, size);
         let bytes = self.w.view.exclusive_bytes_mut(off as usize, size as usize);
         T::mut_from_bytes(bytes).map_err(|_| misaligned::<T>(off))
     }
@@ -1218,12 +1213,17 @@ pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::merge;
+    use super::push_range;
 
     #[test]
-    fn merge_joins_overlaps_and_neighbours() {
-        let mut r = vec![(10, 5), (0, 4), (4, 2), (12, 10), (40, 1)];
-        merge(&mut r);
-        assert_eq!(r, vec![(0, 6), (10, 12), (40, 1)]);
+    fn push_range_extends_the_previous_range_only() {
+        let mut r = Vec::new();
+        push_range(&mut r, 10, 5);
+        push_range(&mut r, 12, 10); // overlaps: extended
+        push_range(&mut r, 22, 2); // adjacent: extended
+        push_range(&mut r, 0, 4); // before: a new range
+        push_range(&mut r, 0, 4); // the same again: merged
+        push_range(&mut r, 40, 1);
+        assert_eq!(r, vec![(10, 14), (0, 4), (40, 1)]);
     }
 }
