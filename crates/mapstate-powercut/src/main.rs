@@ -1,0 +1,2 @@
+//! Power-cut workload and checker.
+fn main() {}
