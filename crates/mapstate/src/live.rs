@@ -198,6 +198,11 @@ impl Live {
         Ok(l)
     }
 
+    /// Data bytes mapped.
+    pub(crate) fn mapped(&self) -> u64 {
+        self.mapped
+    }
+
     /// Maps the data area up to `len` bytes (the writer also grows the file).
     pub(crate) fn ensure_mapped(&mut self, len: u64) -> Result<()> {
         let want = len.next_multiple_of(PAGE);

@@ -1,22 +1,234 @@
-//! mapstate itself. Each workload's adapter arrives with the capability it
-//! measures; until then its rows say "not implemented".
-//!
-//! To add one: match the workload in `run` (and, for w5, notify and reopen,
-//! in `child`), following the peers in this folder.
+//! mapstate itself: the state is one region of 16,384 slots; a slot is
+//! changed with `Txn::write_at` and read with `Reader::read_at`. Workloads
+//! whose capability has not landed yet (group commit for `w2x8`,
+//! extend-on-write for `w6` and `grow`) say so in their rows.
 
-use crate::harness::{Ctx, Result, Workload};
-use crate::peers::{System, na};
-use crate::report::Outcome;
+use std::path::{Path, PathBuf};
+
+use mapstate::{Durability, Options, Reader, Writer};
+
+use crate::child::{
+    ChildArgs, Parent, notify_parent, notify_waiter, reopen_parent, timed_loop, w5_parent,
+    write_until_killed,
+};
+use crate::harness::{Ctx, Result, Workload, measure};
+use crate::peers::{CHECKED, System, na};
+use crate::report::{Measurement, Outcome};
+use crate::slot::{Rng, SLOT_BYTES, STATE_SLOTS, Slot, fill_slots};
 
 /// mapstate (this repository).
 pub(crate) struct Mapstate;
+
+const STATE: u64 = (STATE_SLOTS * SLOT_BYTES) as u64;
+
+const PAGE_CACHE: &str = "Durability::PageCache: every returned commit survives a process crash (SIGKILL at any instruction); an OS crash keeps a consistent state as of the last checkpoint";
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("state.db")
+}
+
+fn options(len: u64, durability: Durability) -> Options {
+    Options::new()
+        .create(true)
+        .len(len)
+        .max_size(len)
+        .durability(durability)
+}
+
+/// A new state of `len` bytes of slots in `dir`, returned open for writing.
+fn create_state(dir: &Path, len: u64, durability: Durability) -> Result<Writer> {
+    let mut w = Writer::open(state_path(dir), &options(len, durability))?;
+    let chunk = 16 << 20;
+    let mut buf = vec![0_u8; chunk as usize];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(chunk);
+        fill_slots(&mut buf[..n as usize], off / SLOT_BYTES as u64);
+        let mut t = w.begin();
+        t.write_at(off, &buf[..n as usize])?;
+        t.commit()?;
+        off += n;
+    }
+    w.checkpoint()?;
+    Ok(w)
+}
+
+/// One transaction that overwrites `n` random slots.
+fn commit_slots(w: &mut Writer, rng: &mut Rng, n: usize, slots: usize) -> Result<()> {
+    let mut t = w.begin();
+    for _ in 0..n {
+        let k = rng.below(slots) as u64;
+        t.write_at(
+            k * SLOT_BYTES as u64,
+            &Slot::fill(rng.next_u64()).to_bytes(),
+        )?;
+    }
+    t.commit()?;
+    Ok(())
+}
+
+/// Reads slot `k`; whether it is whole.
+fn read_slot(r: &mut Reader, k: u64) -> Result<bool> {
+    let mut b = [0_u8; SLOT_BYTES];
+    r.read_at(k * SLOT_BYTES as u64, &mut b)?;
+    Ok(Slot::check_bytes(&b))
+}
+
+fn reopen(cx: &Ctx) -> Result<Measurement> {
+    let p = &cx.params;
+    let mut rng = Rng::from_entropy();
+    let dir = cx.kept_dir("mapstate", Workload::Reopen)?;
+    let done = dir.join("populated");
+    if !done.exists() {
+        let _ = mapstate::remove(state_path(&dir), &Options::new());
+        drop(create_state(&dir, p.reopen_bytes, Durability::PageCache)?);
+        std::fs::write(&done, b"")?;
+    }
+    let slots = (p.reopen_bytes / SLOT_BYTES as u64) as usize;
+    let mut opened = None;
+    let mut m = reopen_parent(cx, "mapstate", &dir, || {
+        // The writer's recovery: finish a checkpoint if one was
+        // cut, replay the log records the live image lacks.
+        let mut w = Writer::open(
+            state_path(&dir),
+            &options(p.reopen_bytes, Durability::PageCache),
+        )?;
+        let k = rng.below(slots) as u64;
+        let mut b = [0_u8; SLOT_BYTES];
+        w.begin().read_at(k * SLOT_BYTES as u64, &mut b)?;
+        opened = Some(w); // closed (with its checkpoint) after the timing
+        Ok(Slot::check_bytes(&b))
+    })?;
+    drop(opened);
+    m.notes = format!(
+        "{} state; writer child ({PAGE_CACHE}) killed with SIGKILL while committing; timed: Writer::open (recovery: journal check, live image check, log replay) and one slot read",
+        cx.params.size_note(|p| p.reopen_bytes)
+    );
+    Ok(m)
+}
 
 impl System for Mapstate {
     fn name(&self) -> &'static str {
         "mapstate"
     }
 
-    fn run(&self, _workload: Workload, _cx: &Ctx) -> Result<Outcome> {
-        Ok(na("not implemented"))
+    fn run(&self, workload: Workload, cx: &Ctx) -> Result<Outcome> {
+        let p = &cx.params;
+        let mut rng = Rng::from_entropy();
+        let m = match workload {
+            Workload::W1 | Workload::W2 | Workload::W3 => {
+                let durability = if workload == Workload::W2 {
+                    Durability::Sync
+                } else {
+                    Durability::PageCache
+                };
+                let dir = cx.tempdir()?;
+                let mut w = create_state(dir.path(), STATE, durability)?;
+                let n = if workload == Workload::W3 { 1000 } else { 1 };
+                let mut m = measure(p, || commit_slots(&mut w, &mut rng, n, STATE_SLOTS))?;
+                m.notes = if durability == Durability::Sync {
+                    "Durability::Sync: the log is fdatasync'ed before the commit is published; survives a process crash and an OS crash".to_owned()
+                } else {
+                    PAGE_CACHE.to_owned()
+                };
+                drop(w);
+                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                m
+            }
+            Workload::W2x8 => {
+                return Ok(na(
+                    "not implemented: a writer handle shared by threads, with group commit, lands with the durability issue",
+                ));
+            }
+            Workload::W4 => {
+                let dir = cx.tempdir()?;
+                drop(create_state(dir.path(), STATE, Durability::PageCache)?);
+                let mut r = Reader::open(state_path(dir.path()))?;
+                let mut torn = 0_u64;
+                let mut m = measure(p, || {
+                    torn += u64::from(!read_slot(&mut r, rng.below(STATE_SLOTS) as u64)?);
+                    Ok(())
+                })?;
+                m.torn = Some(torn);
+                m.notes = format!(
+                    "Reader::read_at: a copy validated by the live image's sequence lock; {CHECKED}"
+                );
+                drop(r);
+                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                m
+            }
+            Workload::W5 => {
+                let dir = cx.tempdir()?;
+                drop(create_state(dir.path(), STATE, Durability::PageCache)?);
+                let mut m = w5_parent(cx, self.name(), dir.path())?;
+                m.notes = format!(
+                    "writer process: {PAGE_CACHE}; reader process: Reader::read_at (sequence lock, never blocks the writer); {CHECKED}"
+                );
+                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                m
+            }
+            Workload::Notify => {
+                let dir = cx.tempdir()?;
+                let mut w = create_state(dir.path(), STATE, Durability::PageCache)?;
+                let mut m = notify_parent(cx, self.name(), dir.path(), |_, t0| {
+                    let mut t = w.begin();
+                    t.write_at(0, &Slot::fill(t0).to_bytes())?;
+                    t.commit()?;
+                    Ok(())
+                })?;
+                m.notes = String::from(
+                    "push: the waiter process sleeps in Reader::wait_for_change (a futex in the live image), then reads slot 0; PageCache commits; t0 taken before the commit",
+                );
+                drop(w);
+                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                m
+            }
+            Workload::W6 | Workload::Grow => {
+                return Ok(na(
+                    "not implemented: extend-on-write lands with its own issue",
+                ));
+            }
+            Workload::Reopen => reopen(cx)?,
+        };
+        Ok(Outcome::Measured(m))
+    }
+
+    fn child(&self, args: &ChildArgs) -> Result<()> {
+        let parent = Parent::new();
+        let mut rng = Rng::from_entropy();
+        let path = state_path(&args.dir);
+        match (args.workload, args.role.as_str()) {
+            (Workload::W5, "writer") => {
+                let mut w = Writer::open(&path, &Options::new())?;
+                timed_loop(parent, || {
+                    commit_slots(&mut w, &mut rng, 1, STATE_SLOTS).map(|()| true)
+                })
+            }
+            (Workload::W5, "reader") => {
+                let mut r = Reader::open(&path)?;
+                timed_loop(parent, || read_slot(&mut r, rng.below(STATE_SLOTS) as u64))
+            }
+            (Workload::Notify, "waiter") => {
+                let mut r = Reader::open(&path)?;
+                let mut seen = r.seq();
+                notify_waiter(parent, args.arg, |_| {
+                    seen = r.wait_for_change(seen, None);
+                    let mut b = [0_u8; SLOT_BYTES];
+                    r.read_at(0, &mut b)?;
+                    Ok(Slot::from_bytes(&b).map_or(0, |s| s.value()))
+                })
+            }
+            (Workload::Reopen, "writer") => {
+                let mut w = Writer::open(&path, &Options::new())?;
+                let slots = (args.arg / SLOT_BYTES as u64) as usize;
+                write_until_killed(parent, || commit_slots(&mut w, &mut rng, 1, slots))
+            }
+            _ => Err(format!(
+                "mapstate: no child {} for {}",
+                args.role,
+                args.workload.name()
+            )
+            .into()),
+        }
     }
 }
