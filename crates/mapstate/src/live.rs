@@ -27,6 +27,10 @@ pub(crate) struct Live {
     /// Data bytes mapped (a multiple of the page size).
     mapped: u64,
     writable: bool,
+    /// Whether the header page is writable: always for the writer; for a
+    /// reader when it may open the live image read-write (then it can
+    /// register as a waiter, so that commits wake it).
+    header_writable: bool,
 }
 
 /// Where the live image of `durable` lives: on tmpfs under `dir` if given,
@@ -54,10 +58,16 @@ pub(crate) fn live_path(dir: Option<&Path>, durable: &Durable) -> Result<PathBuf
 }
 
 impl Live {
-    fn map(file: File, path: &Path, max_size: u64, writable: bool) -> Result<Self> {
+    fn map(
+        file: File,
+        path: &Path,
+        max_size: u64,
+        writable: bool,
+        header_writable: bool,
+    ) -> Result<Self> {
         let mut res = Reservation::new((PAGE + max_size) as usize)
             .map_err(|e| Error::io("mmap (reserve)", path, e))?;
-        let prot = if writable {
+        let prot = if header_writable {
             Protection::ReadWrite
         } else {
             Protection::ReadOnly
@@ -79,6 +89,7 @@ impl Live {
             path: path.into(),
             mapped: 0,
             writable,
+            header_writable,
         })
     }
 
@@ -90,15 +101,23 @@ impl Live {
         max_size: u64,
         writable: bool,
     ) -> Result<Option<Self>> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-        {
-            Ok(f) => f,
+        let open = |write: bool| {
+            OpenOptions::new()
+                .read(true)
+                .write(write)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+        };
+        // A reader opens read-write if it may (to register as a waiter).
+        let (file, header_writable) = match open(true) {
+            Ok(f) => (f, true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(crate::map::open_error(path, writable, e)),
+            Err(e) if writable => return Err(crate::map::open_error(path, true, e)),
+            Err(_) => match open(false) {
+                Ok(f) => (f, false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(crate::map::open_error(path, false, e)),
+            },
         };
         let flen = file
             .metadata()
@@ -107,7 +126,7 @@ impl Live {
         if flen < PAGE {
             return Ok(None);
         }
-        let mut l = Self::map(file, path, max_size, writable)?;
+        let mut l = Self::map(file, path, max_size, writable, header_writable)?;
         let mut hdr = [0u8; 48];
         l.res.read(0, &mut hdr);
         let ok = hdr[..8] == format::LIVE_MAGIC
@@ -158,7 +177,7 @@ impl Live {
         // The umask may have narrowed the mode; readers need the durable file's.
         let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
         crate::map::allocate(&tmp, &file, PAGE + len.max(1))?;
-        let mut l = Self::map(file, &tmp, max_size, true)?;
+        let mut l = Self::map(file, &tmp, max_size, true, true)?;
         l.ensure_mapped(len)?;
         let mut hdr = [0u8; 48];
         hdr[..8].copy_from_slice(&format::LIVE_MAGIC);
@@ -196,6 +215,11 @@ impl Live {
         std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
         l.path = path.into();
         Ok(l)
+    }
+
+    /// Whether this process may register as a waiter (see `header_writable`).
+    pub(crate) fn can_register(&self) -> bool {
+        self.header_writable
     }
 
     /// Data bytes mapped.

@@ -1153,12 +1153,22 @@ impl Reader {
                 None => None,
             };
             let word = self.live.notify_word();
-            self.live.waiters().fetch_add(1, Ordering::SeqCst);
-            let expected = word.load(Ordering::SeqCst);
-            if self.seq() <= after {
-                sys::futex_wait(word, expected, remaining);
+            if self.live.can_register() {
+                self.live.waiters().fetch_add(1, Ordering::SeqCst);
+                let expected = word.load(Ordering::SeqCst);
+                if self.seq() <= after {
+                    sys::futex_wait(word, expected, remaining);
+                }
+                self.live.waiters().fetch_sub(1, Ordering::SeqCst);
+            } else {
+                // May not write the live image, so cannot ask to be woken:
+                // sleep on the word with a short timeout instead (polling).
+                let expected = word.load(Ordering::SeqCst);
+                let nap = Duration::from_millis(1);
+                if self.seq() <= after {
+                    sys::futex_wait(word, expected, Some(remaining.map_or(nap, |r| r.min(nap))));
+                }
             }
-            self.live.waiters().fetch_sub(1, Ordering::SeqCst);
         }
     }
 

@@ -332,3 +332,36 @@ fn w_seq_next(t: &mapstate::Txn<'_>) -> u64 {
     t.read_at(0, &mut b).unwrap();
     u64::from_le_bytes(b).max(1) + 1
 }
+
+#[test]
+fn a_waiter_is_woken_by_each_commit() {
+    let (_d, p, o) = setup();
+    let mut w = Writer::open(&p, &o).unwrap();
+    let mut r = Reader::open_with(&p, &o).unwrap();
+    let mut seen = r.seq();
+    let waiter = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        while seen < 50 {
+            seen = r.wait_for_change(seen, Some(std::time::Duration::from_secs(20)));
+            let mut b = [0u8; 8];
+            r.read_at(0, &mut b).unwrap();
+            got.push((seen, u64::from_le_bytes(b)));
+        }
+        got
+    });
+    for i in 1..=50u64 {
+        let mut t = w.begin();
+        t.write_at(0, &i.to_le_bytes()).unwrap();
+        t.commit().unwrap();
+    }
+    let got = waiter.join().unwrap();
+    assert_eq!(
+        got.last().map(|g| g.0),
+        Some(50),
+        "the waiter saw the last commit"
+    );
+    assert!(
+        got.iter().all(|&(seq, v)| v >= seq),
+        "each wake-up reads a state at least that new"
+    );
+}
