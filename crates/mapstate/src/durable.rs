@@ -194,7 +194,7 @@ impl Durable {
         h.durability = U64::new(durability.0);
         h.durability_arg = U64::new(durability.1);
         h.seal();
-        crate::map::allocate(path, &file, PAGE + len)?;
+        crate::map::allocate(path, &file, 0, PAGE + len)?;
         pwrite(&file, path, h.as_bytes(), HEADER_SLOTS[0])?;
         let mut d = Self {
             file,
@@ -231,9 +231,15 @@ impl Durable {
         pwrite(&self.file, &self.path, buf, PAGE + off)
     }
 
-    /// Makes sure the data area holds `len` bytes, with blocks allocated.
+    /// Makes sure the data area holds `len` bytes, with blocks allocated
+    /// (the image is fully allocated up to the header's length already).
     pub(crate) fn reserve(&self, len: u64) -> Result<()> {
-        crate::map::allocate(&self.path, &self.file, PAGE + len)
+        crate::map::allocate(
+            &self.path,
+            &self.file,
+            PAGE + self.header.len.get(),
+            PAGE + len,
+        )
     }
 }
 

@@ -176,7 +176,7 @@ impl Live {
             .map_err(|e| crate::map::open_error(&tmp, true, e))?;
         // The umask may have narrowed the mode; readers need the durable file's.
         let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
-        crate::map::allocate(&tmp, &file, PAGE + len.max(1))?;
+        crate::map::allocate(&tmp, &file, 0, PAGE + len.max(1))?;
         let mut l = Self::map(file, &tmp, max_size, true, true)?;
         l.ensure_mapped(len)?;
         let mut hdr = [0u8; 48];
@@ -234,7 +234,19 @@ impl Live {
             return Ok(());
         }
         if self.writable {
-            crate::map::allocate(&self.path, &self.file, PAGE + want)?;
+            // Only what lies past the file's end: an existing image is
+            // allocated already, and tmpfs would walk every page again.
+            let size = self
+                .file
+                .metadata()
+                .map_err(|e| Error::io("fstat", &self.path, e))?
+                .len();
+            crate::map::allocate(
+                &self.path,
+                &self.file,
+                size.max(PAGE + self.mapped),
+                PAGE + want,
+            )?;
         }
         let prot = if self.writable {
             Protection::ReadWrite

@@ -75,7 +75,7 @@ impl Log {
             .len();
         if len == 0 && writable {
             let h = LogHeader::new(*file_id);
-            crate::map::allocate(path, &file, DEFAULT_LOG_SIZE)?;
+            crate::map::allocate(path, &file, 0, DEFAULT_LOG_SIZE)?;
             std::os::unix::fs::FileExt::write_all_at(&file, h.as_bytes(), 0)
                 .map_err(|e| Error::io("pwrite", path, e))?;
             sys::fdatasync(sys::fd_of(&file)).map_err(|e| Error::io("fdatasync", path, e))?;
@@ -183,6 +183,52 @@ impl Log {
             end.last_seq = rec.0.seq;
         }
         Ok(end)
+    }
+
+    /// Walks the record headers and range lists from `start` to `end`
+    /// without reading or hashing the data, calling `f(off, len)` for each
+    /// range; the records must be numbered `first_seq..=last_seq` and end
+    /// exactly at `end`. Returns false (having called `f` for some ranges
+    /// perhaps) when they do not: the caller then scans normally.
+    pub(crate) fn walk_ranges(
+        &self,
+        start: u64,
+        end: u64,
+        first_seq: u64,
+        last_seq: u64,
+        mut f: impl FnMut(u64, u64),
+    ) -> bool {
+        let (mut at, mut seq) = (start, first_seq);
+        if end > self.cap || start > end {
+            return false;
+        }
+        while at < end {
+            let mut h = RecordHeader::new_zeroed();
+            if end - at < RECORD_HEADER as u64 {
+                return false;
+            }
+            self.res.read(at as usize, h.as_mut_bytes());
+            let total = h.total_len.get();
+            let n = u64::from(h.n_ranges.get());
+            if h.magic.get() != format::RECORD_MAGIC
+                || h.seq.get() != seq
+                || total > end - at
+                || n.saturating_mul(RANGE_ENTRY as u64) > total
+            {
+                return false;
+            }
+            for i in 0..n {
+                let mut e = RangeEntry::new_zeroed();
+                self.res.read(
+                    (at + RECORD_HEADER as u64 + i * RANGE_ENTRY as u64) as usize,
+                    e.as_mut_bytes(),
+                );
+                f(e.off.get(), e.len.get());
+            }
+            at += total;
+            seq += 1;
+        }
+        at == end && seq == last_seq + 1
     }
 
     /// Decodes and validates the record at `off`: `(record, total_len, chain)`.
@@ -297,7 +343,7 @@ impl Log {
                 reason: format!("larger than the log can hold ({LOG_RESERVATION} bytes)"),
             });
         }
-        crate::map::allocate(&self.path, &self.file, want)?;
+        crate::map::allocate(&self.path, &self.file, self.cap, want)?;
         self.res
             .map_file(
                 self.cap as usize,

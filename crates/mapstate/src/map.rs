@@ -252,13 +252,19 @@ pub(crate) fn check_regular(path: &Path, file: &File) -> Result<()> {
     })
 }
 
-/// `fallocate(fd, 0, 0, len)`, with its failures turned into typed errors.
-pub(crate) fn allocate(path: &Path, file: &File, len: u64) -> Result<()> {
+/// `fallocate(fd, 0, from, to - from)` (nothing if `to <= from`): blocks
+/// for the bytes `from..to`, the file extended to `to` if shorter. Only the
+/// new part is asked for: on tmpfs a fallocate walks every page of its range.
+/// Failures become typed errors.
+pub(crate) fn allocate(path: &Path, file: &File, from: u64, to: u64) -> Result<()> {
+    if to <= from {
+        return Ok(());
+    }
     let fd = sys::fd_of(file);
-    sys::fallocate(fd, 0, len).map_err(|e| match e.raw_os_error() {
+    sys::fallocate(fd, from, to - from).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace {
             path: path.into(),
-            wanted: len,
+            wanted: to,
             source: e,
         },
         Some(libc::EOPNOTSUPP) => Error::FallocateUnsupported {
@@ -267,7 +273,7 @@ pub(crate) fn allocate(path: &Path, file: &File, len: u64) -> Result<()> {
         },
         Some(libc::EFBIG) => Error::InvalidSize {
             what: "file size",
-            size: len,
+            size: to,
             reason: "larger than the filesystem allows (EFBIG)".into(),
         },
         _ => Error::io("fallocate", path, e),
@@ -470,7 +476,7 @@ impl Mapping {
         let shared_rw = self.writable && self.kind != MapKind::Private;
         if shared_rw {
             if new_len > 0 {
-                allocate(&self.path, &self.file, new_len)?;
+                allocate(&self.path, &self.file, self.len, new_len)?;
             }
         } else {
             let file_len = self

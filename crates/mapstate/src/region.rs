@@ -306,22 +306,32 @@ impl Writer {
         // touched since the checkpoint, which the next checkpoint must write.
         let (applied, _) = live.applied();
         let mut dirty = vec![0u64; pages_words(max_size)];
-        let end = log.scan(
-            PAGE,
-            h.log_salt.get(),
-            h.checkpoint_seq.get() + 1,
-            max_size,
-            |r| {
-                for &(off, len) in &r.ranges {
-                    mark(&mut dirty, off, len);
-                }
-                if r.seq > applied {
-                    live.apply_record(r)
-                } else {
-                    Ok(())
-                }
-            },
-        )?;
+        // Records the live image already has were validated when they were
+        // written and are only needed for their ranges (the pages the next
+        // checkpoint writes): walk them cheaply up to the position the live
+        // image published, then validate and replay from there.
+        let first = h.checkpoint_seq.get() + 1;
+        let (pseq, phead, pchain) = live.log_position();
+        let (start, seed, from_seq) = if pseq >= first.saturating_sub(1)
+            && pseq <= applied
+            && log.walk_ranges(PAGE, phead, first, pseq, |off, len| {
+                mark(&mut dirty, off, len);
+            }) {
+            (phead, pchain, pseq + 1)
+        } else {
+            dirty.fill(0);
+            (PAGE, h.log_salt.get(), first)
+        };
+        let end = log.scan(start, seed, from_seq, max_size, |r| {
+            for &(off, len) in &r.ranges {
+                mark(&mut dirty, off, len);
+            }
+            if r.seq > applied {
+                live.apply_record(r)
+            } else {
+                Ok(())
+            }
+        })?;
         let (now, odd) = live.applied();
         if odd || now < end.last_seq {
             return Err(Error::Corrupt {
@@ -391,11 +401,6 @@ impl Writer {
             if t.extend(&self.view, want as usize).is_err() {
                 self.tracker = None;
                 self.tracker_failed = true;
-            }
-        } else if !self.tracker_failed {
-            match WriteTracker::new(&self.view, 0, want as usize) {
-                Ok(t) => self.tracker = Some(t),
-                Err(_) => self.tracker_failed = true,
             }
         }
         Ok(())
@@ -589,6 +594,18 @@ impl Writer {
         Ok(seq)
     }
 
+    /// Starts tracking free stores, the first time a transaction hands out
+    /// the view (registering costs time proportional to the view's size,
+    /// so writers that never use free stores never pay it).
+    fn track_free_stores(&mut self) {
+        if self.tracker.is_none() && !self.tracker_failed && self.view_mapped > 0 {
+            match WriteTracker::new(&self.view, 0, self.view_mapped as usize) {
+                Ok(t) => self.tracker = Some(t),
+                Err(_) => self.tracker_failed = true,
+            }
+        }
+    }
+
     /// Adds the pages written by free stores whose bytes differ from the
     /// live image: those userfaultfd reports as written, or, without it,
     /// every page of the view.
@@ -702,13 +719,17 @@ fn pages_words(max: u64) -> usize {
     max.div_ceil(PAGE).div_ceil(64) as usize
 }
 
-/// Marks the pages of `off..off + len` in a page bitmap.
+/// Marks the pages of `off..off + len` in a page bitmap (pages past its
+/// end, which only a damaged record could name, are ignored).
 fn mark(bits: &mut [u64], off: u64, len: u64) {
+    let Some(last) = off.checked_add(len).and_then(|e| e.checked_sub(1)) else {
+        return;
+    };
     if len == 0 {
         return;
     }
-    let (first, last) = (off / PAGE, (off + len - 1) / PAGE);
-    for p in first..=last {
+    let pages = bits.len() as u64 * 64;
+    for p in off / PAGE..=(last / PAGE).min(pages.saturating_sub(1)) {
         bits[(p / 64) as usize] |= 1 << (p % 64);
     }
 }
@@ -859,6 +880,7 @@ impl Txn<'_> {
     /// buffer, say). The pages changed are found at commit by comparing the
     /// view with the live image.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.w.track_free_stores();
         self.w.free = true;
         let n = self.w.txn_len as usize;
         self.w.view.exclusive_bytes_mut(0, n)
