@@ -52,6 +52,24 @@ pub mod testing {
         crate::sys::crash::arm(step, nth, 9);
     }
 
+    /// Makes every `fdatasync`/`fsync` after the next `n` successful ones
+    /// fail with EIO, as a dying disk would.
+    pub fn fail_syncs_after(n: u64) {
+        crate::sys::sync_hooks::fail_after(n);
+    }
+
+    /// Calls `f(fd, before)` before (`true`) and after (`false`) every
+    /// `fdatasync`/`fsync` mapstate makes; `None` removes it.
+    #[allow(clippy::type_complexity)]
+    pub fn observe_syncs(f: Option<Box<dyn FnMut(i32, bool) + Send>>) {
+        crate::sys::sync_hooks::observe(f);
+    }
+
+    /// Removes the sync hooks.
+    pub fn disarm_syncs() {
+        crate::sys::sync_hooks::disarm();
+    }
+
     /// Sends `signal` to this process when a commit reaches `step` for the
     /// `nth` time (to show that termination signals wait for the commit).
     pub fn signal_at(step: u32, nth: u64, signal: u32) {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, LogHeader, PAGE, RANGE_ENTRY, RECORD_HEADER, RangeEntry, RecordHeader};
 use crate::sys::{self, MapKind, Protection, Reservation};
 
-/// The log's initial size (it grows only for a single commit larger than it).
+/// The log's default size (it grows only for a single commit larger than it).
 pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
 /// Address space reserved for the log.
 const LOG_RESERVATION: u64 = 4 << 30;
@@ -59,6 +59,7 @@ impl Log {
         file_id: &[u8; 16],
         writable: bool,
         create: bool,
+        size: u64,
     ) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -75,11 +76,11 @@ impl Log {
             .len();
         if len == 0 && writable {
             let h = LogHeader::new(*file_id);
-            crate::map::allocate(path, &file, 0, DEFAULT_LOG_SIZE)?;
+            crate::map::allocate(path, &file, 0, size)?;
             std::os::unix::fs::FileExt::write_all_at(&file, h.as_bytes(), 0)
                 .map_err(|e| Error::io("pwrite", path, e))?;
             sys::fdatasync(sys::fd_of(&file)).map_err(|e| Error::io("fdatasync", path, e))?;
-            len = DEFAULT_LOG_SIZE;
+            len = size;
         }
         if len < PAGE {
             return Err(Error::Truncated {
@@ -413,6 +414,13 @@ impl Log {
         rec[..8].copy_from_slice(&chain.to_le_bytes());
         self.head += total;
         self.chain = chain;
+    }
+
+    /// Another descriptor of the log file (for the background syncer).
+    pub(crate) fn try_clone_file(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .map_err(|e| Error::io("dup", &self.path, e))
     }
 
     /// `fdatasync` of the log: every appended record is durable.

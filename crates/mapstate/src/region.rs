@@ -80,6 +80,7 @@ pub struct Options {
     wait: bool,
     live_dir: Option<PathBuf>,
     mode: u32,
+    log_size: u64,
 }
 
 impl Default for Options {
@@ -99,6 +100,7 @@ impl Options {
             wait: false,
             live_dir: None,
             mode: 0o600,
+            log_size: crate::log::DEFAULT_LOG_SIZE,
         }
     }
 
@@ -141,6 +143,15 @@ impl Options {
     #[must_use]
     pub fn live_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.live_dir = Some(dir.into());
+        self
+    }
+
+    /// Size of a new log file (default 64 MiB, at least 64 KiB). A full log
+    /// triggers a checkpoint, so a smaller log means more frequent, smaller
+    /// checkpoints; a single commit larger than the log grows it.
+    #[must_use]
+    pub fn log_size(mut self, bytes: u64) -> Self {
+        self.log_size = bytes.max(64 << 10).next_multiple_of(PAGE);
         self
     }
 
@@ -202,6 +213,7 @@ fn open_live(d: &Durable, live_dir: Option<&Path>, writable: bool) -> Result<Liv
         &base.file_id,
         false,
         false,
+        0,
     )?;
     let built = Live::build(&path, d, journal.as_ref(), &log)?;
     if writable {
@@ -241,6 +253,75 @@ pub struct Writer {
     /// where the kernel refuses it, and then commits compare the whole view.
     tracker: Option<WriteTracker>,
     tracker_failed: bool,
+    /// The background syncer of `Durability::Periodic`.
+    syncer: Option<Syncer>,
+}
+
+/// Syncs the log every interval on a thread of its own, so that
+/// `Periodic` commits cost what `PageCache` ones do and a power cut loses at
+/// most the commits of the last interval (plus one `fdatasync`).
+#[derive(Debug)]
+struct Syncer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    failed: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Set once `failed` holds a message: a load per commit, no lock.
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(log: File, path: PathBuf, every: Duration) -> Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let report = failed.clone();
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let raise = flag.clone();
+        let thread = std::thread::Builder::new()
+            .name("mapstate-syncer".into())
+            .spawn(move || {
+                // The channel's timeout is the timer; a message or a closed
+                // channel is the stop signal.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    if let Err(e) = sys::fdatasync(sys::fd_of(&log)) {
+                        let msg = Error::io("fdatasync", &path, e).to_string();
+                        *report
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(msg);
+                        raise.store(true, Ordering::Release);
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("spawn the syncer thread", PathBuf::new(), e))?;
+        Ok(Self {
+            stop: Some(stop),
+            failed,
+            flag,
+            thread: Some(thread),
+        })
+    }
+
+    /// The failure of a background sync, if one failed.
+    fn failure(&self) -> Option<String> {
+        if !self.flag.load(Ordering::Acquire) {
+            return None;
+        }
+        self.failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Writer {
@@ -296,7 +377,7 @@ impl Writer {
         let h = durable.header;
         let wal = durable::companion(path, "-wal");
         let created_log = !wal.exists();
-        let mut log = Log::open(&wal, &h.file_id, true, true)?;
+        let mut log = Log::open(&wal, &h.file_id, true, true, opts.log_size)?;
         if created_log {
             sync_parent(path)?;
         }
@@ -362,7 +443,12 @@ impl Writer {
             poisoned: None,
             tracker: None,
             tracker_failed: false,
+            syncer: None,
         };
+        if let Durability::Periodic(every) = opts.durability {
+            let log = w.log.try_clone_file()?;
+            w.syncer = Some(Syncer::start(log, durable::companion(path, "-wal"), every)?);
+        }
         if now > end.last_seq {
             // The live image holds commits the log no longer has (the log was
             // lost): make them durable now with a full checkpoint.
@@ -451,7 +537,12 @@ impl Writer {
         }
     }
 
-    fn check_poison(&self) -> Result<()> {
+    fn check_poison(&mut self) -> Result<()> {
+        if self.poisoned.is_none()
+            && let Some(cause) = self.syncer.as_ref().and_then(Syncer::failure)
+        {
+            self.poisoned = Some(cause);
+        }
         match &self.poisoned {
             Some(cause) => Err(Error::Poisoned {
                 path: self.durable.path.clone(),
@@ -1100,7 +1191,7 @@ impl Reader {
         }
         if self.log.is_none() {
             let p = durable::companion(&self.path, "-wal");
-            self.log = Some(Log::open(&p, &self.file_id, false, false)?);
+            self.log = Some(Log::open(&p, &self.file_id, false, false, 0)?);
         }
         let log = self.log.as_mut().expect("opened above");
         log.refresh()?;

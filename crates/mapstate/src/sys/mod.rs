@@ -59,12 +59,83 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
 
 /// `fdatasync(fd)`.
 pub(crate) fn fdatasync(fd: BorrowedFd<'_>) -> io::Result<()> {
-    rustix::fs::fdatasync(fd).map_err(Into::into)
+    sync_hooks::around(fd, || rustix::fs::fdatasync(fd).map_err(Into::into))
 }
 
 /// `fsync(fd)`: also used on directories after creating or renaming files.
 pub(crate) fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
-    rustix::fs::fsync(fd).map_err(Into::into)
+    sync_hooks::around(fd, || rustix::fs::fsync(fd).map_err(Into::into))
+}
+
+/// Test hooks around every sync: a failure injector (the n-th sync fails
+/// with EIO, as a dying disk would) and an observer called before and after
+/// each sync (the power-cut model test keeps the synced and the written
+/// bytes of each file apart with it). Unarmed, a hook costs one relaxed load.
+pub(crate) mod sync_hooks {
+    use std::io;
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// Called with the descriptor and `true` before, `false` after a sync.
+    pub(crate) type Observer = Box<dyn FnMut(i32, bool) + Send>;
+
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static FAIL_AFTER: AtomicU64 = AtomicU64::new(u64::MAX);
+    static OBSERVER: Mutex<Option<Observer>> = Mutex::new(None);
+
+    /// Makes every sync after the next `n` successful ones fail with EIO.
+    pub(crate) fn fail_after(n: u64) {
+        FAIL_AFTER.store(n, Ordering::SeqCst);
+        ARMED.store(true, Ordering::SeqCst);
+    }
+
+    /// Installs (or with `None` removes) the observer.
+    pub(crate) fn observe(f: Option<Observer>) {
+        let on = f.is_some();
+        *OBSERVER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = f;
+        ARMED.store(
+            on || FAIL_AFTER.load(Ordering::SeqCst) != u64::MAX,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Removes every hook.
+    pub(crate) fn disarm() {
+        FAIL_AFTER.store(u64::MAX, Ordering::SeqCst);
+        observe(None);
+    }
+
+    pub(super) fn around(
+        fd: BorrowedFd<'_>,
+        sync: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        if !ARMED.load(Ordering::Relaxed) {
+            return sync();
+        }
+        let call = |before: bool| {
+            if let Some(f) = OBSERVER
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_mut()
+            {
+                f(fd.as_raw_fd(), before);
+            }
+        };
+        call(true);
+        let left = FAIL_AFTER.load(Ordering::SeqCst);
+        if left != u64::MAX {
+            if left == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            FAIL_AFTER.store(left - 1, Ordering::SeqCst);
+        }
+        let r = sync();
+        call(false);
+        r
+    }
 }
 
 /// Filesystem magic numbers from `statfs(2)` that change what mapstate can promise.
