@@ -210,7 +210,7 @@ fn model(durability: Durability, seed: u64, cut_every: u64) {
     }));
     let obs = m.clone();
     mapstate::testing::observe_syncs(Some(Box::new(move |fd, before| {
-        obs.lock().unwrap().observe(fd, before)
+        obs.lock().unwrap().observe(fd, before);
     })));
     // A small log, so that it fills and restarts (with a checkpoint) often.
     let o = opts(d.path(), durability).log_size(256 << 10);
