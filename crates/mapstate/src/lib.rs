@@ -29,6 +29,7 @@
 mod durable;
 mod error;
 mod format;
+mod group;
 mod live;
 mod log;
 mod map;
@@ -38,6 +39,7 @@ pub mod signals;
 mod sys;
 
 pub use error::{Error, Result};
+pub use group::SharedWriter;
 pub use map::{DEFAULT_RESERVATION, MAX_RESERVATION, MapOptions, MapSync, Mapping};
 pub use offset::Offset;
 pub use region::{Durability, Options, Reader, Txn, Writer, remove};

@@ -522,6 +522,16 @@ impl Writer {
         self.durability
     }
 
+    /// Another descriptor of the log file (for group commit).
+    pub(crate) fn log_file(&self) -> Result<File> {
+        self.log.try_clone_file()
+    }
+
+    /// Marks the writer failed (a sync made elsewhere failed).
+    pub(crate) fn set_poisoned(&mut self, cause: &str) {
+        self.poisoned.get_or_insert_with(|| cause.to_owned());
+    }
+
     /// Bytes of log written since the last checkpoint.
     pub fn log_bytes(&self) -> u64 {
         self.log.used()

@@ -384,3 +384,60 @@ fn periodic_syncs_in_the_background_and_reports_failures() {
         ),
     }
 }
+
+#[test]
+fn concurrent_sync_commits_share_fdatasyncs() {
+    match child_mode().as_deref() {
+        Some("group") => {
+            let d = fresh_dir();
+            let o = opts(d.path(), Durability::Sync);
+            let w = Writer::open(d.path().join("state"), &o).unwrap();
+            let shared = std::sync::Arc::new(mapstate::SharedWriter::new(w).unwrap());
+            let syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let count = syncs.clone();
+            mapstate::testing::observe_syncs(Some(Box::new(move |_, before| {
+                if before {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })));
+            let threads: Vec<_> = (0..8u64)
+                .map(|i| {
+                    let s = shared.clone();
+                    std::thread::spawn(move || {
+                        for k in 0..100u64 {
+                            let v = i * 1000 + k;
+                            s.transaction(|t| t.write_at(64 * (i + 1), &v.to_le_bytes()))
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            mapstate::testing::disarm_syncs();
+            let n = syncs.load(std::sync::atomic::Ordering::Relaxed);
+            let w = std::sync::Arc::into_inner(shared).unwrap().into_inner();
+            assert_eq!(w.seq(), 800, "every commit landed");
+            assert!(
+                n < 800,
+                "800 Sync commits from 8 threads took {n} fdatasyncs: no grouping"
+            );
+            println!("800 Sync commits, {n} fdatasyncs");
+            drop(w);
+            let mut r = Reader::open_with(d.path().join("state"), &o).unwrap();
+            for i in 0..8u64 {
+                let mut b = [0u8; 8];
+                r.read_at(64 * (i + 1), &mut b).unwrap();
+                assert_eq!(
+                    u64::from_le_bytes(b),
+                    i * 1000 + 99,
+                    "thread {i}'s last commit"
+                );
+            }
+            println!("child ok");
+        }
+        Some(_) => {}
+        None => in_child("concurrent_sync_commits_share_fdatasyncs", "group"),
+    }
+}

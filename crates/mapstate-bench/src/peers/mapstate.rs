@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use mapstate::{Durability, Options, Reader, Writer};
+use mapstate::{Durability, Options, Reader, SharedWriter, Writer};
 
 use crate::child::{
     ChildArgs, Parent, notify_parent, notify_waiter, reopen_parent, timed_loop, w5_parent,
     write_until_killed,
 };
-use crate::harness::{Ctx, Result, Workload, measure};
+use crate::harness::{Ctx, Result, Workload, measure, measure_threads};
 use crate::peers::{CHECKED, System, na};
 use crate::report::{Measurement, Outcome};
 use crate::slot::{Rng, SLOT_BYTES, STATE_SLOTS, Slot, fill_slots};
@@ -136,10 +136,27 @@ impl System for Mapstate {
                 m
             }
             Workload::W2x8 => {
-                return Ok(na(
-                    "not implemented: a writer handle shared by threads, with group commit, lands with the durability issue",
-                ));
+                let dir = cx.tempdir()?;
+                let w = create_state(dir.path(), STATE, Durability::Sync)?;
+                let shared = SharedWriter::new(w)?;
+                let mut m = measure_threads(p, 8, |i| {
+                    let mut rng = Rng::new(i as u64 + 1);
+                    let shared = &shared;
+                    Ok(move || {
+                        let k = rng.below(STATE_SLOTS) as u64;
+                        let slot = Slot::fill(rng.next_u64()).to_bytes();
+                        shared.transaction(|t| t.write_at(k * SLOT_BYTES as u64, &slot))?;
+                        Ok(())
+                    })
+                })?;
+                m.notes = String::from(
+                    "8 threads on one SharedWriter, Durability::Sync with group commit (concurrent commits share an fdatasync of the log); survives an OS crash",
+                );
+                drop(shared);
+                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                m
             }
+
             Workload::W4 => {
                 let dir = cx.tempdir()?;
                 drop(create_state(dir.path(), STATE, Durability::PageCache)?);
