@@ -287,12 +287,15 @@ fn kill_round(path: &Path, k: u64, rng: &mut Rng, last: &mut u64) -> mapstate::R
     })
 }
 
-/// The parent: `kills` rounds, then the tally line.
-pub(crate) fn run(
+/// The parent: `kills` rounds, calling `tick(k)` after the `k`th kill;
+/// returns `(torn, lost)`. The reader's tally goes to stderr when
+/// `report_reader`.
+pub(crate) fn run_observed(
     kills: u64,
     dir: Option<PathBuf>,
     seed: u64,
-    progress: bool,
+    tick: &mut dyn FnMut(u64),
+    report_reader: bool,
 ) -> mapstate::Result<(u64, u64)> {
     let tmp;
     let dir = match dir {
@@ -314,16 +317,13 @@ pub(crate) fn run(
         .map_err(|e| io_err(&path, e))?;
     let mut rng = Rng::new(seed);
     let (mut torn, mut lost, mut last) = (0u64, 0u64, 0u64);
-    let started = Instant::now();
     for k in 0..kills {
         match kill_round(&path, k, &mut rng, &mut last)? {
             Outcome::Ok => {}
             Outcome::Torn => torn += 1,
             Outcome::Lost => lost += 1,
         }
-        if progress && (k + 1) % 50 == 0 {
-            eprintln!("{} kills, {:.0} s", k + 1, started.elapsed().as_secs_f64());
-        }
+        tick(k + 1);
     }
     drop(rd.stdin.take());
     let mut out = String::new();
@@ -342,7 +342,9 @@ pub(crate) fn run(
             eprintln!("the reader did not report (its output: {out:?})");
         }
     }
-    eprintln!("reader: {}", out.trim());
+    if report_reader {
+        eprintln!("reader: {}", out.trim());
+    }
     let _ = mapstate::remove(&path, &options());
     Ok((torn, lost))
 }

@@ -116,38 +116,10 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<(DurableHeader, us
             }
         });
     };
-    let corrupt = |what: String| Error::Corrupt {
+    check_fields(&h).map_err(|what| Error::Corrupt {
         path: path.into(),
         what,
-    };
-    if u64::from(h.page_size.get()) != PAGE {
-        return Err(corrupt(format!(
-            "page size {} (expected {PAGE})",
-            h.page_size.get()
-        )));
-    }
-    if h.max_size.get() > crate::MAX_RESERVATION
-        || h.max_size.get() % PAGE != 0
-        || h.max_size.get() == 0
-    {
-        return Err(corrupt(format!(
-            "maximum size {} is invalid",
-            h.max_size.get()
-        )));
-    }
-    if h.len.get() > h.max_size.get() {
-        return Err(corrupt(format!(
-            "length {} exceeds the maximum size {}",
-            h.len.get(),
-            h.max_size.get()
-        )));
-    }
-    if crate::region::Durability::from_code(h.durability.get(), h.durability_arg.get()).is_none() {
-        return Err(corrupt(format!(
-            "unknown durability mode {}",
-            h.durability.get()
-        )));
-    }
+    })?;
     let expected = PAGE + h.len.get();
     if file_len < expected {
         return Err(Error::Truncated {
@@ -156,7 +128,42 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<(DurableHeader, us
             expected,
         });
     }
+    check_counters(&h).map_err(|what| Error::Corrupt {
+        path: path.into(),
+        what,
+    })?;
     Ok((h, slot))
+}
+
+/// The field checks every header must pass (a checksum only says the bytes
+/// are the ones written, not that they make sense).
+fn check_fields(h: &DurableHeader) -> std::result::Result<(), String> {
+    if u64::from(h.page_size.get()) != PAGE {
+        return Err(format!("page size {} (expected {PAGE})", h.page_size.get()));
+    }
+    let max = h.max_size.get();
+    if max > crate::MAX_RESERVATION || max % PAGE != 0 || max == 0 {
+        return Err(format!("maximum size {max} is invalid"));
+    }
+    if h.len.get() > max {
+        return Err(format!(
+            "length {} exceeds the maximum size {max}",
+            h.len.get()
+        ));
+    }
+    if crate::region::Durability::from_code(h.durability.get(), h.durability_arg.get()).is_none() {
+        return Err(format!("unknown durability mode {}", h.durability.get()));
+    }
+    Ok(())
+}
+
+/// Sequence numbers are doubled in the sequence lock and generations count
+/// up: both must leave room.
+fn check_counters(h: &DurableHeader) -> std::result::Result<(), String> {
+    if h.checkpoint_seq.get() > 1 << 62 || h.generation.get() > 1 << 62 {
+        return Err("sequence number or generation out of range".into());
+    }
+    Ok(())
 }
 
 impl Durable {
@@ -262,6 +269,19 @@ impl Journal {
     }
 }
 
+/// Opens a file read-only without blocking on a FIFO, and refuses
+/// anything but a regular file.
+fn open_regular(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| crate::map::open_error(path, false, e))?;
+    crate::map::check_regular(path, &f)?;
+    Ok(f)
+}
+
 /// Pages written per batch when streaming a journal.
 const BATCH: usize = 256;
 
@@ -316,11 +336,15 @@ pub(crate) fn write_journal(
 /// state and leads past it (a checkpoint interrupted after its journal was
 /// synced); `None` otherwise.
 pub(crate) fn read_journal(path: &Path, current: &DurableHeader) -> Result<Option<Journal>> {
-    let file = match File::open(path) {
+    let file = match open_regular(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(crate::map::open_error(path, false, e)),
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
     };
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io("fstat", path, e))?
+        .len();
     let mut h = JournalHeader::new_zeroed();
     if file.read_exact_at(h.as_mut_bytes(), 0).is_err() || !h.checksum_ok() {
         return Ok(None);
@@ -328,6 +352,11 @@ pub(crate) fn read_journal(path: &Path, current: &DurableHeader) -> Result<Optio
     let t = h.target;
     if h.file_id != current.file_id
         || !t.checksum_ok()
+        || t.magic != format::DURABLE_MAGIC
+        || t.version.get() > VERSION
+        || t.file_id != current.file_id
+        || check_fields(&t).is_err()
+        || check_counters(&t).is_err()
         || t.generation.get() != current.generation.get() + 1
         || t.checkpoint_seq.get() < current.checkpoint_seq.get()
         || t.len.get() > t.max_size.get()
@@ -336,7 +365,8 @@ pub(crate) fn read_journal(path: &Path, current: &DurableHeader) -> Result<Optio
     }
     let n = h.n_pages.get();
     let max_pages = t.len.get().div_ceil(PAGE);
-    if n > max_pages {
+    // The page list and the pages must fit in the file: bounds the memory.
+    if n > max_pages || n.saturating_mul(PAGE + 8) > file_len {
         return Ok(None);
     }
     let list_len = (n * 8).next_multiple_of(PAGE);

@@ -155,10 +155,10 @@ pub(crate) mod live {
     pub(crate) const LEN: u64 = 72;
     /// `AtomicU32` pid of the writer holding the lock (0: none).
     pub(crate) const WRITER_PID: u64 = 80;
-    /// `AtomicU32` futex word: the low 32 bits of the last published sequence number.
+    /// `AtomicU32` futex word: bits 0..31 the low bits of the last published
+    /// sequence number, bit 31 set by waiters before they sleep (the writer
+    /// clears it when it wakes them, so a dead waiter costs one wake-up).
     pub(crate) const NOTIFY: u64 = 128;
-    /// `AtomicU32` number of processes sleeping on `NOTIFY`.
-    pub(crate) const WAITERS: u64 = 132;
     /// `AtomicU64` sequence lock of the log position below (odd while it changes).
     pub(crate) const LOG_GEN: u64 = 192;
     /// `AtomicU64` sequence number of the last record before `LOG_HEAD`.
@@ -167,6 +167,21 @@ pub(crate) mod live {
     pub(crate) const LOG_HEAD: u64 = 208;
     /// `AtomicU64` the chain value that record is seeded with.
     pub(crate) const LOG_CHAIN: u64 = 216;
+    /// The change ring: `RING_ENTRIES` entries of `RING_ENTRY` bytes, the
+    /// entry of commit `s` at index `s % RING_ENTRIES`. An entry is eight
+    /// `AtomicU64`s: its sequence number (`u64::MAX` while being written),
+    /// the number of ranges with bit 63 set if they were widened, then up to
+    /// three `(offset, length)` pairs.
+    pub(crate) const RING: u64 = 256;
+    /// Entries in the change ring.
+    pub(crate) const RING_ENTRIES: u64 = 56;
+    /// Bytes per ring entry.
+    pub(crate) const RING_ENTRY: u64 = 64;
+    /// Ranges an entry holds exactly.
+    pub(crate) const RING_RANGES: usize = 3;
+
+    // The whole header, ring included, fits in the header page.
+    const _: () = assert!(RING + RING_ENTRIES * RING_ENTRY <= super::PAGE);
 }
 
 /// The checkpoint journal's header (`NAME-ckpt`): the pages a checkpoint is

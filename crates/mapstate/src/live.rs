@@ -18,6 +18,9 @@ use crate::format::{self, PAGE, live};
 use crate::log::{Log, Record};
 use crate::sys::{self, MapKind, Protection, Reservation};
 
+/// Bit 31 of the notification word: somebody may be sleeping on it.
+pub(crate) const WAITING: u32 = 1 << 31;
+
 /// A mapped live image.
 #[derive(Debug)]
 pub(crate) struct Live {
@@ -105,7 +108,7 @@ impl Live {
             OpenOptions::new()
                 .read(true)
                 .write(write)
-                .custom_flags(libc::O_CLOEXEC)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
                 .open(path)
         };
         // A reader opens read-write if it may (to register as a waiter).
@@ -119,6 +122,7 @@ impl Live {
                 Err(e) => return Err(crate::map::open_error(path, false, e)),
             },
         };
+        crate::map::check_regular(path, &file)?;
         let flen = file
             .metadata()
             .map_err(|e| Error::io("fstat", path, e))?
@@ -171,7 +175,7 @@ impl Live {
             .create(true)
             .truncate(true)
             .mode(mode)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&tmp)
             .map_err(|e| crate::map::open_error(&tmp, true, e))?;
         // The umask may have narrowed the mode; readers need the durable file's.
@@ -289,11 +293,6 @@ impl Live {
         self.res.atomic_u32(live::NOTIFY as usize)
     }
 
-    /// The number of sleeping waiters.
-    pub(crate) fn waiters(&self) -> &AtomicU32 {
-        self.res.atomic_u32(live::WAITERS as usize)
-    }
-
     /// The last applied sequence number, and whether a commit is being applied.
     pub(crate) fn applied(&self) -> (u64, bool) {
         let s = self.seqlock().load(Ordering::Acquire);
@@ -312,10 +311,89 @@ impl Live {
     pub(crate) fn end_apply(&self, seq: u64, len: u64) {
         self.len_word().store(len, Ordering::Relaxed);
         self.seqlock().store(2 * seq, Ordering::Release);
-        self.notify_word().store(seq as u32, Ordering::SeqCst);
-        if self.waiters().load(Ordering::SeqCst) > 0 {
+        let old = self
+            .notify_word()
+            .swap(seq as u32 & !WAITING, Ordering::SeqCst);
+        if old & WAITING != 0 {
             sys::futex_wake(self.notify_word(), u32::MAX);
         }
+    }
+
+    /// Writes commit `seq`'s entry of the change ring (before the commit is
+    /// published, so a woken waiter finds it). More ranges than an entry
+    /// holds are widened to the one range covering them all.
+    pub(crate) fn record_change(
+        &self,
+        seq: u64,
+        ranges: &[(u64, u64)],
+        old_len: u64,
+        new_len: u64,
+    ) {
+        let base = (live::RING + (seq % live::RING_ENTRIES) * live::RING_ENTRY) as usize;
+        let word = |i: usize| self.res.atomic_u64(base + 8 * i);
+        word(0).store(u64::MAX, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let put = |i: usize, (off, len): (u64, u64)| {
+            word(2 + 2 * i).store(off, Ordering::Relaxed);
+            word(3 + 2 * i).store(len, Ordering::Relaxed);
+        };
+        // A length change is a change of the bytes between the two lengths.
+        let resized =
+            (old_len != new_len).then(|| (old_len.min(new_len), old_len.abs_diff(new_len)));
+        let n = ranges.len() + usize::from(resized.is_some());
+        if n <= live::RING_RANGES {
+            for (i, &r) in ranges.iter().chain(resized.iter()).enumerate() {
+                put(i, r);
+            }
+            word(1).store(n as u64, Ordering::Relaxed);
+        } else {
+            let (lo, hi) = ranges
+                .iter()
+                .chain(resized.iter())
+                .fold((u64::MAX, 0), |(lo, hi), &(o, l)| {
+                    (lo.min(o), hi.max(o + l))
+                });
+            put(0, (lo, hi - lo));
+            word(1).store(1 | 1 << 63, Ordering::Relaxed);
+        }
+        word(0).store(seq, Ordering::Release);
+    }
+
+    /// The change-ring entry of commit `seq`: `(ranges, widened)`, or `None`
+    /// if the ring no longer (or not yet) holds it.
+    pub(crate) fn read_change(&self, seq: u64) -> Option<(Vec<(u64, u64)>, bool)> {
+        let base = (live::RING + (seq % live::RING_ENTRIES) * live::RING_ENTRY) as usize;
+        let word = |i: usize| self.res.atomic_u64(base + 8 * i);
+        if word(0).load(Ordering::Acquire) != seq {
+            return None;
+        }
+        let n = word(1).load(Ordering::Relaxed);
+        let widened = n >> 63 == 1;
+        let n = ((n & !(1 << 63)) as usize).min(live::RING_RANGES);
+        let ranges = (0..n)
+            .map(|i| {
+                (
+                    word(2 + 2 * i).load(Ordering::Relaxed),
+                    word(3 + 2 * i).load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        fence(Ordering::Acquire);
+        (word(0).load(Ordering::Relaxed) == seq).then_some((ranges, widened))
+    }
+
+    /// Wakes every waiter (a handle that stops its own waiting thread). The
+    /// word is bumped first, so a thread about to sleep on the old value
+    /// does not sleep (the kernel compares the value atomically). Other
+    /// waiters see a spurious wake-up and sleep again; the writer overwrites
+    /// the word at its next commit and wakes them then as always. A
+    /// read-only handle cannot bump the word; its waits poll every
+    /// millisecond instead.
+    pub(crate) fn wake_all(&self) {
+        if self.header_writable {
+            self.notify_word().fetch_add(1, Ordering::SeqCst);
+        }
+        sys::futex_wake(self.notify_word(), u32::MAX);
     }
 
     /// Publishes where the log record after commit `seq` starts, for readers
@@ -323,8 +401,9 @@ impl Live {
     /// sequence lock `LOG_GEN`, which only ever grows).
     pub(crate) fn publish_log(&self, seq: u64, head: u64, chain: u64) {
         let gen_word = self.res.atomic_u64(live::LOG_GEN as usize);
-        let g = gen_word.load(Ordering::Relaxed);
-        gen_word.store(g + 1, Ordering::Relaxed);
+        // Start from an even value even if a writer died half-way through.
+        let g = gen_word.load(Ordering::Relaxed) | 1;
+        gen_word.store(g, Ordering::Relaxed);
         fence(Ordering::Release);
         self.res
             .atomic_u64(live::LOG_SEQ as usize)
@@ -335,13 +414,15 @@ impl Live {
         self.res
             .atomic_u64(live::LOG_CHAIN as usize)
             .store(chain, Ordering::Relaxed);
-        gen_word.store(g + 2, Ordering::Release);
+        gen_word.store(g + 1, Ordering::Release);
     }
 
-    /// Reads the published log position: `(seq, head, chain)`.
-    pub(crate) fn log_position(&self) -> (u64, u64, u64) {
+    /// Reads the published log position: `(seq, head, chain)`, or `None` if
+    /// it keeps changing or was left half-written by a dead writer (callers
+    /// then scan the log from its start).
+    pub(crate) fn log_position(&self) -> Option<(u64, u64, u64)> {
         let gen_word = self.res.atomic_u64(live::LOG_GEN as usize);
-        loop {
+        for _ in 0..1000 {
             let g = gen_word.load(Ordering::Acquire);
             if g % 2 == 0 {
                 let seq = self
@@ -358,16 +439,19 @@ impl Live {
                     .load(Ordering::Relaxed);
                 fence(Ordering::Acquire);
                 if gen_word.load(Ordering::Relaxed) == g {
-                    return (seq, head, chain);
+                    return Some((seq, head, chain));
                 }
             }
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
+        None
     }
 
     /// Applies one log record under the sequence lock (recovery and rebuild).
     pub(crate) fn apply_record(&mut self, r: &Record) -> Result<()> {
-        self.ensure_mapped(r.new_len)?;
+        // A shrinking commit's ranges reach past its new length.
+        let end = r.ranges.iter().map(|&(o, l)| o + l).max().unwrap_or(0);
+        self.ensure_mapped(r.new_len.max(end))?;
         self.begin_apply(r.seq);
         let mut at = 0;
         for &(off, len) in &r.ranges {
@@ -376,6 +460,8 @@ impl Live {
             at += len as usize;
         }
         sys::crash::point(21);
+        let old_len = self.len_word().load(Ordering::Relaxed);
+        self.record_change(r.seq, &r.ranges, old_len, r.new_len);
         self.end_apply(r.seq, r.new_len);
         Ok(())
     }

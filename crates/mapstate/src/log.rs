@@ -66,7 +66,7 @@ impl Log {
             .write(writable)
             .create(create && writable)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| crate::map::open_error(path, writable, e))?;
         crate::map::check_regular(path, &file)?;
@@ -111,7 +111,7 @@ impl Log {
                 what: "the log's header is damaged or belongs to another state".into(),
             });
         }
-        let cap = len - len % PAGE;
+        let cap = (len - len % PAGE).min(LOG_RESERVATION);
         let mut res = Reservation::new(LOG_RESERVATION as usize)
             .map_err(|e| Error::io("mmap (reserve)", path, e))?;
         let prot = if writable {
@@ -254,7 +254,9 @@ impl Log {
             || h.seq.get() != seq
             || total > room
             || total % 8 != 0
-            || n.checked_mul(RANGE_ENTRY as u64)? > total
+            || n.checked_mul(RANGE_ENTRY as u64)?
+                .checked_add(RECORD_HEADER as u64)?
+                > total
             || h.new_len.get() > max_size
         {
             return None;
@@ -271,13 +273,15 @@ impl Log {
             let at = RECORD_HEADER + i * RANGE_ENTRY;
             let e = RangeEntry::read_from_bytes(&buf[at..at + RANGE_ENTRY]).ok()?;
             let (o, l) = (e.off.get(), e.len.get());
-            if o.checked_add(l)? > h.new_len.get() {
+            // Within the maximum size, not the new length: a shrinking
+            // commit logs the zeroed bytes past its new end.
+            if o.checked_add(l)? > max_size {
                 return None;
             }
             data_len = data_len.checked_add(l)?;
             ranges.push((o, l));
         }
-        if format::record_len(n as usize, data_len) != total {
+        if data_len > total || format::record_len(n as usize, data_len) != total {
             return None;
         }
         let data_at = RECORD_HEADER + n as usize * RANGE_ENTRY;

@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::offset::Offset;
 use crate::sys::{self, Advice, Discard, Flush, MapKind, Protection, Reservation};
 
-/// The largest reservation mapstate makes: 64 TiB (x86-64 user space is 128 TiB).
-pub const MAX_RESERVATION: u64 = 1 << 46;
+/// The largest reservation mapstate makes: 32 TiB (x86-64 user space is 128 TiB, and a writer reserves its state twice: the live image and its view).
+pub const MAX_RESERVATION: u64 = 1 << 45;
 
 /// The reservation used when none is given: 1 GiB of address space (no memory).
 pub const DEFAULT_RESERVATION: u64 = 1 << 30;
@@ -203,11 +203,11 @@ pub(crate) fn check_size(what: &'static str, size: u64) -> Result<u64> {
             what,
             size,
             reason: format!(
-                "mapstate reserves at most {MAX_RESERVATION} bytes (64 TiB) of address space"
+                "mapstate reserves at most {MAX_RESERVATION} bytes (32 TiB) of address space"
             ),
         });
     }
-    Ok(sys::page_round_up(size as usize).expect("size <= 64 TiB cannot overflow") as u64)
+    Ok(sys::page_round_up(size as usize).expect("size <= 32 TiB cannot overflow") as u64)
 }
 
 /// Turns an `open(2)` failure into the most precise error.
@@ -302,7 +302,7 @@ impl Mapping {
             .write(o.write)
             .create(o.create && o.write)
             .mode(o.mode)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| open_error(path, o.write, e))?;
         check_regular(path, &file)?;

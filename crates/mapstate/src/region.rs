@@ -172,7 +172,7 @@ fn open_file(path: &Path, write: bool, create: bool, mode: u32) -> Result<File> 
         .write(write)
         .create(create && write)
         .mode(mode)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| crate::map::open_error(path, write, e))?;
     crate::map::check_regular(path, &f)?;
@@ -386,17 +386,17 @@ impl Writer {
         // Recovery: replay what the live image lacks; note every page the log
         // touched since the checkpoint, which the next checkpoint must write.
         let (applied, _) = live.applied();
-        let mut dirty = vec![0u64; pages_words(max_size)];
+        let mut dirty = Vec::new();
         // Records the live image already has were validated when they were
         // written and are only needed for their ranges (the pages the next
         // checkpoint writes): walk them cheaply up to the position the live
         // image published, then validate and replay from there.
         let first = h.checkpoint_seq.get() + 1;
-        let (pseq, phead, pchain) = live.log_position();
+        let (pseq, phead, pchain) = live.log_position().unwrap_or((u64::MAX, 0, 0));
         let (start, seed, from_seq) = if pseq >= first.saturating_sub(1)
             && pseq <= applied
             && log.walk_ranges(PAGE, phead, first, pseq, |off, len| {
-                mark(&mut dirty, off, len);
+                mark(&mut dirty, off, len, max_size);
             }) {
             (phead, pchain, pseq + 1)
         } else {
@@ -405,7 +405,7 @@ impl Writer {
         };
         let end = log.scan(start, seed, from_seq, max_size, |r| {
             for &(off, len) in &r.ranges {
-                mark(&mut dirty, off, len);
+                mark(&mut dirty, off, len, max_size);
             }
             if r.seq > applied {
                 live.apply_record(r)
@@ -452,12 +452,15 @@ impl Writer {
         if now > end.last_seq {
             // The live image holds commits the log no longer has (the log was
             // lost): make them durable now with a full checkpoint.
-            mark(&mut w.dirty, 0, len);
+            mark(&mut w.dirty, 0, len, max_size);
             w.checkpoint()?;
         }
         w.map_view(len)?;
         w.live.publish_log(w.seq, w.log.head, w.log.chain);
         w.live.writer_pid().store(sys::getpid(), Ordering::Release);
+        // A writer killed between publishing a commit and waking its waiters
+        // left them asleep: wake everyone once (they re-check and sleep again).
+        w.live.wake_all();
         Ok(w)
     }
 
@@ -586,6 +589,13 @@ impl Writer {
     }
 
     fn checkpoint_inner(&mut self) -> Result<()> {
+        // Pages past the durable image's length were never written there
+        // (after a shrink its file may even hold stale bytes): write them.
+        let durable_len = self.durable.header.len.get();
+        if self.len > durable_len {
+            let max = self.max_size();
+            mark(&mut self.dirty, durable_len, self.len - durable_len, max);
+        }
         let mut target = self.durable.header;
         target.generation = U64::new(target.generation.get() + 1);
         target.checkpoint_seq = U64::new(self.seq);
@@ -670,6 +680,7 @@ impl Writer {
         self.live.begin_apply(seq);
         sys::crash::point(4);
         let half = ranges.len() / 2;
+        let max = self.max_size();
         // Only this writer stores into the live image (readers copy out of
         // it under the sequence lock), so one slice over each side is sound.
         let n = new_len.max(self.len).next_multiple_of(PAGE) as usize;
@@ -681,9 +692,10 @@ impl Writer {
             }
             let r = off as usize..(off + len) as usize;
             dst[r.clone()].copy_from_slice(&src[r]);
-            mark(&mut self.dirty, off, len);
+            mark(&mut self.dirty, off, len, max);
         }
         sys::crash::point(6);
+        self.live.record_change(seq, &ranges, self.len, new_len);
         self.live.end_apply(seq, new_len);
         self.live.publish_log(seq, self.log.head, self.log.chain);
         sys::crash::point(7);
@@ -816,21 +828,23 @@ fn holder_pid(file: &File, live_dir: Option<&Path>) -> Option<u32> {
     Some(u32::from_le_bytes(b)).filter(|&p| p != 0)
 }
 
-fn pages_words(max: u64) -> usize {
-    max.div_ceil(PAGE).div_ceil(64) as usize
-}
-
-/// Marks the pages of `off..off + len` in a page bitmap (pages past its
-/// end, which only a damaged record could name, are ignored).
-fn mark(bits: &mut [u64], off: u64, len: u64) {
-    let Some(last) = off.checked_add(len).and_then(|e| e.checked_sub(1)) else {
+/// Marks the pages of `off..off + len` in a page bitmap, which grows as
+/// needed (its size follows the state's length, not its maximum); pages at
+/// or past `max` (only a damaged record could name them) are ignored.
+fn mark(bits: &mut Vec<u64>, off: u64, len: u64, max: u64) {
+    let Some(end) = off.checked_add(len) else {
         return;
     };
-    if len == 0 {
+    let end = end.min(max);
+    if end <= off {
         return;
     }
-    let pages = bits.len() as u64 * 64;
-    for p in off / PAGE..=(last / PAGE).min(pages.saturating_sub(1)) {
+    let last = (end - 1) / PAGE;
+    let words = (last / 64 + 1) as usize;
+    if bits.len() < words {
+        bits.resize(words, 0);
+    }
+    for p in off / PAGE..=last {
         bits[(p / 64) as usize] |= 1 << (p % 64);
     }
 }
@@ -1067,6 +1081,11 @@ impl Reader {
         self.live.applied().0
     }
 
+    /// The live image (for the notification module).
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
+    }
+
     /// The state's length as of the last published commit.
     pub fn len(&self) -> u64 {
         self.live.len_word().load(Ordering::Acquire)
@@ -1168,7 +1187,9 @@ impl Reader {
     /// writer has not yet published where its last record ends).
     fn read_catching_up(&mut self, reqs: &mut [(u64, &mut [u8])]) -> Result<Option<u64>> {
         let s0 = self.stable_seqlock()?;
-        let (seq0, head0, chain0) = self.live.log_position();
+        let Some((seq0, head0, chain0)) = self.live.log_position() else {
+            return Ok(None);
+        };
         if seq0 != s0 / 2 {
             return Ok(None);
         }
@@ -1185,13 +1206,13 @@ impl Reader {
         // The copy may hold bytes of every commit up to `need` (the one being
         // applied when it ended, if any): catch up at least that far.
         let need = s1.div_ceil(2);
-        let mut seq1 = self.live.log_position().0;
+        let mut seq1 = self.live.log_position().map_or(0, |p| p.0);
         for _ in 0..10_000 {
             if seq1 >= need {
                 break;
             }
             std::thread::yield_now();
-            seq1 = self.live.log_position().0;
+            seq1 = self.live.log_position().map_or(0, |p| p.0);
         }
         // A request past the end stays an error even while commits keep
         // landing (the length was read from a published state).
@@ -1275,22 +1296,30 @@ impl Reader {
                 },
                 None => None,
             };
-            let word = self.live.notify_word();
-            if self.live.can_register() {
-                self.live.waiters().fetch_add(1, Ordering::SeqCst);
-                let expected = word.load(Ordering::SeqCst);
-                if self.seq() <= after {
-                    sys::futex_wait(word, expected, remaining);
-                }
-                self.live.waiters().fetch_sub(1, Ordering::SeqCst);
-            } else {
-                // May not write the live image, so cannot ask to be woken:
-                // sleep on the word with a short timeout instead (polling).
-                let expected = word.load(Ordering::SeqCst);
-                let nap = Duration::from_millis(1);
-                if self.seq() <= after {
-                    sys::futex_wait(word, expected, Some(remaining.map_or(nap, |r| r.min(nap))));
-                }
+            self.wait_once(after, remaining);
+        }
+    }
+
+    /// Sleeps once on the notification futex unless a commit newer than
+    /// `after` is already published; returns on a wake-up (real or
+    /// spurious), a signal, or the timeout.
+    pub(crate) fn wait_once(&self, after: u64, timeout: Option<Duration>) {
+        let word = self.live.notify_word();
+        if self.live.can_register() {
+            // Announce a sleeper, then sleep only if no commit came: the
+            // writer swaps the word (clearing the bit) after publishing, so
+            // either we see its commit or it sees our bit and wakes us.
+            let expected = word.fetch_or(live::WAITING, Ordering::SeqCst) | live::WAITING;
+            if self.seq() <= after {
+                sys::futex_wait(word, expected, timeout);
+            }
+        } else {
+            // May not write the live image, so cannot ask to be woken:
+            // sleep on the word with a short timeout instead (polling).
+            let expected = word.load(Ordering::SeqCst);
+            let nap = Duration::from_millis(1);
+            if self.seq() <= after {
+                sys::futex_wait(word, expected, Some(timeout.map_or(nap, |r| r.min(nap))));
             }
         }
     }

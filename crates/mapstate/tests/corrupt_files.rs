@@ -14,7 +14,8 @@
 //!    as the durable file: refused with exactly the error the header calls for.
 //! 3. `hostile_headers`: durable headers with fields set to extreme values and
 //!    a valid checksum (`TooNew` for a newer version, `Corrupt` for a bad page
-//!    size, maximum size or length, ...).
+//!    size, maximum size or length, ...), refused exactly as the header model
+//!    says (`header_refusals` checks the cases the issue names one by one).
 //! 4. `hostile_log_records`: log records with valid chains but hostile
 //!    contents; the state must be the durable image plus the records a correct
 //!    scan accepts.
@@ -22,26 +23,41 @@
 //!    with hostile fields; the state must be the journal's, or, if the journal
 //!    is invalid, the state without it.
 //!
-//! Every open runs under `catch_unwind`: a panic fails the case unless it is
-//! one of `KNOWN_BUGS` (reported, reproduced by the `#[ignore]`d tests at the
-//! end; `MAPSTATE_FUZZ_STRICT=1` fails on those too). After a successful
-//! open, the state is read through a `Reader`, one commit is made, the writer
-//! closes, and the state must reopen unchanged, also once the live image is
-//! deleted and rebuilt from the files (where the files are known to agree
-//! with it). A case that takes over 5 s fails; a watchdog exits the process
-//! if one takes over 60 s (a hang).
+//! Every open runs under `catch_unwind`: a panic fails the case. After a
+//! successful open, the state is read through a `Reader`, one commit is made,
+//! the writer closes, and the state must reopen unchanged, also once the live
+//! image is deleted and rebuilt from the files (where the files are known to
+//! agree with it). Where the damage leaves the state recoverable, every open
+//! must succeed and show exactly the golden state. A case that takes over
+//! 5 s fails; a watchdog exits the process if one takes over 60 s (a hang).
 //!
-//! The number of cases, spread over the strategies by weight, comes from
-//! `MAPSTATE_FUZZ_CASES` (default 4,000: about 40 s in release on 2 cores).
+//! Known bugs (reported; each reproduced by an `#[ignore]`d test at the end,
+//! `-- --ignored` runs them): a case that exercises one is counted under the
+//! bug's id instead of failing, for its panics (`KNOWN_BUGS`, or an
+//! arithmetic overflow in a case the models flag) and its broken oracles;
+//! cases that would hang or abort the process (an odd `LOG_GEN` in the live
+//! image, a journal claiming a huge page list, in debug builds a header with
+//! numbers near 2^64) are only counted, not run. `MAPSTATE_FUZZ_STRICT=1`
+//! fails on known-bug panics and oracles too. The log model follows log.rs's
+//! documented rule (ranges within the maximum size), not its code (within
+//! the record's new length), see `commits_from_a_shrink_on_are_lost_after_a_reboot`.
+//!
+//! The number of cases, spread over the strategies by weight (mutated 45%,
+//! random 20%, headers 15%, log 12%, journals 8%), comes from
+//! `MAPSTATE_FUZZ_CASES` (default 8,000: about 10 s in release on an idle
+//! 2-core machine, 45 s on a busy one; 100,000: 2.5 min idle, 9 min busy).
 //! The 100,000-case run, printing which outcome each open had:
 //!
 //! ```text
 //! MAPSTATE_FUZZ_CASES=100000 cargo test --release -p mapstate --test corrupt_files -- --nocapture
 //! ```
 
+// Files, offsets and fields are many and short-lived: one letter each reads best.
+#![allow(clippy::many_single_char_names)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -686,7 +702,7 @@ fn golden_log_only(dir: &Path) -> Golden {
     commit(&mut w, |t| t.write_at(4090, &[0x5a; 20]).unwrap());
     commit(&mut w, |t| t.set_len(20_000).unwrap());
     commit(&mut w, |t| {
-        t.write_at(15_000, &(0..=255).collect::<Vec<u8>>()).unwrap()
+        t.write_at(15_000, &(0..=255).collect::<Vec<u8>>()).unwrap();
     });
     commit(&mut w, |t| {
         let s = t.as_mut_slice();
@@ -710,13 +726,13 @@ fn golden_checkpointed(dir: &Path) -> Golden {
     let (path, live, mut w) = new_state(dir, "checkpointed", 3 * PAGE, 64 << 10, Durability::Sync);
     for i in 0..10u64 {
         commit(&mut w, |t| {
-            t.write_at(i * 1000, &[i as u8 + 1; 300]).unwrap()
+            t.write_at(i * 1000, &[i as u8 + 1; 300]).unwrap();
         });
     }
     w.checkpoint().unwrap();
     for i in 0..3u64 {
         commit(&mut w, |t| {
-            t.write_at(i * 5000 + 7, &i.to_le_bytes()).unwrap()
+            t.write_at(i * 5000 + 7, &i.to_le_bytes()).unwrap();
         });
     }
     let g = capture("checkpointed", &path, &live);
@@ -788,6 +804,27 @@ struct PanicInfo {
 thread_local! {
     static CATCHING: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<PanicInfo>> = const { RefCell::new(None) };
+    /// The known bug the running case exercises (`Expect::known`).
+    static CASE_KNOWN: Cell<Option<&'static str>> = const { Cell::new(None) };
+    /// The running case, printed if a panic during unwinding aborts the process.
+    static CASE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// A panic is being unwound (set by the hook, cleared once caught).
+    static UNWINDING: Cell<bool> = const { Cell::new(false) };
+    /// The running case's state has a maximum size past 1 TiB: the writer's
+    /// dirty-page bitmap (`max_size / 32768` bytes) makes it slow.
+    static HUGE_MAX: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that the case's state may grow past 1 TiB (see `HUGE_MAX`).
+fn huge_max(strategy: &'static str, max_size: u64) {
+    if max_size > 1 << 40 {
+        HUGE_MAX.set(true);
+        note(
+            strategy,
+            "5 s limit raised to 30 s",
+            "maximum size past 1 TiB",
+        );
+    }
 }
 
 fn install_panic_hook() {
@@ -795,6 +832,16 @@ fn install_panic_hook() {
     ONCE.call_once(|| {
         let default = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
+            if UNWINDING.replace(true) {
+                // A second panic before the first was caught: a destructor
+                // panicked while unwinding, and the process aborts. Say where.
+                eprintln!(
+                    "PANIC WHILE UNWINDING (the process aborts) in case {}",
+                    CASE.with_borrow(Clone::clone)
+                );
+                default(info);
+                return;
+            }
             if !CATCHING.get() {
                 default(info);
                 return;
@@ -837,11 +884,19 @@ const KNOWN_BUGS: &[KnownBug] = &[
     },
 ];
 
+/// The known bug a panic comes from: by its signature, or, in a case that
+/// exercises a known bug with out-of-range numbers, any arithmetic overflow
+/// in the library (debug builds check them).
 fn known_bug(p: &PanicInfo) -> Option<&'static str> {
     KNOWN_BUGS
         .iter()
         .find(|b| p.file.ends_with(b.file) && b.message.iter().any(|m| p.msg.contains(m)))
         .map(|b| b.id)
+        .or_else(|| {
+            CASE_KNOWN
+                .get()
+                .filter(|_| p.file.contains("mapstate/src/") && p.msg.contains("with overflow"))
+        })
 }
 
 fn strict() -> bool {
@@ -878,8 +933,10 @@ enum Got<T> {
 }
 
 /// Outcome counts: (strategy, step, outcome) -> count.
-fn stats() -> &'static Mutex<BTreeMap<(&'static str, String, String), u64>> {
-    static S: OnceLock<Mutex<BTreeMap<(&'static str, String, String), u64>>> = OnceLock::new();
+type Counts = BTreeMap<(&'static str, String, String), u64>;
+
+fn stats() -> &'static Mutex<Counts> {
+    static S: OnceLock<Mutex<Counts>> = OnceLock::new();
     S.get_or_init(Mutex::default)
 }
 
@@ -929,6 +986,7 @@ fn call<T>(
     CATCHING.set(true);
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.set(false);
+    UNWINDING.set(false);
     match r {
         Ok(Ok(v)) => {
             note(strategy, step, "Ok");
@@ -1041,8 +1099,18 @@ struct Expect {
     reader_first: bool,
 }
 
-fn check_state(who: &str, ex: &Expect, seq: u64, bytes: &[u8]) -> Result<(), Failure> {
+fn check_state(
+    strategy: &'static str,
+    who: &str,
+    ex: &Expect,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<(), Failure> {
     if let Some((s, c)) = &ex.state {
+        if *s == seq && c.as_slice() != bytes && stale_bytes(ex, c, bytes) {
+            note(strategy, who, "differs: known bug stale-durable-bytes");
+            return Ok(());
+        }
         if *s != seq || c.as_slice() != bytes {
             return oracle(format!(
                 "{who} shows commit {seq} ({} bytes, first difference at {:?}), expected commit {s} ({} bytes)",
@@ -1072,7 +1140,9 @@ fn snapshot(strategy: &'static str, step: &str, r: &mut Reader) -> Result<(u64, 
 
 /// Opens the case's state as the plan says and checks what must hold.
 fn exercise(strategy: &'static str, c: &CaseDir, ex: &Expect) -> Result<(), Failure> {
+    CASE_KNOWN.set(ex.known);
     let r = exercise_inner(strategy, c, ex);
+    CASE_KNOWN.set(None);
     match (r, ex.known) {
         (Err(Failure::Oracle(m)), Some(id)) if !strict() => {
             note(strategy, "oracle", &format!("violated, known bug {id}"));
@@ -1126,7 +1196,7 @@ fn first_reader(strategy: &'static str, c: &CaseDir, ex: &Expect) -> Result<(), 
                 return oracle(format!("Reader::open succeeded, expected {rf:?}"));
             }
             match call(strategy, "reader snapshot", || r.snapshot())? {
-                Got::Ok((seq, bytes)) => check_state("the first reader", ex, seq, &bytes),
+                Got::Ok((seq, bytes)) => check_state(strategy, "the first reader", ex, seq, &bytes),
                 Got::Err(l) if ex.must_open => oracle(format!("reader snapshot failed: {l}")),
                 _ => Ok(()),
             }
@@ -1181,7 +1251,7 @@ fn writer_session(
             w.len()
         ));
     }
-    check_state("the writer", ex, seq, &want)?;
+    check_state(strategy, "the writer", ex, seq, &want)?;
     let grow = want.is_empty();
     let Got::Ok(next) = call(strategy, "commit", || {
         let mut t = w.begin();
@@ -1203,7 +1273,12 @@ fn writer_session(
     }
     let after = snapshot(strategy, "snapshot after the commit", &mut r)?;
     if after != (next, want.clone()) {
-        return oracle("the reader does not see the commit");
+        return oracle(format!(
+            "the reader does not see commit {next}: it sees commit {} ({} bytes, first difference at {:?})",
+            after.0,
+            after.1.len(),
+            first_difference(&want, &after.1)
+        ));
     }
     drop(r);
     if !matches!(call(strategy, "close", || w.close())?, Got::Ok(())) {
@@ -1292,13 +1367,17 @@ fn timed(
     f: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(), TestCaseError> {
     let text = format!("{desc:?}");
-    watchdog(strategy, Some(text.clone()));
+    CASE.set(text.clone());
+    watchdog(strategy, Some(text));
     let start = Instant::now();
+    UNWINDING.set(false);
+    HUGE_MAX.set(false);
     let r = f();
     let took = start.elapsed();
     watchdog(strategy, None);
     let r = r.map_err(|e| TestCaseError::fail(e.to_string()));
-    if r.is_ok() && took > Duration::from_secs(5) {
+    let limit = Duration::from_secs(if HUGE_MAX.get() { 30 } else { 5 });
+    if r.is_ok() && took > limit {
         return Err(TestCaseError::fail(format!(
             "the case took {took:?} (a hang?)"
         )));
@@ -1336,7 +1415,7 @@ fn config(weight: u32) -> Config {
     let total: u32 = std::env::var("MAPSTATE_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4000);
+        .unwrap_or(8000);
     Config {
         cases: (total * weight / 100).max(1),
         failure_persistence: None,
@@ -1364,10 +1443,10 @@ impl Drop for Report {
                 continue;
             }
             if *step != last {
-                out.push_str(&format!("  {step}:\n"));
+                let _ = writeln!(out, "  {step}:");
                 last.clone_from(step);
             }
-            out.push_str(&format!("    {n:>7}  {outcome}\n"));
+            let _ = writeln!(out, "    {n:>7}  {outcome}");
         }
         println!("{out}");
     }
@@ -1801,6 +1880,16 @@ fn run_mut_case(case: &MutCase) -> Result<(), Failure> {
     for m in &case.mutations {
         apply(g, &mut files, &mut t, m);
     }
+    if files
+        .live
+        .as_ref()
+        .is_some_and(|l| l.len >= PAGE && rd(&l.read(192, 8), 0, 8) % 2 == 1)
+    {
+        // An odd log-position generation hangs `Writer::open` (a hang cannot
+        // be caught in-process): see `odd_log_position_generation_hangs_the_writer`.
+        note("mutated", "not run", "known bug log-position-spin (hangs)");
+        return Ok(());
+    }
     let files_agree = matches!(t.live, LiveState::Absent | LiveState::Foreign);
     let ex = Expect {
         state: (t.live == LiveState::Golden || (files_agree && t.intact))
@@ -1926,9 +2015,8 @@ fn run_random_case(case: &RandomCase) -> Result<(), Failure> {
             _ => oracle("Writer::open with create refused an empty file"),
         };
     }
-    let want = match model_header(&bytes, bytes.len() as u64) {
-        Err(r) => r,
-        Ok(_) => return oracle("a random file has a valid header"),
+    let Err(want) = model_header(&bytes, bytes.len() as u64) else {
+        return oracle("a random file has a valid header");
     };
     let ex = Expect {
         refusal: Some(want),
@@ -2084,6 +2172,19 @@ fn run_header_case(case: &HeaderCase) -> Result<(), Failure> {
         (HField::CheckpointSeq.get(h) >= 1 << 62 || HField::Generation.get(h) >= u64::MAX - 1)
             .then_some("header-numbers-unbounded")
     });
+    if let Ok(slot) = chosen {
+        huge_max("headers", HField::MaxSize.get(&head[SLOTS[slot]..]));
+    }
+    if known.is_some() && cfg!(debug_assertions) {
+        // Debug builds check the overflow; `close` panics in the checkpoint
+        // and again in `Writer::drop`, which aborts the process.
+        note(
+            "headers",
+            "not run in debug builds",
+            "known bug header-numbers-unbounded",
+        );
+        return Ok(());
+    }
     files.durable = Some(img);
     let ex = Expect {
         refusal,
@@ -2104,6 +2205,69 @@ fn hostile_headers() {
     proptest!(config(15), |(case in header_case())| {
         timed("headers", &case, || run_header_case(&case))?;
     });
+}
+
+/// The header refusals the issue names, on every golden state, in the
+/// current slot with a valid checksum: a newer version is `TooNew`; a wrong
+/// page size, a maximum size of 0, unaligned or past 64 TiB, a length past
+/// the maximum size are `Corrupt`; a length past the file is `Truncated`.
+#[test]
+fn header_refusals() {
+    install_panic_hook();
+    let cases: &[(HField, u64, Refusal)] = &[
+        (HField::Version, 2, Refusal::TooNew),
+        (HField::Version, u64::from(u32::MAX), Refusal::TooNew),
+        (HField::PageSize, 512, Refusal::Corrupt),
+        (HField::PageSize, 0, Refusal::Corrupt),
+        (HField::MaxSize, 0, Refusal::Corrupt),
+        (HField::MaxSize, PAGE + 1, Refusal::Corrupt),
+        (HField::MaxSize, MAX_RESERVATION + PAGE, Refusal::Corrupt),
+        (HField::MaxSize, u64::MAX, Refusal::Corrupt),
+        (HField::Len, u64::MAX, Refusal::Corrupt),
+        (HField::Durability, 3, Refusal::Corrupt),
+    ];
+    for g in goldens() {
+        let mut all = cases.to_vec();
+        // Past the maximum size, and past the file but within the maximum size.
+        all.push((
+            HField::Len,
+            HField::MaxSize.get(g.header()) + 1,
+            Refusal::Corrupt,
+        ));
+        all.push((
+            HField::Len,
+            HField::MaxSize.get(g.header()),
+            Refusal::Truncated,
+        ));
+        for &(f, v, want) in &all {
+            let mut d = g.durable.clone();
+            let h = &mut d[SLOTS[g.slot]..SLOTS[g.slot] + HEADER];
+            f.set(h, v);
+            seal(h);
+            assert_eq!(
+                model_header(&d, d.len() as u64),
+                Err(want),
+                "{} {f:?}={v}",
+                g.name
+            );
+            let mut files = Files::of(g, false);
+            files.durable = Some(Image::full(d));
+            let c = CaseDir::new();
+            files.install(&c);
+            let o = opts(&c.live);
+            for (who, r) in [
+                ("Writer::open", Writer::open(&c.path, &o).map(drop)),
+                ("Reader::open", Reader::open_with(&c.path, &o).map(drop)),
+            ] {
+                let got = r.as_ref().map_err(label);
+                assert!(
+                    got.as_ref().is_err_and(|l| want.matches(l)),
+                    "{}: {who} with {f:?} = {v}: {got:?}, expected {want:?}",
+                    g.name
+                );
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2143,11 +2307,11 @@ struct RecSpec {
 
 fn rec_spec() -> impl Strategy<Value = RecSpec> {
     let range = prop_oneof![
-        4 => (any::<u16>(), 0u16..3000).prop_map(|(o, l)| RangeSpec::Inside(o, l)),
+        9 => (any::<u16>(), 0u16..3000).prop_map(|(o, l)| RangeSpec::Inside(o, l)),
         1 => (interesting_u64(), interesting_u64()).prop_map(|(o, l)| RangeSpec::Raw(o, l)),
     ];
     let new_len = prop_oneof![
-        3 => Just(NewLen::Same),
+        5 => Just(NewLen::Same),
         3 => any::<u16>().prop_map(NewLen::Scaled),
         1 => Just(NewLen::Max),
         1 => interesting_u64().prop_map(NewLen::Abs),
@@ -2157,7 +2321,7 @@ fn rec_spec() -> impl Strategy<Value = RecSpec> {
         1 => prop_oneof![Just(0u32), Just(1), Just(u32::MAX), Just(1 << 16), any::<u32>()].prop_map(Some),
     ];
     let total = prop_oneof![
-        6 => Just(TotalSpec::Exact),
+        10 => Just(TotalSpec::Exact),
         1 => prop_oneof![Just(0u64), Just(8), Just(16), Just(40), Just(u64::MAX), interesting_u64()].prop_map(TotalSpec::Abs),
         1 => (-64i16..64).prop_map(TotalSpec::Rel),
     ];
@@ -2210,6 +2374,11 @@ fn log_case() -> impl Strategy<Value = LogCase> {
         })
 }
 
+/// `x · s / 65535`.
+fn scale(x: u64, s: u16) -> u64 {
+    (u128::from(x) * u128::from(s) / 65_535) as u64
+}
+
 /// Writes record `spec` at `off` of `wal`, chained from `prev`; returns
 /// where the next record goes and this record's chain.
 fn write_record(
@@ -2223,7 +2392,7 @@ fn write_record(
 ) -> (u64, u64) {
     let new_len = match spec.new_len {
         NewLen::Same => len,
-        NewLen::Scaled(s) => max * u64::from(s) / 65_535,
+        NewLen::Scaled(s) => scale(max, s),
         NewLen::Max => max,
         NewLen::Abs(v) => v,
     };
@@ -2234,7 +2403,7 @@ fn write_record(
         let (o, l) = match *r {
             RangeSpec::Inside(o, l) => {
                 let l = u64::from(l).min(new_len);
-                let o = (new_len - l) * u64::from(o) / 65_535;
+                let o = scale(new_len - l, o);
                 (o, l)
             }
             RangeSpec::Raw(o, l) => (o, l),
@@ -2344,6 +2513,7 @@ fn hostile_log_records() {
 // Strategy 5: checkpoint journals that lead one generation on, with hostile fields.
 
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // independent choices of a generated case
 struct JournalCase {
     golden: usize,
     target: Vec<(HField, V)>,
@@ -2480,8 +2650,10 @@ enum Verdict {
     /// The library accepts it, but its target header is not a valid header
     /// (bug "journal-target-unvalidated").
     Unvalidated,
-    /// The library would allocate the page list's size before checking the
-    /// body's hash (bug "journal-alloc"): not run.
+    /// Too big to run: the library would allocate the page list before
+    /// reading it (bug "journal-alloc", reproduced in a child process by
+    /// `journal_with_huge_page_count_aborts`), or allocate a large durable
+    /// file to finish the checkpoint.
     Bomb,
 }
 
@@ -2508,14 +2680,18 @@ fn model_journal(j: &[u8], current: &[u8]) -> Verdict {
     }
     let body_len =
         u128::from(n * 8).next_multiple_of(u128::from(PAGE)) + u128::from(n) * u128::from(PAGE);
-    if body_len > 64 << 20 || HField::Len.get(t) > 256 << 20 {
+    if body_len > 64 << 20 || HField::Len.get(t) > 16 << 20 {
         return Verdict::Bomb;
     }
     let body_len = body_len as usize;
     let body_at = PAGE as usize;
-    if j.len() < body_at + body_len
-        || xxh3(rd(t, HEADER - 8, 8), &j[body_at..body_at + body_len]) != rd(j, J_BODY_HASH, 8)
-    {
+    // (An empty body is read without looking at the file's length.)
+    let body = if body_len == 0 {
+        &[][..]
+    } else {
+        j.get(body_at..body_at + body_len).unwrap_or_default()
+    };
+    if body.len() != body_len || xxh3(rd(t, HEADER - 8, 8), body) != rd(j, J_BODY_HASH, 8) {
         return Verdict::Ignored;
     }
     let list_len = (n as usize * 8).next_multiple_of(PAGE as usize);
@@ -2597,10 +2773,13 @@ fn run_journal_case(case: &JournalCase) -> Result<(), Failure> {
             _ => "accepted with an invalid target: known bug journal-target-unvalidated",
         },
     );
+    huge_max("journal", HField::MaxSize.get(&target));
     files.ckpt = Some(Image::full(journal));
+    // A maximum size past 1 TiB may not find the address space for both
+    // the live image and the writer's view: `Io` (ENOMEM) is fine then.
     let ex = Expect {
         state: Some(state),
-        must_open: known.is_none(),
+        must_open: known.is_none() && HField::MaxSize.get(&target) <= 1 << 40,
         rebuild_exact: true,
         known,
         durable: durable_of(files.durable.as_ref()),
@@ -2719,7 +2898,6 @@ fn assert_no_panic(c: &CaseDir) {
 /// `&buf[8..]` of the empty buffer panics, before any checksum is checked: a
 /// zeroed `total_len` in the log panics every open.
 #[test]
-#[ignore = "bug: log record with total_len 0 panics (log.rs record_at)"]
 fn log_record_with_zero_length_panics() {
     let c = golden_case("log-only", |g, f| {
         let off = g.records[2].0; // commit 3: set_len only, no ranges
@@ -2732,7 +2910,6 @@ fn log_record_with_zero_length_panics() {
 /// covers less than its header and range list (here 16 bytes, one range)
 /// panics reading the range entry past the buffer.
 #[test]
-#[ignore = "bug: log record shorter than its range list panics (log.rs record_at)"]
 fn log_record_shorter_than_its_ranges_panics() {
     let c = golden_case("log-only", |g, f| {
         let h = g.header();
@@ -2753,7 +2930,6 @@ fn log_record_shorter_than_its_ranges_panics() {
 /// of 2^46) make `40 + 16 n + data_len` wrap to `total_len`; slicing the data
 /// then panics (in debug builds the addition itself panics).
 #[test]
-#[ignore = "bug: range lengths summing past u64::MAX panic (format.rs record_len)"]
 fn log_record_whose_lengths_wrap_panics() {
     let c = golden_case("log-only", |g, f| {
         let mut head = g.durable.clone();
@@ -2788,7 +2964,6 @@ fn log_record_whose_lengths_wrap_panics() {
 /// sparse file is enough) is mapped past its reservation: the range check
 /// in sys/mem.rs panics.
 #[test]
-#[ignore = "bug: a log over 64 GiB panics (log.rs Log::open)"]
 fn log_larger_than_its_reservation_panics() {
     let c = golden_case("checkpointed", |_, f| {
         f.wal.as_mut().unwrap().len = LOG_RESERVATION + 2 * PAGE;
@@ -2797,21 +2972,21 @@ fn log_larger_than_its_reservation_panics() {
 }
 
 /// durable.rs `read_journal`: a journal with a valid header checksum whose
-/// target claims a huge length gets its page list allocated (`n_pages` ×
-/// 4 KiB) before the body's hash is checked: the allocation fails and the
-/// process aborts. Run in a child process.
+/// target claims a huge length (its maximum size is not checked) may claim
+/// up to `len / 4096` pages, and the page list (`n_pages` × 8 bytes) is
+/// allocated before anything is read: here 128 TiB, the allocation fails and
+/// the process aborts. Run in a child process.
 #[test]
-#[ignore = "bug: a journal with a huge page count aborts the process (durable.rs read_journal)"]
 fn journal_with_huge_page_count_aborts() {
     let c = golden_case("closed", |g, f| {
         let case = JournalCase {
             golden: 0,
             target: vec![
-                (HField::MaxSize, V::Abs(MAX_RESERVATION)),
-                (HField::Len, V::Abs(MAX_RESERVATION)),
+                (HField::MaxSize, V::Abs(1 << 60)),
+                (HField::Len, V::Abs(1 << 60)),
             ],
             reseal_target: true,
-            n_pages: Some(V::Abs(1 << 30)),
+            n_pages: Some(V::Abs(1 << 44)),
             page_numbers: Vec::new(),
             body_flips: Vec::new(),
             file_id: false,
@@ -2874,7 +3049,6 @@ fn child_open() {
 /// applied, the open succeeds, and every later open fails with `Corrupt`:
 /// the state is bricked by its own recovery.
 #[test]
-#[ignore = "bug: a journal's target header is not validated (durable.rs read_journal)"]
 fn journal_target_is_not_validated() {
     let c = golden_case("closed", |g, f| {
         let case = JournalCase {
@@ -2908,7 +3082,6 @@ fn journal_target_is_not_validated() {
 /// state again once the live image is rebuilt (after a reboot). No damage
 /// needed.
 #[test]
-#[ignore = "bug: bytes cut off by a shrink come back after grow + checkpoint + rebuild"]
 fn shrunk_bytes_come_back_after_a_rebuild() {
     let c = CaseDir::new();
     let o = opts(&c.live).create(true).len(3 * PAGE).max_size(1 << 20);
@@ -2939,7 +3112,6 @@ fn shrunk_bytes_come_back_after_a_rebuild() {
 /// `Durability::Sync`. (Where the live image survives, every writer open
 /// after a shrink finds the log "behind" and makes a full checkpoint.)
 #[test]
-#[ignore = "bug: a shrinking commit ends the log (log.rs record_at checks ranges against new_len)"]
 fn commits_from_a_shrink_on_are_lost_after_a_reboot() {
     let c = CaseDir::new();
     let o = opts(&c.live)
@@ -2970,9 +3142,10 @@ fn commits_from_a_shrink_on_are_lost_after_a_reboot() {
 /// live.rs `begin_apply` / `end_apply`) wraps: the commit returns 2^63 and
 /// readers see commit 0 (debug builds panic on the overflow). A generation
 /// of `u64::MAX` overflows `generation + 1` in `read_journal` and
-/// `checkpoint_inner` the same way.
+/// `checkpoint_inner` the same way; in debug builds `Writer::close` then
+/// panics, and `Writer::drop` checkpoints again while unwinding: the
+/// process aborts.
 #[test]
-#[ignore = "bug: checkpoint_seq near 2^63 wraps the sequence lock (durable.rs read_header accepts it)"]
 fn huge_checkpoint_seq_wraps_the_sequence_lock() {
     let c = golden_case("checkpointed", |g, f| {
         let mut d = g.durable.clone();
@@ -2991,4 +3164,89 @@ fn huge_checkpoint_seq_wraps_the_sequence_lock() {
     let seq = t.commit().unwrap_or(seq);
     let seen = Reader::open_with(&c.path, &o).unwrap().seq();
     assert_eq!(seen, seq, "the commit returned {seq}, readers see {seen}");
+}
+
+/// durable.rs `read_journal` opens `NAME-ckpt` with a plain `File::open`:
+/// if it is a FIFO, the open blocks until someone writes to it, and so does
+/// every `Writer::open` and `Reader::open` (likewise a FIFO as `NAME-wal` or
+/// as the live image, for readers). Run in a child process with a timeout.
+#[test]
+fn fifo_as_journal_hangs_the_open() {
+    let c = golden_case("closed", |_, f| f.ckpt = None);
+    let fifo = companion(&c.path, "-ckpt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let status = in_child(
+        "fifo_as_journal_hangs_the_open",
+        &c,
+        Duration::from_secs(10),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the open hung (killed after 10 s): {status:?}"
+    );
+}
+
+/// live.rs `Live::log_position` spins until the live image's `LOG_GEN` word
+/// (offset 192) is even, and `publish_log` keeps an odd one odd (`g + 1`,
+/// `g + 2`): a live image with an odd `LOG_GEN` makes every `Writer::open`
+/// (region.rs, recovery) spin forever. A writer killed between the two
+/// stores of `publish_log` (end of every commit) leaves exactly that; so
+/// does one damaged bit. Run in a child process with a timeout.
+#[test]
+fn odd_log_position_generation_hangs_the_writer() {
+    let c = golden_case("checkpointed", |g, f| {
+        let mut live = Image::full(g.live.clone());
+        live.write(192, &1u64.to_le_bytes());
+        f.live = Some(live);
+    });
+    let status = in_child(
+        "odd_log_position_generation_hangs_the_writer",
+        &c,
+        Duration::from_secs(10),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the open hung (killed after 10 s): {status:?}"
+    );
+}
+
+/// region.rs `Writer`: the dirty-page bitmap has one bit per page of the
+/// maximum size (`pages_words`), and `checkpoint_inner` walks all of it
+/// (`Writer::open`'s recovery fallback also `fill`s it): with a maximum size
+/// of 32 TiB, which the library accepts, that is 1 GiB of memory, and a
+/// checkpoint of one page takes about a second. Found as fuzz cases over
+/// the 5 s limit.
+#[test]
+fn checkpoint_cost_follows_the_maximum_size() {
+    let c = CaseDir::new();
+    let o = opts(&c.live).create(true).len(PAGE).max_size(1 << 45);
+    let mut w = Writer::open(&c.path, &o).unwrap();
+    commit(&mut w, |t| t.write_at(0, &[1]).unwrap());
+    let start = Instant::now();
+    w.checkpoint().unwrap();
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(250),
+        "a one-page checkpoint took {took:?}"
+    );
+}
+
+/// map.rs `check_size` accepts `MAX_RESERVATION` (64 TiB) as a maximum
+/// size, but a writer reserves it twice (the live image and its private
+/// view): 128 TiB, the whole user address space. Such a state cannot be
+/// created or opened for writing (`Io`, ENOMEM), though its files are
+/// created.
+#[test]
+fn the_largest_maximum_size_cannot_be_written() {
+    let c = CaseDir::new();
+    let o = opts(&c.live)
+        .create(true)
+        .len(PAGE)
+        .max_size(MAX_RESERVATION);
+    let r = Writer::open(&c.path, &o).map(drop);
+    assert!(r.is_ok(), "{:?}", r.map_err(|e| label(&e)));
 }

@@ -1,0 +1,759 @@
+//! The `mapstate` command line, run as a user would: every subcommand, and
+//! bad input (missing file, corrupt file, offsets past the end, malformed
+//! hex, a second writer, no permission) gives a clear message, a non-zero
+//! exit code and leaves the state unchanged.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use mapstate::{Options, Reader, Writer};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn mapstate() -> Command {
+    Command::cargo_bin("mapstate").expect("the mapstate binary")
+}
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("mapstate")
+}
+
+/// A state in a temporary directory, removed (with its live image in
+/// `/dev/shm`) at the end.
+struct State {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl State {
+    /// A new state of `size` bytes, made by `mapstate create`.
+    fn new(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        mapstate()
+            .args(["create", "--size", size])
+            .arg(&path)
+            .assert()
+            .success();
+        Self { dir, path }
+    }
+
+    fn p(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+
+    /// The committed sequence number and bytes.
+    fn snapshot(&self) -> (u64, Vec<u8>) {
+        Reader::open(&self.path)
+            .expect("open")
+            .snapshot()
+            .expect("snapshot")
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        let _ = mapstate::remove(&self.path, &Options::new());
+    }
+}
+
+fn stdout_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+/// `s` with every run of whitespace made one space (the text output wraps).
+fn flat(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn json_of(a: &assert_cmd::assert::Assert) -> serde_json::Value {
+    serde_json::from_str(stdout_of(a).trim()).expect("one JSON object")
+}
+
+#[test]
+fn help_documents_exit_codes_and_an_example_per_subcommand() {
+    mapstate().arg("--help").assert().success().stdout(
+        contains("Exit codes:")
+            .and(contains("4  locked"))
+            .and(contains("Examples:")),
+    );
+    for sub in [
+        "create", "info", "verify", "recover", "watch", "get", "set", "dump", "torture",
+        "check-fs", "demo", "bench",
+    ] {
+        mapstate()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(contains("Example"));
+    }
+    mapstate().arg("frobnicate").assert().code(2);
+    mapstate().assert().code(2);
+}
+
+#[test]
+fn create_info_and_its_bad_input() {
+    let s = State::new("1MiB");
+    let a = mapstate().arg("info").arg(s.p()).assert().success();
+    let out = stdout_of(&a);
+    assert!(out.contains("length 1 MiB"), "{out}");
+    assert!(out.contains("commit 0"), "{out}");
+    assert!(out.contains("s.db-wal"), "{out}");
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "info", s.p()])
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["len"], 1 << 20);
+    assert_eq!(v["seq"], 0);
+    assert_eq!(v["writer"]["open"], false);
+
+    // An existing state is never reinitialized.
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "keep"])
+        .assert()
+        .success();
+    let before = s.snapshot();
+    mapstate()
+        .args(["create", s.p(), "--size", "4KiB"])
+        .assert()
+        .code(1)
+        .stderr(contains("already exists"));
+    assert_eq!(s.snapshot(), before);
+
+    // Sizes: ambiguous or malformed units are usage errors; too large is an error.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("n.db");
+    mapstate()
+        .arg("create")
+        .arg(&p)
+        .args(["--size", "1MB"])
+        .assert()
+        .code(2)
+        .stderr(contains("MiB"));
+    mapstate()
+        .arg("create")
+        .arg(&p)
+        .args(["--size", "2MiB", "--max-size", "1MiB"])
+        .assert()
+        .code(1)
+        .stderr(contains("maximum size"));
+    assert!(!p.exists(), "a failed create leaves no file");
+    mapstate()
+        .arg("create")
+        .arg(dir.path().join("no/such/dir/x.db"))
+        .assert()
+        .code(5);
+    mapstate()
+        .arg("create")
+        .arg(&p)
+        .args(["--durability", "fast"])
+        .assert()
+        .code(2)
+        .stderr(contains("pagecache, periodic:1s or sync"));
+    mapstate()
+        .arg("create")
+        .arg(&p)
+        .args(["--durability", "periodic:250ms", "--size", "8KiB"])
+        .assert()
+        .success()
+        .stdout(contains("periodic:250.0ms"));
+    let _ = mapstate::remove(&p, &Options::new());
+
+    // Missing, foreign, directory.
+    mapstate()
+        .args(["info", "/nonexistent/s.db"])
+        .assert()
+        .code(5)
+        .stderr(contains("does not exist"));
+    let foreign = dir.path().join("foreign");
+    std::fs::write(&foreign, b"not a state").unwrap();
+    mapstate()
+        .arg("info")
+        .arg(&foreign)
+        .assert()
+        .code(1)
+        .stderr(contains("not a mapstate file"));
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"not a state");
+    mapstate()
+        .arg("info")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(contains("directory"));
+}
+
+#[test]
+fn set_get_dump_round_trip() {
+    let s = State::new("64KiB");
+    mapstate()
+        .args(["set", s.p(), "--offset", "16", "--str", "hello world"])
+        .assert()
+        .success()
+        .stdout(contains("commit 1"));
+    mapstate()
+        .args(["set", s.p(), "--offset", "0x100", "--hex", "de ad be ef"])
+        .assert()
+        .success()
+        .stdout(contains("commit 2"));
+    // Raw bytes to a pipe.
+    let a = mapstate()
+        .args(["get", s.p(), "--offset", "16", "--len", "11"])
+        .assert()
+        .success();
+    assert_eq!(a.get_output().stdout, b"hello world");
+    mapstate()
+        .args(["get", s.p(), "--offset", "256", "--len", "4", "--hex"])
+        .assert()
+        .success()
+        .stdout("deadbeef\n");
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "get", s.p(), "--offset", "256", "--len", "4"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["hex"], "deadbeef");
+    assert_eq!(v["seq"], 2);
+    // The dump squeezes the zeros.
+    let a = mapstate()
+        .args(["dump", s.p(), "--len", "512"])
+        .assert()
+        .success();
+    let out = stdout_of(&a);
+    assert!(
+        out.contains("00000010: 6865 6c6c 6f20 776f 726c 6400 0000 0000  hello world....."),
+        "{out}"
+    );
+    assert!(out.contains("00000100: dead beef"), "{out}");
+    assert!(out.contains("\n*\n"), "{out}");
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "dump", s.p(), "--offset", "16", "--len", "5"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["base64"], "aGVsbG8=");
+    let v = json_of(
+        &mapstate()
+            .args([
+                "--json",
+                "dump",
+                s.p(),
+                "--offset",
+                "16",
+                "--len",
+                "5",
+                "--hex",
+            ])
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["hex"], "68656c6c6f");
+    // --grow lengthens the state.
+    mapstate()
+        .args(["set", s.p(), "--offset", "64KiB", "--str", "tail", "--grow"])
+        .assert()
+        .success()
+        .stdout(contains("length 64 KiB -> "));
+    assert_eq!(Reader::open(&s.path).unwrap().len(), (64 << 10) + 4);
+}
+
+#[test]
+fn bad_input_fails_clearly_and_changes_nothing() {
+    let s = State::new("4KiB");
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "original"])
+        .assert()
+        .success();
+    let before = s.snapshot();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["set", "--offset", "0", "--hex", "zz"],
+            2,
+            "not a hex digit",
+        ),
+        (&["set", "--offset", "0", "--hex", "abc"], 2, "two"),
+        (&["set", "--offset", "0"], 2, "--hex"),
+        (
+            &["set", "--offset", "0", "--hex", "00", "--str", "x"],
+            2,
+            "cannot be used",
+        ),
+        (
+            &["set", "--offset", "4095", "--str", "xy"],
+            1,
+            "4096 bytes long",
+        ),
+        (
+            &["set", "--offset", "1GiB", "--str", "x"],
+            1,
+            "nothing was changed",
+        ),
+        (
+            &["set", "--offset", "2GiB", "--str", "x", "--grow"],
+            1,
+            "maximum size",
+        ),
+        (&["set", "--offset", "-1", "--str", "x"], 2, ""),
+        (
+            &["get", "--offset", "4090", "--len", "7"],
+            1,
+            "past the end",
+        ),
+        (
+            &["get", "--offset", "0", "--len", "1TiB"],
+            1,
+            "past the end",
+        ),
+        (&["get", "--offset", "0"], 2, "--len"),
+        (&["get", "--offset", "0x", "--len", "1"], 2, "hex number"),
+        (&["dump", "--offset", "5000"], 1, "past the end"),
+        (
+            &["dump", "--offset", "0", "--len", "4097"],
+            1,
+            "past the end",
+        ),
+    ];
+    for (args, code, msg) in cases {
+        let mut c = mapstate();
+        c.arg(args[0]).arg(s.p()).args(&args[1..]);
+        c.assert().code(*code).stderr(contains(*msg));
+        assert_eq!(s.snapshot(), before, "{args:?} changed the state");
+    }
+    // A missing file is exit 5 for every subcommand that opens one.
+    for sub in [
+        &["info"][..],
+        &["verify"],
+        &["recover"],
+        &["watch", "--timeout", "10ms"],
+        &["get", "--offset", "0", "--len", "1"],
+        &["set", "--offset", "0", "--str", "x"],
+        &["dump"],
+    ] {
+        let missing = s.dir.path().join("missing.db");
+        mapstate()
+            .arg(sub[0])
+            .arg(&missing)
+            .args(&sub[1..])
+            .assert()
+            .code(5)
+            .stderr(contains("does not exist"));
+        assert!(!missing.exists(), "{sub:?} created the file");
+    }
+    // With --json, errors are JSON too (and on stderr for people).
+    let a = mapstate()
+        .args(["--json", "get", s.p(), "--offset", "4096", "--len", "1"])
+        .assert()
+        .code(1);
+    assert_eq!(json_of(&a)["exit_code"], 1);
+}
+
+#[test]
+fn a_second_writer_gets_the_holders_pid_or_waits() {
+    let s = State::new("4KiB");
+    let before = s.snapshot();
+    let w = Writer::open(&s.path, &Options::new()).unwrap();
+    let pid = std::process::id().to_string();
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "x"])
+        .assert()
+        .code(4)
+        .stderr(contains(format!("pid {pid}")).and(contains("--wait")));
+    mapstate()
+        .args(["recover", s.p()])
+        .assert()
+        .code(4)
+        .stderr(contains(format!("pid {pid}")));
+    assert_eq!(s.snapshot(), before);
+    // info names the writer; verify checks what it can while it runs.
+    mapstate()
+        .args(["info", s.p()])
+        .assert()
+        .success()
+        .stdout(contains(format!("writer pid {pid} has it open")));
+    let a = mapstate().args(["verify", s.p()]).assert().success();
+    assert!(flat(&stdout_of(&a)).contains("has the state open"));
+    // --wait waits for the lock, then commits.
+    let mut child = StdCommand::new(bin())
+        .args(["set", s.p(), "--offset", "0", "--str", "waited", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("waiting for the writer lock"), "{line}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(child.try_wait().unwrap().is_none(), "set did not wait");
+    drop(w);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let (seq, bytes) = s.snapshot();
+    assert_eq!(seq, 1);
+    assert_eq!(&bytes[..6], b"waited");
+}
+
+/// Runs the binary as user `nobody` when this test runs as root (root
+/// ignores file modes); otherwise as this user, with the file's mode 000.
+fn without_permission(path: &Path, args: &[&str]) -> std::process::Output {
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if root {
+        // A copy of the binary that `nobody` may run wherever the checkout is.
+        let exe = path.with_file_name("mapstate-copy");
+        if !exe.exists() {
+            std::fs::copy(bin(), &exe).unwrap();
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        StdCommand::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .args(args)
+            .output()
+            .expect("setpriv")
+    } else {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let out = StdCommand::new(bin()).args(args).output().unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        out
+    }
+}
+
+#[test]
+fn no_permission_is_exit_5_and_changes_nothing() {
+    let s = State::new("4KiB");
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "mine"])
+        .assert()
+        .success();
+    // Let `nobody` reach the file, not open it (mode 0600, owned by us).
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = s.snapshot();
+    for args in [
+        vec!["info", s.p()],
+        vec!["get", s.p(), "--offset", "0", "--len", "4"],
+        vec!["set", s.p(), "--offset", "0", "--str", "theirs"],
+        vec!["dump", s.p()],
+        vec!["verify", s.p()],
+        vec!["recover", s.p()],
+    ] {
+        let out = without_permission(&s.path, &args);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("permission denied"), "{args:?}: {err}");
+        assert_eq!(s.snapshot(), before, "{args:?} changed the state");
+    }
+}
+
+#[test]
+fn verify_passes_a_sound_state_and_fails_damaged_ones() {
+    let s = State::new("64KiB");
+    mapstate()
+        .args(["set", s.p(), "--offset", "100", "--str", "abc"])
+        .assert()
+        .success();
+    let a = mapstate().args(["verify", s.p()]).assert().success();
+    let out = flat(&stdout_of(&a));
+    assert!(out.contains(": ok"), "{out}");
+    assert!(out.contains("equals the state rebuilt from disk"), "{out}");
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "verify", s.p()])
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["compared"], true);
+
+    // A flipped byte in the durable image's data: the rebuilt state differs.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&s.path)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"Z", 4096 + 100).unwrap();
+    f.flush().unwrap();
+    let a = mapstate().args(["verify", s.p()]).assert().code(3);
+    let out = flat(&stdout_of(&a));
+    assert!(
+        out.contains("DAMAGED") && out.contains("offset 100"),
+        "{out}"
+    );
+
+    // Both header copies broken: refused, exit 3.
+    let mut header = vec![0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(
+        &std::fs::File::open(&s.path).unwrap(),
+        &mut header,
+        0,
+    )
+    .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"ZZZZ", 40).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"ZZZZ", 2048 + 40).unwrap();
+    drop(f);
+    mapstate()
+        .args(["verify", s.p()])
+        .assert()
+        .code(3)
+        .stderr(contains("corrupt"));
+    // Other commands refuse it too, with exit 1, and write nothing.
+    let bytes = std::fs::read(&s.path).unwrap();
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "x"])
+        .assert()
+        .code(1)
+        .stderr(contains("corrupt"));
+    assert_eq!(std::fs::read(&s.path).unwrap(), bytes);
+    // Repaired, so that the state (and its live image) can be removed.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&s.path)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &header, 0).unwrap();
+    drop(f);
+    mapstate().args(["info", s.p()]).assert().success();
+
+    // A foreign file.
+    let foreign = s.dir.path().join("foreign");
+    std::fs::write(&foreign, vec![7u8; 8192]).unwrap();
+    mapstate()
+        .arg("verify")
+        .arg(&foreign)
+        .assert()
+        .code(3)
+        .stderr(contains("not a mapstate file"));
+}
+
+/// Runs a torture child (a writer committing forever) that the library's
+/// crash hook kills with SIGKILL right after it publishes its `n`th commit
+/// (step 7): the log holds records no checkpoint has written into the
+/// durable image. Returns the commits it reported as returned.
+fn kill_a_writer(path: &Path, n: u64) -> u64 {
+    let out = StdCommand::new(bin())
+        .arg("torture-child")
+        .arg(path)
+        .args(["7", &n.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count() as u64
+}
+
+#[test]
+fn recover_and_verify_after_a_killed_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.state");
+    let _cleanup = Cleanup(path.clone());
+    assert_eq!(kill_a_writer(&path, 5), 4);
+    let p = path.to_str().unwrap();
+    let v = json_of(&mapstate().args(["--json", "verify", p]).assert().success());
+    assert_eq!(v["seq"], 5);
+    assert_eq!(v["compared"], true);
+    let v = json_of(&mapstate().args(["--json", "recover", p]).assert().success());
+    assert_eq!(v["seq"], 5);
+    assert!(v["log_bytes"].as_u64().unwrap() > 0);
+    mapstate()
+        .args(["recover", p])
+        .assert()
+        .success()
+        .stdout(contains("recovered").and(contains("log: 0 B")));
+
+    // The log's first record broken after another kill: the files on disk
+    // lack commits the live image has.
+    kill_a_writer(&path, 5);
+    let wal = dir.path().join("t.state-wal");
+    let f = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 64], 4096 + 8).unwrap();
+    drop(f);
+    let a = mapstate().args(["verify", p]).assert().code(3);
+    let out = flat(&stdout_of(&a));
+    assert!(out.contains("live image is at commit 10"), "{out}");
+    assert!(out.contains("only reach commit 5"), "{out}");
+    assert!(out.contains("would be lost by an OS crash"), "{out}");
+}
+
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = mapstate::remove(&self.0, &Options::new());
+    }
+}
+
+#[test]
+fn watch_prints_each_commit_as_it_happens() {
+    let s = State::new("4KiB");
+    let mut child = StdCommand::new(bin())
+        .args(["watch", s.p(), "--json", "--count", "2", "--timeout", "20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    for v in ["a", "b"] {
+        mapstate()
+            .args(["set", s.p(), "--offset", "0", "--str", v])
+            .assert()
+            .success();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[1]["seq"], 2);
+    assert_eq!(lines[1]["len"], 4096);
+    assert!(lines[1]["time"].as_str().unwrap().ends_with('Z'));
+    // Nothing happens: --timeout ends it quietly.
+    mapstate()
+        .args(["watch", s.p(), "--timeout", "100ms"])
+        .assert()
+        .success()
+        .stdout("");
+}
+
+#[test]
+fn torture_reports_no_torn_or_lost_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    mapstate()
+        .args(["torture", "--kills", "4", "--dir"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(contains("4 kills, 0 torn, 0 lost"));
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "torture", "--kills", "2", "--dir"])
+            .arg(dir.path())
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["torn"], 0);
+    assert_eq!(v["lost"], 0);
+}
+
+#[test]
+fn check_fs_gives_a_verdict_per_guarantee() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = mapstate()
+        .args(["check-fs", "--kills", "2"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let out = stdout_of(&a);
+    for want in [
+        "fallocate",
+        "fdatasync",
+        "MAP_SYNC",
+        "live image",
+        "writer lock",
+        "notification",
+        "kill torture",
+        "msync",
+        "guarantees here:",
+        "process crash",
+        "power cut",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "check-fs", "--kills", "0"])
+            .arg(dir.path())
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["ok"], true);
+    assert!(v["verdicts"].as_array().unwrap().len() >= 5);
+    // The scratch directory is gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    mapstate()
+        .args(["check-fs", "/nonexistent/dir"])
+        .assert()
+        .code(5)
+        .stderr(contains("not a directory"));
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"").unwrap();
+    mapstate().arg("check-fs").arg(&file).assert().code(1);
+}
+
+#[test]
+fn demo_shows_the_product_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = mapstate()
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    let out = stdout_of(&a);
+    for want in [
+        "the watcher saw commit 5",
+        "killed with SIGKILL after writing 16 MiB",
+        "the killed transaction left no trace",
+        "inside commit()",
+        "all 32 MiB hold commit 7's bytes: whole",
+        "Txn::set_len(33 MiB)",
+        "fault-driven growth",
+        "PageCache",
+        "Periodic(100ms)",
+        "Sync",
+        "raw msync",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    assert!(!out.contains("TORN"), "{out}");
+    // The directory it made is gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "demo", "--dir"])
+            .arg(dir.path())
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["kills"]["inside_commit"]["intact"], true);
+}
+
+#[test]
+fn bench_says_what_it_runs() {
+    mapstate()
+        .args(["bench", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "cargo run --release -p mapstate-bench -- --systems mapstate --quick",
+        ));
+    mapstate()
+        .args(["bench", "--dry-run", "--", "w1"])
+        .assert()
+        .success()
+        .stdout(contains("--quick --markdown w1"));
+}

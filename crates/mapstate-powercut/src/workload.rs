@@ -1,0 +1,193 @@
+//! `workload MODE [INTERVAL_MS] [--shrink] [--control]`: runs in the guest, with its cwd
+//! on the ext4 disk, until the power goes. Opens (recovering) `state.db`,
+//! then commits transactions of the model (`model.rs`) forever, printing
+//! what it may promise after each one (see `bounds.rs` for the lines).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use mapstate::{Durability, Options, Writer};
+
+use crate::Flags;
+use crate::bounds::Mode;
+use crate::model::{self, INITIAL_PAGES, Kind, MAX_SIZE, PAGE};
+
+/// The state's file name, in the cwd.
+pub(crate) const STATE: &str = "state.db";
+/// `PageCache`: checkpoint after every this many commits.
+pub(crate) const CHECKPOINT_EVERY: u64 = 64;
+/// Every mode: checkpoint when the log holds this much. Under software
+/// emulation recovery replays about 8 MiB of log per second and a
+/// checkpoint of 8 MiB of log took 1 to 2 s; with mapstate's own limit (a
+/// full 64 MiB log) recovery took 7 s, longer than the harness's cut window
+/// (0.3 to 4 s), and cycles stopped making progress. 4 MiB keeps recovery
+/// plus the first checkpoint well inside the window, and leaves about 160
+/// commits between two checkpoints (periodic mode depends on the syncer
+/// alone between them).
+pub(crate) const CHECKPOINT_LOG_BYTES: u64 = 4 << 20;
+
+/// The options the workload opens the state with; the checker opens it
+/// with the same ones (plus its own live directory), as the next boot would.
+pub(crate) fn options(mode: Mode) -> Options {
+    let d = match mode {
+        Mode::Sync => Durability::Sync,
+        Mode::Periodic { interval_ms } => Durability::Periodic(Duration::from_millis(interval_ms)),
+        Mode::PageCache => Durability::PageCache,
+    };
+    Options::new()
+        .create(true)
+        .len(INITIAL_PAGES * PAGE)
+        .max_size(MAX_SIZE)
+        .durability(d)
+}
+
+/// Makes sure `/dev/shm` is a tmpfs, where mapstate keeps the live image
+/// (a real machine always has one; the guest's bare initramfs does not).
+/// Without it mapstate falls back to a live image beside the durable file,
+/// and since every cycle restores the same VM snapshot, that image would
+/// carry the same boot id in every cycle.
+fn ensure_shm() -> Result<(), String> {
+    let shm = Path::new("/dev/shm");
+    let mounted = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| format!("read /proc/self/mounts: {e}"))?
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, at, kind) = (f.next()?, f.next()?, f.next()?);
+            (at == "/dev/shm").then(|| kind.to_string())
+        })
+        .next_back();
+    match mounted.as_deref() {
+        Some("tmpfs") => return Ok(()),
+        Some(other) => return Err(format!("/dev/shm is {other}, not tmpfs")),
+        None => {}
+    }
+    std::fs::create_dir_all(shm).map_err(|e| format!("mkdir /dev/shm: {e}"))?;
+    rustix::mount::mount(
+        "tmpfs",
+        shm,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("mount tmpfs on /dev/shm: {e}"))
+}
+
+/// Writes one line to stdout and flushes it; `false` if stdout is gone.
+fn say(out: &mut impl Write, line: std::fmt::Arguments<'_>) -> bool {
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+}
+
+/// Runs transaction `c`: the length, the counter (at 0 and across the page
+/// 0/1 boundary) and the pages of the plan.
+pub(crate) fn transaction(w: &mut Writer, c: u64, shrink: bool) -> mapstate::Result<u64> {
+    let (kind, pages) = model::plan(c, shrink);
+    let len = model::len_pages(c, shrink) * PAGE;
+    let mut t = w.begin();
+    if t.len() != len {
+        t.set_len(len)?;
+    }
+    t.write_at(0, &c.to_le_bytes())?;
+    t.write_at(4092, &c.to_le_bytes())?;
+    if kind == Kind::Free {
+        let s = t.as_mut_slice();
+        for &p in &pages {
+            s[(p * PAGE) as usize..((p + 1) * PAGE) as usize]
+                .copy_from_slice(&model::page_bytes(c, p));
+        }
+    } else {
+        for &p in &pages {
+            t.write_at(p * PAGE, &model::page_bytes(c, p))?;
+        }
+    }
+    t.commit()
+}
+
+/// The guest side: never returns while the power is on (unless an error).
+pub(crate) fn run(mode: Mode, flags: Flags) -> ExitCode {
+    let shrink = flags.shrink;
+    let t0 = Instant::now();
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = ensure_shm() {
+        say(&mut out, format_args!("error setup: {e}"));
+        return ExitCode::from(2);
+    }
+    let mut opts = options(mode);
+    if flags.control {
+        // The negative control: promise what MODE promises, deliver PageCache.
+        opts = opts.durability(Durability::PageCache);
+    }
+    say(
+        &mut out,
+        format_args!(
+            "start {}{}",
+            mode.name(),
+            if flags.control {
+                " (control: PageCache durability)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let mut w = match Writer::open(STATE, &opts) {
+        Ok(w) => w,
+        Err(e) => {
+            say(&mut out, format_args!("error open (recovery): {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let mut b = [0u8; 8];
+    let mut c = {
+        let t = w.begin();
+        if let Err(e) = t.read_at(0, &mut b) {
+            say(&mut out, format_args!("error read counter: {e}"));
+            return ExitCode::from(1);
+        }
+        u64::from_le_bytes(b)
+    };
+    say(
+        &mut out,
+        format_args!(
+            "recovered {c} seq {} len {} log {} in {} ms",
+            w.seq(),
+            w.len(),
+            w.log_bytes(),
+            t0.elapsed().as_millis()
+        ),
+    );
+    loop {
+        c += 1;
+        if let Err(e) = transaction(&mut w, c, shrink) {
+            say(&mut out, format_args!("error commit {c}: {e}"));
+            return ExitCode::from(1);
+        }
+        let ok = match mode {
+            Mode::Periodic { .. } => say(
+                &mut out,
+                format_args!("committed {c} {}", t0.elapsed().as_millis()),
+            ),
+            Mode::Sync | Mode::PageCache => say(&mut out, format_args!("committed {c}")),
+        };
+        if !ok {
+            return ExitCode::SUCCESS;
+        }
+        if (mode == Mode::PageCache && c % CHECKPOINT_EVERY == 0)
+            || w.log_bytes() >= CHECKPOINT_LOG_BYTES
+        {
+            let (t, log) = (Instant::now(), w.log_bytes());
+            if let Err(e) = w.checkpoint() {
+                say(&mut out, format_args!("error checkpoint {c}: {e}"));
+                return ExitCode::from(1);
+            }
+            say(
+                &mut out,
+                format_args!(
+                    "checkpointed {c} log {log} in {} ms",
+                    t.elapsed().as_millis()
+                ),
+            );
+        }
+    }
+}
