@@ -135,6 +135,7 @@ fn child() -> Option<()> {
             while seen < target {
                 seen = r.wait_for_change(seen, None);
                 println!("saw {seen}");
+                std::io::stdout().flush().unwrap();
             }
             println!("done {seen}");
         }
@@ -163,7 +164,13 @@ fn child() -> Option<()> {
 
 fn spawn(test: &str, role: &str) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
         .env("MAPSTATE_NOTIFY_CHILD", role)
         .stdout(Stdio::piped())
         .spawn()
