@@ -269,19 +269,6 @@ impl Journal {
     }
 }
 
-/// Opens a file read-only without blocking on a FIFO, and refuses
-/// anything but a regular file.
-fn open_regular(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| crate::map::open_error(path, false, e))?;
-    crate::map::check_regular(path, &f)?;
-    Ok(f)
-}
-
 /// Pages written per batch when streaming a journal.
 const BATCH: usize = 256;
 
@@ -336,7 +323,7 @@ pub(crate) fn write_journal(
 /// state and leads past it (a checkpoint interrupted after its journal was
 /// synced); `None` otherwise.
 pub(crate) fn read_journal(path: &Path, current: &DurableHeader) -> Result<Option<Journal>> {
-    let file = match open_regular(path) {
+    let file = match crate::map::open_file(path, false, false, 0) {
         Ok(f) => f,
         Err(Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),

@@ -104,25 +104,18 @@ impl Live {
         max_size: u64,
         writable: bool,
     ) -> Result<Option<Self>> {
-        let open = |write: bool| {
-            OpenOptions::new()
-                .read(true)
-                .write(write)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-                .open(path)
-        };
+        let open = |write: bool| crate::map::open_file(path, write, false, 0);
         // A reader opens read-write if it may (to register as a waiter).
         let (file, header_writable) = match open(true) {
             Ok(f) => (f, true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if writable => return Err(crate::map::open_error(path, true, e)),
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) if writable => return Err(e),
             Err(_) => match open(false) {
                 Ok(f) => (f, false),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(crate::map::open_error(path, false, e)),
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
             },
         };
-        crate::map::check_regular(path, &file)?;
         let flen = file
             .metadata()
             .map_err(|e| Error::io("fstat", path, e))?

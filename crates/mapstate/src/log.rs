@@ -4,8 +4,7 @@
 //! The log is mapped shared: appending is a memory copy, no system call.
 //! Checkpoints reset it to its start with a fresh salt.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use zerocopy::little_endian::{U32, U64};
@@ -61,15 +60,7 @@ impl Log {
         create: bool,
         size: u64,
     ) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .create(create && writable)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| crate::map::open_error(path, writable, e))?;
-        crate::map::check_regular(path, &file)?;
+        let file = crate::map::open_file(path, writable, create, 0o600)?;
         let mut len = file
             .metadata()
             .map_err(|e| Error::io("fstat", path, e))?
@@ -307,20 +298,26 @@ impl Log {
             .len();
         let cap = (len - len % PAGE).min(LOG_RESERVATION);
         if cap > self.cap {
-            self.res
-                .map_file(
-                    self.cap as usize,
-                    (cap - self.cap) as usize,
-                    sys::fd_of(&self.file),
-                    self.cap,
-                    Protection::ReadOnly,
-                    MapKind::Shared,
-                    false,
-                    false,
-                )
-                .map_err(|e| Error::io("mmap", &self.path, e))?;
-            self.cap = cap;
+            self.map_to(cap, Protection::ReadOnly)?;
         }
+        Ok(())
+    }
+
+    /// Maps the file from the current capacity up to `cap`.
+    fn map_to(&mut self, cap: u64, prot: Protection) -> Result<()> {
+        self.res
+            .map_file(
+                self.cap as usize,
+                (cap - self.cap) as usize,
+                sys::fd_of(&self.file),
+                self.cap,
+                prot,
+                MapKind::Shared,
+                false,
+                false,
+            )
+            .map_err(|e| Error::io("mmap", &self.path, e))?;
+        self.cap = cap;
         Ok(())
     }
 
@@ -349,20 +346,7 @@ impl Log {
             });
         }
         crate::map::allocate(&self.path, &self.file, self.cap, want)?;
-        self.res
-            .map_file(
-                self.cap as usize,
-                (want - self.cap) as usize,
-                sys::fd_of(&self.file),
-                self.cap,
-                Protection::ReadWrite,
-                MapKind::Shared,
-                false,
-                false,
-            )
-            .map_err(|e| Error::io("mmap", &self.path, e))?;
-        self.cap = want;
-        Ok(())
+        self.map_to(want, Protection::ReadWrite)
     }
 
     /// Empties the log: the next record goes to its start, chained from `salt`.

@@ -227,6 +227,22 @@ pub(crate) fn open_error(path: &Path, write: bool, e: io::Error) -> Error {
     }
 }
 
+/// Opens `path` (read-write if `write`, created with `mode` if `create`),
+/// close-on-exec and without blocking on a FIFO, and refuses anything but
+/// a regular file, with typed errors.
+pub(crate) fn open_file(path: &Path, write: bool, create: bool, mode: u32) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(create && write)
+        .mode(mode)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| open_error(path, write, e))?;
+    check_regular(path, &f)?;
+    Ok(f)
+}
+
 /// Refuses anything but a regular file.
 pub(crate) fn check_regular(path: &Path, file: &File) -> Result<()> {
     let ft = file
@@ -297,15 +313,7 @@ impl Mapping {
                 reason: "MAP_SYNC applies to shared mappings only".into(),
             });
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(o.write)
-            .create(o.create && o.write)
-            .mode(o.mode)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| open_error(path, o.write, e))?;
-        check_regular(path, &file)?;
+        let file = open_file(path, o.write, o.create, o.mode)?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("fstat", path, e))?

@@ -11,8 +11,8 @@
 //! `docs/DESIGN.md` lists every step of the commit and recovery paths and
 //! what a crash at each step leaves.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
@@ -166,19 +166,6 @@ impl Options {
 /// The writer lock: byte 0 of the durable file (an OFD lock).
 const WRITER_LOCK: (u64, u64) = (0, 1);
 
-fn open_file(path: &Path, write: bool, create: bool, mode: u32) -> Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .create(create && write)
-        .mode(mode)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| crate::map::open_error(path, write, e))?;
-    crate::map::check_regular(path, &f)?;
-    Ok(f)
-}
-
 /// Holds `flock(LOCK_EX)` on the durable file while the live image is
 /// opened or built, so that two processes never build it twice.
 struct BuildLock<'a>(&'a File);
@@ -331,7 +318,7 @@ impl Writer {
     #[allow(clippy::too_many_lines)] // one linear recovery procedure, documented step by step
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
         let path = path.as_ref();
-        let file = open_file(path, true, opts.create, opts.mode)?;
+        let file = crate::map::open_file(path, true, opts.create, opts.mode)?;
         let fd = sys::fd_of(&file);
         let (s, l) = WRITER_LOCK;
         if sys::ofd_lock(fd, s, l, true, opts.wait)
@@ -1062,7 +1049,7 @@ impl Reader {
     /// As [`Reader::open`], with options (only `live_dir` matters).
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
         let path = path.as_ref();
-        let file = open_file(path, false, false, 0)?;
+        let file = crate::map::open_file(path, false, false, 0)?;
         let d = Durable::open(file, path)?;
         let live = open_live(&d, opts.live_dir.as_deref(), false)?;
         Ok(Self {
