@@ -201,7 +201,10 @@ pub enum Error {
     #[error(
         "{} is locked by another writer{}: close it first, or open with wait enabled",
         path.display(),
-        pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+        pid.map_or_else(
+            || " (it recorded no pid: a writer still opening, or a child process forked by a writer that has not exec'd yet)".to_owned(),
+            |p| format!(" (pid {p})")
+        )
     )]
     Locked {
         /// The durable file.

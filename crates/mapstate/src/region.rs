@@ -319,17 +319,7 @@ impl Writer {
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
         let path = path.as_ref();
         let file = crate::map::open_file(path, true, opts.create, opts.mode)?;
-        let fd = sys::fd_of(&file);
-        let (s, l) = WRITER_LOCK;
-        if sys::ofd_lock(fd, s, l, true, opts.wait)
-            .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", path, e))?
-            == sys::LockResult::WouldBlock
-        {
-            return Err(Error::Locked {
-                path: path.into(),
-                pid: holder_pid(&file, opts.live_dir.as_deref()),
-            });
-        }
+        take_writer_lock(&file, path, opts)?;
         let flen = file
             .metadata()
             .map_err(|e| Error::io("fstat", path, e))?
@@ -806,6 +796,38 @@ fn sync_parent(path: &Path) -> Result<()> {
 }
 
 /// The pid the current writer recorded in the live image, if any.
+/// Takes the writer lock on `file` (waiting for it if `opts.wait`).
+///
+/// The lock is an OFD lock, so it belongs to the open file description, and
+/// a process forked by any thread of the holder (`std::process::Command`
+/// included) holds a copy of it until it execs. A writer closed just before
+/// such a fork therefore still looks like a holder for a moment. A busy lock
+/// whose holder published no pid (a live writer publishes its pid as soon as
+/// it has opened) is retried for up to about 100 ms before `Locked` is
+/// returned.
+fn take_writer_lock(file: &File, path: &Path, opts: &Options) -> Result<()> {
+    let (s, l) = WRITER_LOCK;
+    let mut pause = std::time::Duration::from_micros(200);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let r = sys::ofd_lock(sys::fd_of(file), s, l, true, opts.wait)
+            .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", path, e))?;
+        if r == sys::LockResult::Acquired {
+            return Ok(());
+        }
+        let pid = holder_pid(file, opts.live_dir.as_deref());
+        if pid.is_some() || waited >= std::time::Duration::from_millis(100) {
+            return Err(Error::Locked {
+                path: path.into(),
+                pid,
+            });
+        }
+        std::thread::sleep(pause);
+        waited += pause;
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
+}
+
 fn holder_pid(file: &File, live_dir: Option<&Path>) -> Option<u32> {
     let d = Durable::open(file.try_clone().ok()?, Path::new("")).ok()?;
     let p = live::live_path(live_dir, &d).ok()?;

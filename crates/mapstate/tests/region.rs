@@ -380,3 +380,32 @@ fn a_waiter_is_woken_by_each_commit() {
         "each wake-up reads a state at least that new"
     );
 }
+
+/// A process forked by another thread holds a copy of the writer's lock
+/// descriptor until it execs: closing and reopening the writer meanwhile must
+/// not fail with `Locked`.
+#[test]
+fn reopen_while_another_thread_spawns_processes() {
+    let (_d, p, o) = setup();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Command::new("true").status().unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for i in 0..300u32 {
+        let mut w = Writer::open(&p, &o).unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        let mut t = w.begin();
+        t.write_at(0, &i.to_le_bytes()).unwrap();
+        t.commit().unwrap();
+        w.close().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(spawner.join().unwrap() > 0);
+}
