@@ -130,6 +130,20 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A store through an extend-on-write view landed past the maximum size.
+    #[error(
+        "a store at offset {offset} of {} is past its maximum size of {max} bytes: the transaction was discarded; \
+         keep stores below the maximum, or recreate the state with a larger one",
+        path.display()
+    )]
+    PastMaximum {
+        /// The file that could not grow.
+        path: PathBuf,
+        /// The offset of the store (page granularity).
+        offset: u64,
+        /// The maximum size.
+        max: u64,
+    },
     /// Locking pages in memory would pass `RLIMIT_MEMLOCK`.
     #[error(
         "cannot lock {requested} bytes in memory: RLIMIT_MEMLOCK is {} (soft) / {} (hard) for this process ({}); \

@@ -35,6 +35,7 @@ mod log;
 mod map;
 mod notify;
 mod offset;
+mod probe;
 mod region;
 pub mod signals;
 mod sys;
@@ -44,6 +45,7 @@ pub use group::SharedWriter;
 pub use map::{DEFAULT_RESERVATION, MAX_RESERVATION, MapOptions, MapSync, Mapping};
 pub use notify::{Change, Changes, Event, Watcher};
 pub use offset::Offset;
+pub use probe::{MapSyncSupport, probe_map_sync};
 pub use region::{Durability, Options, Reader, Txn, Writer, remove};
 pub use sys::{Advice, Discard, Flush, Protection};
 
@@ -72,6 +74,13 @@ pub mod testing {
     /// Removes the sync hooks.
     pub fn disarm_syncs() {
         crate::sys::sync_hooks::disarm();
+    }
+
+    /// Makes the userfaultfd write tracker unavailable, as on a kernel
+    /// before 6.7: free stores are then found by comparing the view with
+    /// the live image.
+    pub fn disable_write_tracking() {
+        crate::sys::uffd::DISABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sends `signal` to this process when a commit reaches `step` for the

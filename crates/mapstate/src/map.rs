@@ -21,6 +21,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::offset::Offset;
+use crate::sys::grow::{Growth, Spec as GrowSpec};
+use crate::sys::uffd::WriteTracker;
 use crate::sys::{self, Advice, Discard, Flush, MapKind, Protection, Reservation};
 
 /// The largest reservation mapstate makes: 32 TiB (x86-64 user space is 128 TiB, and a writer reserves its state twice: the live image and its view).
@@ -28,6 +30,14 @@ pub const MAX_RESERVATION: u64 = 1 << 45;
 
 /// The reservation used when none is given: 1 GiB of address space (no memory).
 pub const DEFAULT_RESERVATION: u64 = 1 << 30;
+
+/// Extend-on-write chunks: 1 MiB first, doubling while growth is quick, up
+/// to 64 MiB (and at most an eighth of what is mapped).
+const GROW_CHUNK_MIN: usize = 1 << 20;
+const GROW_CHUNK_MAX: usize = 64 << 20;
+/// Reserved past the maximum size of an extend-on-write mapping: a store
+/// there is reported as [`Error::PastMaximum`] instead of crashing.
+const GUARD: usize = 1 << 20;
 
 /// Whether to map with `MAP_SYNC` (persistent memory, DAX filesystems).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +78,7 @@ pub struct MapOptions {
     locked: bool,
     map_sync: MapSync,
     mode: u32,
+    extend_on_write: bool,
 }
 
 impl Default for MapOptions {
@@ -89,7 +100,23 @@ impl MapOptions {
             locked: false,
             map_sync: MapSync::Off,
             mode: 0o600,
+            extend_on_write: false,
         }
+    }
+
+    /// Extend-on-write (the AIX `shmat(SHM_MAP)` model): a load or store
+    /// anywhere below the maximum size succeeds; one past the mapped part
+    /// grows the file (by `fallocate`, in chunks that adapt to the rate of
+    /// growth) and the mapping, at the same address, from a SIGSEGV handler,
+    /// with no call by the program. [`Mapping::high_water`] tells how far
+    /// was written, [`Mapping::trim`] and [`Mapping::detach`] cut the file
+    /// there. A full disk is never a SIGBUS: the store lands in a scratch
+    /// page and the next `trim`, `detach`, `flush` or [`Mapping::check_growth`]
+    /// returns the error. Needs a writable shared mapping without MAP_SYNC.
+    #[must_use]
+    pub fn extend_on_write(mut self, yes: bool) -> Self {
+        self.extend_on_write = yes;
+        self
     }
 
     /// The largest size the mapping may grow to; the address range reserved
@@ -174,7 +201,14 @@ impl MapOptions {
 /// experts. See `docs/SOUNDNESS.md`.
 #[derive(Debug)]
 pub struct Mapping {
-    // Field order matters for Drop: unmap before closing the file.
+    // Field order matters for Drop: unregister growth, then unmap, then
+    // close the file.
+    /// Extend-on-write: the growth registration and the write tracker that
+    /// finds the high-water mark (`None` without extend-on-write).
+    grow: Option<Growth>,
+    tracker: Option<WriteTracker>,
+    /// The high-water mark found so far.
+    high_water: u64,
     res: Reservation,
     file: File,
     path: PathBuf,
@@ -277,7 +311,18 @@ pub(crate) fn allocate(path: &Path, file: &File, from: u64, to: u64) -> Result<(
         return Ok(());
     }
     let fd = sys::fd_of(file);
-    sys::fallocate(fd, from, to - from).map_err(|e| match e.raw_os_error() {
+    sys::fallocate(fd, from, to - from).map_err(|e| growth_error(path, Some(fd), e, to))
+}
+
+/// The typed error of a failed growth of `path` to `to` bytes (`fallocate`
+/// or the `mmap` that follows it).
+pub(crate) fn growth_error(
+    path: &Path,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+    e: std::io::Error,
+    to: u64,
+) -> Error {
+    match e.raw_os_error() {
         Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace {
             path: path.into(),
             wanted: to,
@@ -285,15 +330,35 @@ pub(crate) fn allocate(path: &Path, file: &File, from: u64, to: u64) -> Result<(
         },
         Some(libc::EOPNOTSUPP) => Error::FallocateUnsupported {
             path: path.into(),
-            fs: sys::fs_kind(fd).map_or_else(|_| "an unknown filesystem".into(), sys::FsKind::name),
+            fs: fd
+                .and_then(|fd| sys::fs_kind(fd).ok())
+                .map_or_else(|| "a filesystem without fallocate".into(), sys::FsKind::name),
         },
         Some(libc::EFBIG) => Error::InvalidSize {
             what: "file size",
             size: to,
-            reason: "larger than the filesystem allows (EFBIG)".into(),
+            reason: "larger than the filesystem or RLIMIT_FSIZE allows (EFBIG)".into(),
         },
-        _ => Error::io("fallocate", path, e),
-    })
+        _ => Error::io("grow (fallocate, mmap)", path, e),
+    }
+}
+
+/// The error for a growth that failed in the extend-on-write handler.
+pub(crate) fn growth_failure(path: &Path, f: sys::grow::Failure, max: u64) -> Error {
+    if f.errno == 0 {
+        Error::PastMaximum {
+            path: path.into(),
+            offset: f.offset as u64,
+            max,
+        }
+    } else {
+        growth_error(
+            path,
+            None,
+            std::io::Error::from_raw_os_error(f.errno),
+            f.wanted as u64,
+        )
+    }
 }
 
 impl Mapping {
@@ -332,6 +397,13 @@ impl Mapping {
             });
         }
         let writable = o.write && !o.private;
+        if o.extend_on_write && (!writable || o.map_sync != MapSync::Off) {
+            return Err(Error::InvalidSize {
+                what: "extend-on-write mapping",
+                size: max,
+                reason: "extend-on-write needs a writable shared mapping without MAP_SYNC".into(),
+            });
+        }
         if len > file_len && !writable {
             return Err(Error::OutOfBounds {
                 offset: 0,
@@ -339,14 +411,19 @@ impl Mapping {
                 size: file_len,
             });
         }
-        let res =
-            Reservation::new(cap as usize).map_err(|e| Error::io("mmap (reserve)", path, e))?;
+        let limit = page_up(cap);
+        let guard = if o.extend_on_write { GUARD } else { 0 };
+        let res = Reservation::new(limit as usize + guard)
+            .map_err(|e| Error::io("mmap (reserve)", path, e))?;
         let kind = if o.private {
             MapKind::Private
         } else {
             MapKind::Shared
         };
         let mut m = Mapping {
+            grow: None,
+            tracker: None,
+            high_water: len,
             res,
             file,
             path: path.into(),
@@ -386,7 +463,113 @@ impl Mapping {
                 .map_err(|e| Error::io("mmap (reserve)", path, e))?;
         }
         m.grow_to(len)?;
+        if o.extend_on_write {
+            m.start_growth(limit)?;
+        }
         Ok(m)
+    }
+
+    /// Registers the mapping for extend-on-write, and starts the write
+    /// tracker on the page past the mapped part (the handler registers every
+    /// grown range with it), so that only stores past the initial length are
+    /// tracked.
+    fn start_growth(&mut self, limit: u64) -> Result<()> {
+        let mapped = page_up(self.len) as usize;
+        let g = Growth::register(
+            &self.res,
+            sys::fd_of(&self.file),
+            GrowSpec {
+                file_off: 0,
+                kind: MapKind::Shared,
+                writable: true,
+                limit: limit as usize,
+                mapped,
+                chunk_min: GROW_CHUNK_MIN,
+                chunk_max: GROW_CHUNK_MAX,
+            },
+        )
+        .map_err(|e| Error::io("register for extend-on-write", &self.path, e))?;
+        if mapped < limit as usize {
+            let res = &self.res;
+            self.tracker = g.set_tracker(|mapped| {
+                match WriteTracker::new(res, mapped, sys::page_size()) {
+                    Ok(t) => (Some(t.raw_fd()), Some(t)),
+                    Err(_) => (None, None),
+                }
+            });
+        }
+        self.grow = Some(g);
+        Ok(())
+    }
+
+    /// Extend-on-write: the end of the last page written past the initial
+    /// length (page granularity: a multiple of 4096, unless that is the
+    /// initial or an explicitly set length). Counts stores made through this
+    /// mapping in this process. Where the kernel cannot track writes (before
+    /// Linux 6.7) it is the end of the grown part instead (chunk
+    /// granularity). Without extend-on-write it is the length.
+    pub fn high_water(&mut self) -> u64 {
+        let Some(g) = &self.grow else {
+            return self.len;
+        };
+        let mapped = g.mapped();
+        if g.take_tracker_lost() {
+            let t = self.tracker.take();
+            g.set_tracker(|_| (None, drop(t)));
+        }
+        let res = &self.res;
+        let mut written = Vec::new();
+        let scanned = self.tracker.as_mut().is_some_and(|t| {
+            let off = t.offset();
+            mapped > off && {
+                t.adopt(res, mapped - off);
+                t.take_written(res, &mut written).is_ok()
+            }
+        });
+        let found = if scanned || self.tracker.is_some() {
+            written.last().map_or(0, |r| r.end as u64)
+        } else {
+            mapped as u64
+        };
+        self.high_water = self.high_water.max(found.min(self.max));
+        self.high_water
+    }
+
+    /// Extend-on-write: the error of a growth that failed since the last
+    /// call (a full disk, a quota, a store past the maximum size), whose
+    /// stores landed in scratch pages and are lost; the scratch pages are
+    /// dropped. `Ok` if growth never failed.
+    pub fn check_growth(&mut self) -> Result<()> {
+        let Some(g) = &self.grow else {
+            return Ok(());
+        };
+        let Some(f) = g.failure() else {
+            return Ok(());
+        };
+        let _ = g.clear_failure();
+        Err(growth_failure(&self.path, f, self.max))
+    }
+
+    /// Extend-on-write: truncates the file (and the mapping) to the
+    /// [high-water mark](Mapping::high_water) and returns it. Fails, and
+    /// changes nothing, if a growth failed since the last check.
+    pub fn trim(&mut self) -> Result<u64> {
+        self.check_growth()?;
+        let hw = self.high_water();
+        self.len = self.len();
+        if hw < self.len {
+            self.shrink_to(hw)?;
+        }
+        Ok(hw)
+    }
+
+    /// Extend-on-write, as AIX `shmdt` after `shmat(SHM_MAP)`: writes the
+    /// modified pages to stable storage (`msync(MS_SYNC)`), truncates the
+    /// file to the high-water mark, unmaps, and returns the file's length.
+    pub fn detach(mut self) -> Result<u64> {
+        self.check_growth()?;
+        self.flush()?;
+        self.trim()
     }
 
     /// Maps file pages `[from, to)` (page-aligned offsets) over the reservation.
@@ -429,14 +612,19 @@ impl Mapping {
         &self.file
     }
 
-    /// Bytes currently mapped.
+    /// Bytes currently mapped (with extend-on-write: also what growth has
+    /// mapped since, whole chunks, which is the file's length too).
     pub fn len(&self) -> u64 {
-        self.len
+        match &self.grow {
+            // Growth maps and allocates whole pages past the last one.
+            Some(g) if g.mapped() as u64 > page_up(self.len) => g.mapped() as u64,
+            _ => self.len,
+        }
     }
 
     /// Whether nothing is mapped.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The largest `len` the mapping can grow to (as given at open; the
@@ -478,8 +666,16 @@ impl Mapping {
                 ),
             });
         }
+        self.len = self.len();
         if new_len < self.len {
             return self.shrink_to(new_len);
+        }
+        if let Some(g) = &self.grow {
+            g.grow_to(new_len as usize)
+                .map_err(|e| growth_error(&self.path, Some(sys::fd_of(&self.file)), e, new_len))?;
+            self.len = new_len.max(self.len());
+            self.high_water = self.high_water.max(new_len);
+            return Ok(());
         }
         let shared_rw = self.writable && self.kind != MapKind::Private;
         if shared_rw {
@@ -511,6 +707,7 @@ impl Mapping {
     /// reserved, inaccessible address space and a writable shared file is
     /// truncated to `new_len`.
     pub fn shrink_to(&mut self, new_len: u64) -> Result<()> {
+        self.len = self.len();
         if new_len > self.len {
             return Err(Error::OutOfBounds {
                 offset: 0,
@@ -520,7 +717,11 @@ impl Mapping {
         }
         let from = page_up(new_len);
         let to = page_up(self.len);
-        if to > from {
+        if let Some(g) = &self.grow {
+            g.shrink_to(from as usize)
+                .map_err(|e| Error::io("mmap (reserve)", &self.path, e))?;
+            self.high_water = self.high_water.min(new_len);
+        } else if to > from {
             self.res
                 .unmap(from as usize, (to - from) as usize)
                 .map_err(|e| Error::io("mmap (reserve)", &self.path, e))?;
@@ -558,11 +759,11 @@ impl Mapping {
 
     fn check(&self, offset: u64, len: u64) -> Result<()> {
         match offset.checked_add(len) {
-            Some(end) if end <= self.len => Ok(()),
+            Some(end) if end <= self.len() => Ok(()),
             _ => Err(Error::OutOfBounds {
                 offset,
                 len,
-                size: self.len,
+                size: self.len(),
             }),
         }
     }
@@ -582,7 +783,7 @@ impl Mapping {
 
     /// `msync(MS_SYNC)` of the whole mapping.
     pub fn flush(&self) -> Result<()> {
-        self.flush_range(0..self.len, Flush::Sync)
+        self.flush_range(0..self.len(), Flush::Sync)
     }
 
     /// `madvise` of the pages covering `range` with advice that never changes contents.
@@ -705,6 +906,14 @@ impl Mapping {
     /// Copies `data` into the mapping at `offset`.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let len = data.len() as u64;
+        if self.grow.is_some()
+            && let Some(end) = offset.checked_add(len)
+            && end > self.len()
+            && end <= self.max
+        {
+            // Extend-on-write: what a store through a pointer would do.
+            self.grow_to(end)?;
+        }
         self.check(offset, len)?;
         if (!self.writable && self.kind != MapKind::Private)
             || self.overlaps_read_only(&(offset..offset + len))

@@ -26,8 +26,9 @@ use crate::format::{self, PAGE};
 use crate::live::{self, Live};
 use crate::log::Log;
 use crate::offset::Offset;
+use crate::sys::grow::{Growth, Spec as GrowSpec};
 use crate::sys::uffd::WriteTracker;
-use crate::sys::{self, MapKind, Protection, Reservation};
+use crate::sys::{self, MapKind, Reservation};
 
 /// How many recent commits a power cut may take away; never whether the
 /// state is consistent (see the guarantee table in the README).
@@ -166,6 +167,15 @@ impl Options {
 /// The writer lock: byte 0 of the durable file (an OFD lock).
 const WRITER_LOCK: (u64, u64) = (0, 1);
 
+/// Extend-on-write chunks of the writer's view: the first growth maps 1 MiB
+/// more, quick successive growths double it up to 64 MiB (and at most an
+/// eighth of what is mapped), slow ones halve it again.
+const GROW_CHUNK_MIN: usize = 1 << 20;
+const GROW_CHUNK_MAX: usize = 64 << 20;
+/// Reserved address space past the maximum size: a store there fails the
+/// commit with [`Error::PastMaximum`] instead of crashing.
+const VIEW_GUARD: usize = 1 << 20;
+
 /// Holds `flock(LOCK_EX)` on the durable file while the live image is
 /// opened or built, so that two processes never build it twice.
 struct BuildLock<'a>(&'a File);
@@ -216,12 +226,16 @@ fn open_live(d: &Durable, live_dir: Option<&Path>, writable: bool) -> Result<Liv
 /// The single writer of a region.
 #[derive(Debug)]
 pub struct Writer {
+    /// Extend-on-write of the view (dropped first: it must go before the
+    /// view and the live image it maps).
+    grow: Growth,
     durable: Durable,
     log: Log,
     live: Live,
-    /// The writer's view: the live image's data mapped `MAP_PRIVATE`.
+    /// The writer's view: the live image's data mapped `MAP_PRIVATE`, up
+    /// to `grow.mapped()`; the rest of the maximum size is reserved and
+    /// grows when touched, then a guard of `VIEW_GUARD` bytes.
     view: Reservation,
-    view_mapped: u64,
     /// Last committed sequence number.
     seq: u64,
     /// Committed length.
@@ -234,6 +248,11 @@ pub struct Writer {
     ranges: Vec<(u64, u64)>,
     /// Whether the open transaction handed out the whole view for free stores.
     free: bool,
+    /// Whether the open transaction's length follows its free stores
+    /// (it handed out the extend-on-write view)...
+    auto_len: bool,
+    /// ...unless it called `set_len`, which fixes it.
+    len_fixed: bool,
     durability: Durability,
     poisoned: Option<String>,
     /// Finds the view's pages written by free stores (userfaultfd); `None`
@@ -403,19 +422,37 @@ impl Writer {
         log.head = end.head;
         log.chain = end.chain;
         let len = live.len_word().load(Ordering::Acquire);
+        let limit = max_size.next_multiple_of(PAGE) as usize;
+        let view = Reservation::new(limit + VIEW_GUARD)
+            .map_err(|e| Error::io("mmap (reserve)", path, e))?;
+        let grow = Growth::register(
+            &view,
+            sys::fd_of(&live.file),
+            GrowSpec {
+                file_off: PAGE,
+                kind: MapKind::Private,
+                writable: true,
+                limit,
+                mapped: 0,
+                chunk_min: GROW_CHUNK_MIN,
+                chunk_max: GROW_CHUNK_MAX,
+            },
+        )
+        .map_err(|e| Error::io("register the view for extend-on-write", path, e))?;
         let mut w = Self {
+            grow,
             durable,
             log,
             live,
-            view: Reservation::new(max_size as usize)
-                .map_err(|e| Error::io("mmap (reserve)", path, e))?,
-            view_mapped: 0,
+            view,
             seq: now,
             len,
             txn_len: len,
             dirty,
             ranges: Vec::new(),
             free: false,
+            auto_len: false,
+            len_fixed: false,
             durability: opts.durability,
             poisoned: None,
             tracker: None,
@@ -443,33 +480,14 @@ impl Writer {
 
     /// Maps the view up to `len` bytes (growing the live image first).
     fn map_view(&mut self, len: u64) -> Result<()> {
-        let want = len.next_multiple_of(PAGE);
-        if want <= self.view_mapped {
-            return Ok(());
-        }
-        self.live.ensure_mapped(want)?;
-        let from = self.view_mapped;
-        self.view
-            .map_file(
-                from as usize,
-                (want - from) as usize,
-                sys::fd_of(&self.live.file),
-                PAGE + from,
-                Protection::ReadWrite,
-                MapKind::Private,
-                false,
-                false,
-            )
-            .map_err(|e| Error::io("mmap", &self.live.path, e))?;
-        self.view_mapped = want;
-        // MAP_FIXED replaced the tracked range's tail: register it again.
-        if let Some(t) = &mut self.tracker {
-            if t.extend(&self.view, want as usize).is_err() {
-                self.tracker = None;
-                self.tracker_failed = true;
-            }
-        }
-        Ok(())
+        self.grow
+            .grow_to(len as usize)
+            .map_err(|e| crate::map::growth_error(&self.live.path, None, e, len))
+    }
+
+    /// Bytes of the view mapped (the rest grows when touched).
+    fn view_mapped(&self) -> u64 {
+        self.grow.mapped() as u64
     }
 
     /// The durable file's path.
@@ -521,6 +539,8 @@ impl Writer {
     /// until [`Txn::commit`]; dropping it discards it.
     pub fn begin(&mut self) -> Txn<'_> {
         self.txn_len = self.len;
+        self.auto_len = false;
+        self.len_fixed = false;
         Txn {
             w: self,
             done: false,
@@ -628,16 +648,42 @@ impl Writer {
     fn commit_inner(&mut self, durability: Durability) -> Result<u64> {
         self.check_poison()?;
         let _section = crate::signals::defer_termination();
-        let mut ranges = std::mem::take(&mut self.ranges);
-        if self.free {
-            self.find_free_stores(&mut ranges);
+        if let Some(f) = self.grow.failure() {
+            return Err(crate::map::growth_failure(
+                &self.live.path,
+                f,
+                self.max_size(),
+            ));
         }
-        let new_len = self.txn_len;
+        let mut ranges = std::mem::take(&mut self.ranges);
+        let mut new_len = self.txn_len;
+        if self.free {
+            let extent = self.find_free_stores(&mut ranges);
+            let extent = match extent {
+                Ok(e) => e,
+                Err(e) => {
+                    self.ranges = ranges;
+                    return Err(e);
+                }
+            };
+            if self.auto_len && !self.len_fixed && extent > new_len {
+                // Extend-on-write: the state grows to the last page written
+                // (clamped to the maximum size, which need not be a page multiple).
+                new_len = extent.min(self.max_size());
+                ranges.retain_mut(|r| {
+                    r.1 = r.1.min(new_len.saturating_sub(r.0));
+                    r.1 > 0
+                });
+            }
+        }
+        self.auto_len = false;
+        self.len_fixed = false;
         if ranges.is_empty() && new_len == self.len {
             self.ranges = ranges;
             self.free = false;
             return Ok(self.seq);
         }
+        self.live.ensure_mapped(new_len.max(self.len))?;
         let data: u64 = ranges.iter().map(|r| r.1).sum();
         let total = format::record_len(ranges.len(), data);
         if !self.log.fits(total) {
@@ -686,33 +732,69 @@ impl Writer {
 
     /// Starts tracking free stores, the first time a transaction hands out
     /// the view (registering costs time proportional to the view's size,
-    /// so writers that never use free stores never pay it).
+    /// so writers that never use free stores never pay it). The tracker is
+    /// created under the growth lock and its descriptor published there, so
+    /// every range grown later is registered with it before it is written.
     fn track_free_stores(&mut self) {
-        if self.tracker.is_none() && !self.tracker_failed && self.view_mapped > 0 {
-            match WriteTracker::new(&self.view, 0, self.view_mapped as usize) {
-                Ok(t) => self.tracker = Some(t),
-                Err(_) => self.tracker_failed = true,
-            }
+        if self.tracker.is_some() || self.tracker_failed {
+            return;
         }
+        if self.view_mapped() == 0 && self.map_view(PAGE).is_err() {
+            self.tracker_failed = true;
+            return;
+        }
+        let view = &self.view;
+        let made = self.grow.set_tracker(|mapped| {
+            match WriteTracker::new(view, 0, mapped) {
+                Ok(t) => (Some(t.raw_fd()), Some(t)),
+                Err(_) => (None, None),
+            }
+        });
+        self.tracker_failed = made.is_none();
+        self.tracker = made;
+    }
+
+    /// Stops tracking (the tracker failed): commits compare the whole view.
+    fn drop_tracker(&mut self) {
+        let t = self.tracker.take();
+        self.grow.set_tracker(|_| (None, drop(t)));
+        self.tracker_failed = true;
     }
 
     /// Adds the pages written by free stores whose bytes differ from the
     /// live image: those userfaultfd reports as written, or, without it,
-    /// every page of the view.
-    fn find_free_stores(&mut self, out: &mut Vec<(u64, u64)>) {
-        let n = self.txn_len.min(self.view_mapped);
+    /// every page of the view. Looks up to the mapped end of the view if the
+    /// transaction's length follows its stores (`auto_len` without
+    /// `len_fixed`), else up to its length (stores past it are dropped). Returns the end of the last page written (without the
+    /// tracker: the last page that differs), or 0.
+    fn find_free_stores(&mut self, out: &mut Vec<(u64, u64)>) -> Result<u64> {
+        let mapped = self.view_mapped();
+        let n = if self.auto_len && !self.len_fixed {
+            mapped
+        } else {
+            self.txn_len.min(mapped)
+        };
+        self.live.ensure_mapped(n)?;
+        if self.grow.take_tracker_lost() {
+            self.drop_tracker();
+        }
         let mut written = Vec::new();
-        let scanned = self
-            .tracker
-            .as_mut()
-            .is_some_and(|t| t.take_written(&self.view, &mut written).is_ok());
+        let view = &self.view;
+        let scanned = self.tracker.as_mut().is_some_and(|t| {
+            t.adopt(view, mapped as usize);
+            t.take_written(view, &mut written).is_ok()
+        });
         if !scanned {
             written.clear();
             written.push(0..n as usize);
         }
+        let mut extent = 0;
         for r in written {
             let mut off = r.start as u64;
             let end = (r.end as u64).min(n);
+            if scanned && end > off {
+                extent = extent.max(end);
+            }
             while off < end {
                 let len = (end - off).min(PAGE);
                 let v = self.view.exclusive_bytes(off as usize, len as usize);
@@ -722,10 +804,12 @@ impl Writer {
                     .exclusive_bytes((PAGE + off) as usize, len as usize);
                 if v != l {
                     push_range(out, off, len);
+                    extent = extent.max(off + len);
                 }
                 off += len;
             }
         }
+        Ok(extent)
     }
 
     fn abort_inner(&mut self) {
@@ -733,9 +817,11 @@ impl Writer {
             // Drop every private page: the view reads the live image again.
             let _ = self
                 .view
-                .discard(0, self.view_mapped as usize, sys::Discard::DontNeed);
+                .discard(0, self.view_mapped() as usize, sys::Discard::DontNeed);
             if let Some(t) = &mut self.tracker {
-                // Nothing is written now: the next scan starts from a clean slate.
+                // Nothing is written now: the next scan starts from a clean
+                // slate (over the grown part too).
+                t.adopt(&self.view, self.grow.mapped());
                 let _ = t.reset(&self.view);
             }
         } else {
@@ -749,8 +835,13 @@ impl Writer {
                 );
             }
         }
+        // Stores that landed in scratch pages after a failed growth are
+        // dropped with the transaction.
+        let _ = self.grow.clear_failure();
         self.ranges.clear();
         self.free = false;
+        self.auto_len = false;
+        self.len_fixed = false;
         self.txn_len = self.len;
     }
 }
@@ -940,6 +1031,7 @@ impl Txn<'_> {
             });
         }
         self.w.map_view(len)?;
+        self.w.len_fixed = true;
         if len < self.w.txn_len {
             // Bytes past the new end must read as zeros if the state grows again.
             let zero = vec![0u8; (self.w.txn_len - len) as usize];
@@ -1007,6 +1099,29 @@ impl Txn<'_> {
         self.w.track_free_stores();
         self.w.free = true;
         let n = self.w.txn_len as usize;
+        self.w.view.exclusive_bytes_mut(0, n)
+    }
+
+    /// Extend-on-write: the whole address range up to the maximum size,
+    /// writable with plain stores. Bytes past the state's length read as
+    /// zeros; a load or store past the mapped part grows the view (and the
+    /// live image) in chunks at stable addresses, from a SIGSEGV handler,
+    /// with no call by the program. At commit the state's length becomes the
+    /// end of the last page written (page granularity: the length is then a
+    /// multiple of 4096, or the maximum size), unless the transaction calls
+    /// [`Txn::set_len`], whose length is kept.
+    ///
+    /// If growth fails (the live image's filesystem is full, a memory limit)
+    /// the stores land in scratch pages and the commit fails with
+    /// [`Error::NoSpace`] (or another growth error), discarding the
+    /// transaction; nothing committed before is affected. A store in the
+    /// guard just past the maximum size (up to 1 MiB) fails the commit with
+    /// [`Error::PastMaximum`]; further out it is an ordinary segfault.
+    pub fn extend_on_write(&mut self) -> &mut [u8] {
+        self.w.track_free_stores();
+        self.w.free = true;
+        self.w.auto_len = true;
+        let n = self.w.max_size() as usize;
         self.w.view.exclusive_bytes_mut(0, n)
     }
 
@@ -1368,6 +1483,79 @@ impl Reader {
                 path: self.path.clone(),
             }),
         }
+    }
+
+    /// The durable file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the live image (the committed state now, which every process
+    /// maps) is: `/dev/shm/mapstate-DEV-INO.live` on tmpfs, else
+    /// `NAME-live` beside the durable file, or under [`Options::live_dir`].
+    pub fn live_path(&self) -> &Path {
+        &self.live.path
+    }
+
+    /// Whether a writer has the state open (holds the writer lock, an OFD
+    /// lock the kernel drops when its holder dies). Asks the kernel; takes
+    /// no lock.
+    pub fn has_writer(&self) -> Result<bool> {
+        let (s, l) = WRITER_LOCK;
+        sys::ofd_is_locked(sys::fd_of(&self.file), s, l)
+            .map_err(|e| Error::io("fcntl(F_OFD_GETLK)", &self.path, e))
+    }
+
+    /// The pid of the writer that has the state open, as it recorded it in
+    /// the live image (in its own pid namespace); `None` when no writer
+    /// holds the lock, or while one is still opening the state and has not
+    /// recorded its pid yet (see [`Reader::has_writer`]).
+    pub fn writer_pid(&self) -> Result<Option<u32>> {
+        if !self.has_writer()? {
+            return Ok(None);
+        }
+        let pid = self.live.writer_pid().load(Ordering::Acquire);
+        Ok((pid != 0).then_some(pid))
+    }
+
+    /// The durability mode stored in the durable header when the state was
+    /// created (read from the file now). A writer's commits use the
+    /// durability of the [`Options`] it was opened with.
+    pub fn durability(&self) -> Result<Durability> {
+        let (h, _) = durable::read_header(&self.file, &self.path)?;
+        Durability::from_code(h.durability.get(), h.durability_arg.get()).ok_or_else(|| {
+            Error::Corrupt {
+                path: self.path.clone(),
+                what: format!("unknown durability mode {}", h.durability.get()),
+            }
+        })
+    }
+
+    /// The sequence number of the last checkpoint: every commit up to it is
+    /// in the durable image (read from its header now).
+    pub fn checkpoint_seq(&self) -> Result<u64> {
+        let (h, _) = durable::read_header(&self.file, &self.path)?;
+        Ok(h.checkpoint_seq.get())
+    }
+
+    /// Bytes the log (`NAME-wal`) can hold before a checkpoint empties it:
+    /// its file's length less its header page.
+    pub fn log_size(&self) -> Result<u64> {
+        let wal = durable::companion(&self.path, "-wal");
+        let len = std::fs::metadata(&wal)
+            .map_err(|e| Error::io("stat", &wal, e))?
+            .len();
+        Ok(len.saturating_sub(PAGE))
+    }
+
+    /// Bytes of log records written since the last checkpoint, as the
+    /// writer last published them (after each commit and checkpoint);
+    /// `None` if that position keeps changing or a dead writer left it
+    /// half-written.
+    pub fn log_bytes(&self) -> Option<u64> {
+        self.live
+            .log_position()
+            .map(|(_, head, _)| head.saturating_sub(PAGE))
     }
 }
 

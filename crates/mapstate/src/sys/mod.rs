@@ -18,6 +18,7 @@
 //!   to memory that another process may change.
 #![allow(unsafe_code)]
 
+pub(crate) mod grow;
 mod mem;
 pub(crate) mod signals;
 pub(crate) mod uffd;

@@ -459,6 +459,33 @@ fn die(sig: c_int) {
     raise(sig);
 }
 
+/// Calls `prev`, a user handler (neither `SIG_DFL` nor `SIG_IGN`), as the
+/// kernel would have for `sig`: with its mask blocked (and `sig` unblocked
+/// if it asked for `SA_NODEFER`), after restoring `SIG_DFL` if it asked for
+/// `SA_RESETHAND`. Used by the extend-on-write handler for faults that are
+/// not its own.
+pub(super) fn call_previous(
+    prev: &libc::sigaction,
+    sig: c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut c_void,
+) {
+    if prev.sa_flags & libc::SA_RESETHAND != 0 {
+        set_action(sig, libc::SIG_DFL, 0);
+    }
+    change_mask(libc::SIG_BLOCK, &prev.sa_mask);
+    if prev.sa_flags & libc::SA_NODEFER != 0 {
+        change_mask(libc::SIG_UNBLOCK, &sigset(&[sig]));
+    }
+    call_user_handler(
+        prev.sa_sigaction,
+        prev.sa_flags & libc::SA_SIGINFO != 0,
+        sig,
+        info,
+        ctx,
+    );
+}
+
 fn call_user_handler(
     h: libc::sighandler_t,
     siginfo: bool,
@@ -557,7 +584,7 @@ impl InfoSlot {
 // ---------------------------------------------------------------------------
 // Thin wrappers over the kernel (all async-signal-safe).
 
-fn set_errno(e: c_int) {
+pub(super) fn set_errno(e: c_int) {
     // SAFETY: `__errno_location` has no preconditions; it returns this
     // thread's errno slot.
     let p = unsafe { libc::__errno_location() };
@@ -565,7 +592,7 @@ fn set_errno(e: c_int) {
     unsafe { p.write(e) };
 }
 
-fn get_action(sig: c_int) -> Option<libc::sigaction> {
+pub(super) fn get_action(sig: c_int) -> Option<libc::sigaction> {
     let mut old = MaybeUninit::<libc::sigaction>::zeroed();
     // SAFETY: a null new action only queries; `old` is a valid, writable
     // `struct sigaction` that outlives the call.
@@ -577,7 +604,7 @@ fn get_action(sig: c_int) -> Option<libc::sigaction> {
 
 /// Installs `handler` (an address or `SIG_DFL`) for `sig` with `flags` and an
 /// empty `sa_mask`.
-fn set_action(sig: c_int, handler: libc::sighandler_t, flags: c_int) {
+pub(super) fn set_action(sig: c_int, handler: libc::sighandler_t, flags: c_int) {
     let act = MaybeUninit::<libc::sigaction>::zeroed();
     // SAFETY: all-zero bytes are a valid `sigaction` (SIG_DFL, no flags, a
     // null restorer that libc replaces); the set is then emptied properly.

@@ -56,7 +56,7 @@ use std::fs::File;
 use std::io;
 use std::mem::size_of;
 use std::ops::Range;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::io::Errno;
 use rustix::ioctl::{Opcode, opcode};
@@ -257,6 +257,7 @@ impl AsyncUffd {
     }
 
     /// `UFFDIO_UNREGISTER` over `[start, start + len)`.
+    #[cfg(test)]
     fn unregister(&self, start: usize, len: usize) -> io::Result<()> {
         let range = UffdioRange {
             start: start as u64,
@@ -286,6 +287,26 @@ impl AsyncUffd {
         let r = unsafe { libc::ioctl(self.0.as_raw_fd(), req(UFFDIO_WRITEPROTECT), &raw mut wp) };
         cvt(r).map(drop)
     }
+}
+
+/// Set by `mapstate::testing::disable_write_tracking`: trackers fail to
+/// start with ENOSYS, as on a kernel without userfaultfd.
+pub(crate) static DISABLED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Registers `[start, start + len)` with the userfaultfd `fd` (a
+/// [`WriteTracker`]'s, see [`WriteTracker::raw_fd`]) and write-protects it.
+/// The extend-on-write handler calls it for a range it has just mapped,
+/// before the faulting store retries, so the tracker misses no store there.
+/// Two ioctls: async-signal-safe.
+pub(crate) fn track_grown(fd: RawFd, start: usize, len: usize) -> io::Result<()> {
+    // SAFETY: `fd` is a tracker's open userfaultfd (the caller holds the
+    // growth lock, under which the tracker is neither replaced nor
+    // dropped); `AsyncUffd` is only a wrapper that is forgotten below, so
+    // the descriptor is not closed.
+    let u = std::mem::ManuallyDrop::new(AsyncUffd(unsafe { OwnedFd::from_raw_fd(fd) }));
+    u.register(start, len)?;
+    u.write_protect(start, len)
 }
 
 /// An ioctl request number as libc's `ioctl` takes it (`c_ulong` on glibc,
@@ -383,6 +404,9 @@ impl WriteTracker {
     fn with_mode(res: &Reservation, off: usize, len: usize, mode: UffdMode) -> io::Result<Self> {
         check_range(res, off, len);
         assert!(len > 0, "empty write-tracking range");
+        if DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        }
         let uffd = AsyncUffd::open(mode)?;
         // std opens with O_CLOEXEC.
         let pagemap = File::open("/proc/self/pagemap")?;
@@ -425,6 +449,7 @@ impl WriteTracker {
     /// # Panics
     ///
     /// As [`Self::new`], or if `res` is not the reservation given to `new`.
+    #[cfg(test)] // growth now registers through `track_grown` + `adopt`
     pub(crate) fn extend(&mut self, res: &Reservation, new_len: usize) -> io::Result<()> {
         self.check_res(res);
         check_range(res, self.off, new_len);
@@ -521,6 +546,26 @@ impl WriteTracker {
             start = arg.walk_end;
         }
         Ok(())
+    }
+
+    /// The start of the tracked range, relative to the reservation.
+    pub(crate) fn offset(&self) -> usize {
+        self.off
+    }
+
+    /// The userfaultfd, for [`track_grown`].
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.uffd.0.as_raw_fd()
+    }
+
+    /// Changes the tracked length to `new_len` after the extend-on-write
+    /// handler registered and write-protected the added part itself
+    /// ([`track_grown`]): nothing is registered or protected here, so stores
+    /// made there since are reported by the next scan.
+    pub(crate) fn adopt(&mut self, res: &Reservation, new_len: usize) {
+        self.check_res(res);
+        check_range(res, self.off, new_len);
+        self.len = new_len;
     }
 
     /// Write-protects the whole range again without reporting anything. For
