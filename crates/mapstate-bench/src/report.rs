@@ -33,12 +33,30 @@ pub(crate) struct Measurement {
     pub(crate) presized_p99_ns: Option<f64>,
     /// reopen: open plus first consistent read, in milliseconds.
     pub(crate) reopen_ms: Option<f64>,
+    /// Checkpoints (mapstate, w1): how many the timed loops made.
+    pub(crate) checkpoints: Option<u64>,
+    /// Checkpoints: commits from one to the next (the log filling up).
+    pub(crate) commits_per_checkpoint: Option<f64>,
+    /// Checkpoints: median duration, in milliseconds, of the commits that
+    /// checkpointed (the commit itself is a fraction of a microsecond).
+    pub(crate) checkpoint_ms_p50: Option<f64>,
+    /// Checkpoints: the longest, in milliseconds.
+    pub(crate) checkpoint_ms_max: Option<f64>,
+    /// Checkpoints: all the timed ones together, in milliseconds.
+    pub(crate) checkpoint_ms_total: Option<f64>,
+    /// Checkpoints: how many were timed (those of the timed loops, plus
+    /// enough more of the same load to time at least a few).
+    pub(crate) checkpoints_timed: Option<u64>,
+    /// The size of the log file (records fill it; the commit that finds it
+    /// full checkpoints, which empties it).
+    pub(crate) log_bytes: Option<u64>,
     /// What the system guarantees as configured, and how it was measured.
     pub(crate) notes: String,
 }
 
 /// What a system did with one run of a workload.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // a few per run: the size does not matter
 pub(crate) enum Outcome {
     /// It ran; here are the figures.
     Measured(Measurement),
@@ -80,6 +98,21 @@ pub(crate) struct Row {
     pub(crate) presized_p99_ns: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reopen_ms: Option<f64>,
+    /// Checkpoints the timed loops made (median of the runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) checkpoints: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) commits_per_checkpoint: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) checkpoint_ms_p50: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) checkpoint_ms_max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) checkpoint_ms_total: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) checkpoints_timed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) log_bytes: Option<u64>,
     /// Runs that produced figures.
     pub(crate) runs: usize,
     /// Each run's throughput, in run order, to show the spread.
@@ -131,11 +164,11 @@ impl Row {
             .iter()
             .filter_map(|m| m.torn)
             .reduce(u64::saturating_add);
-        let mut disk: Vec<f64> = runs
-            .iter()
-            .filter_map(|m| m.disk_bytes.map(|b| b as f64))
-            .collect();
-        Self {
+        let med_u64 = |f: fn(&Measurement) -> Option<u64>| -> Option<u64> {
+            let mut v: Vec<f64> = runs.iter().filter_map(|m| f(m).map(|x| x as f64)).collect();
+            median(&mut v).map(|x| x.round() as u64)
+        };
+        let mut row = Self {
             system: system.to_owned(),
             workload: workload.to_owned(),
             ops_per_sec: med(|m| m.ops_per_sec),
@@ -144,16 +177,64 @@ impl Row {
             writer_ops_per_sec: med(|m| m.writer_ops_per_sec),
             torn,
             mb_per_sec: med(|m| m.mb_per_sec),
-            disk_bytes: median(&mut disk).map(|b| b as u64),
+            disk_bytes: med_u64(|m| m.disk_bytes),
             gb_per_sec: med(|m| m.gb_per_sec),
             presized_gb_per_sec: med(|m| m.presized_gb_per_sec),
             presized_p50_ns: med(|m| m.presized_p50_ns),
             presized_p99_ns: med(|m| m.presized_p99_ns),
             reopen_ms: med(|m| m.reopen_ms),
+            checkpoints: med_u64(|m| m.checkpoints),
+            commits_per_checkpoint: med(|m| m.commits_per_checkpoint),
+            checkpoint_ms_p50: med(|m| m.checkpoint_ms_p50),
+            checkpoint_ms_max: med(|m| m.checkpoint_ms_max),
+            checkpoint_ms_total: med(|m| m.checkpoint_ms_total),
+            checkpoints_timed: med_u64(|m| m.checkpoints_timed),
+            log_bytes: med_u64(|m| m.log_bytes),
             runs: runs.len(),
             ops_per_sec_runs: runs.iter().filter_map(|m| m.ops_per_sec).collect(),
             notes,
+        };
+        if let Some(s) = row.checkpoint_summary() {
+            row.notes.push_str("; ");
+            row.notes.push_str(&s);
         }
+        row
+    }
+
+    /// The checkpoint figures in words (medians of the runs), for the notes:
+    /// how often the log fills, what a checkpoint costs, and that cost spread
+    /// over the commits between two checkpoints.
+    fn checkpoint_summary(&self) -> Option<String> {
+        let log = self.log_bytes?;
+        let mut s = format!("checkpoints under this load: log {}", mib(log));
+        if let Some(n) = self.commits_per_checkpoint {
+            let _ = write!(s, ", full every {} commits", si(n));
+        }
+        if let Some(c) = self.checkpoints {
+            let _ = write!(s, "; {c} in the timed loops");
+        }
+        if let (Some(p50), Some(max), Some(total), Some(timed)) = (
+            self.checkpoint_ms_p50,
+            self.checkpoint_ms_max,
+            self.checkpoint_ms_total,
+            self.checkpoints_timed,
+        ) {
+            let _ = write!(
+                s,
+                "; {timed} timed: p50 {}, max {}, total {}",
+                duration_ns(p50 * 1e6),
+                duration_ns(max * 1e6),
+                duration_ns(total * 1e6)
+            );
+            if let Some(n) = self.commits_per_checkpoint.filter(|n| *n > 0.0) {
+                let _ = write!(
+                    s,
+                    " ({} per commit, spread over the commits between two)",
+                    duration_ns(p50 * 1e6 / n)
+                );
+            }
+        }
+        Some(s)
     }
 
     /// The row as one line of JSON.
@@ -193,6 +274,16 @@ impl Row {
             parts.push(format!("reopen {}", duration_ns(ms * 1e6)));
         }
         parts.join(", ")
+    }
+}
+
+/// Bytes in MiB for notes: `64 MiB`, `1.5 MiB`.
+fn mib(b: u64) -> String {
+    let m = b as f64 / 1_048_576.0;
+    if m.fract() == 0.0 {
+        format!("{m:.0} MiB")
+    } else {
+        format!("{m:.1} MiB")
     }
 }
 
@@ -325,10 +416,48 @@ mod tests {
         assert!(json.contains("\"system\":\"s\""));
         assert!(!json.contains("p50_ns"));
 
+        assert!(!json.contains("checkpoint"));
+
         let na = Row::combine("s", "w6", &[Outcome::NotApplicable("why".into())], &[]);
         assert_eq!(na.ops_per_sec, None);
         assert_eq!(na.runs, 0);
         assert!(na.to_json().contains("\"ops_per_sec\":null"));
         assert!(markdown(&[na]).contains("| w6 | s | — |"));
+    }
+
+    #[test]
+    fn combine_reports_checkpoints_in_json_and_notes() {
+        let run = |ms: f64| {
+            Outcome::Measured(Measurement {
+                ops_per_sec: Some(1e6),
+                checkpoints: Some(2),
+                commits_per_checkpoint: Some(500_000.0),
+                checkpoint_ms_p50: Some(ms),
+                checkpoint_ms_max: Some(ms * 2.0),
+                checkpoint_ms_total: Some(ms * 3.0),
+                checkpoints_timed: Some(3),
+                log_bytes: Some(64 << 20),
+                notes: "n".into(),
+                ..Measurement::default()
+            })
+        };
+        let row = Row::combine("mapstate", "w1", &[run(1.0), run(5.0), run(2.0)], &[]);
+        assert_eq!(row.checkpoint_ms_p50, Some(2.0));
+        assert_eq!(row.checkpoints, Some(2));
+        let json = row.to_json();
+        for field in [
+            "\"checkpoints\":2",
+            "\"checkpoint_ms_p50\":2.0",
+            "\"log_bytes\":67108864",
+            "\"commits_per_checkpoint\":500000.0",
+        ] {
+            assert!(json.contains(field), "{field}: {json}");
+        }
+        assert_eq!(
+            row.notes,
+            "n; checkpoints under this load: log 64 MiB, full every 500 k commits; 2 in the \
+             timed loops; 3 timed: p50 2.00 ms, max 4.00 ms, total 6.00 ms (4 ns per commit, \
+             spread over the commits between two)"
+        );
     }
 }

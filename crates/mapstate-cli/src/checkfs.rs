@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mapstate::{Error, Flush, MapOptions, MapSync, Options, Writer};
+use mapstate::{Error, Flush, MapOptions, Options, Writer};
 use serde_json::{Value, json};
 
 use crate::util::{
@@ -303,26 +303,28 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
     });
 
     step(&pb, "MAP_SYNC");
-    let map_sync = MapOptions::new()
-        .create(true)
-        .len(4096)
-        .map_sync(MapSync::Require)
-        .open(s.join("map-sync"));
+    // The same probe and words as `mapstate info`, on a file of one page.
+    let probe_file = s.join("map-sync");
+    let map_sync =
+        std::fs::write(&probe_file, [0_u8; 4096]).map(|()| util::map_sync_report(&probe_file));
     checks.push(Check {
         name: "MAP_SYNC",
         result: match &map_sync {
-            Ok(_) => "supported (DAX): stores are durable once flushed from the CPU cache".into(),
-            Err(Error::Unsupported { .. }) => {
-                "not supported (only DAX filesystems on persistent memory offer it; mapstate does \
-                 not need it: it syncs its log instead)"
-                    .into()
-            }
+            Ok(r) if r.supported == Some(true) => format!(
+                "{}: stores are durable once flushed from the CPU cache",
+                r.text
+            ),
+            Ok(r) if r.supported == Some(false) => format!(
+                "{}: only DAX filesystems on persistent memory offer it; mapstate does not \
+                 need it: it syncs its log instead",
+                r.text
+            ),
+            Ok(r) => r.text.clone(),
             Err(e) => format!("could not be tried: {e}"),
         },
         ok: None,
         warn: false,
     });
-    drop(map_sync);
 
     step(&pb, "live image");
     let shm = rustix::fs::statfs("/dev/shm").ok();

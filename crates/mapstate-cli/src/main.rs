@@ -85,7 +85,8 @@ enum Command {
         #[arg(long, value_parser = parse_durability, default_value = "pagecache")]
         durability: Durability,
     },
-    /// Print what mapstate sees of a state: its length, last commit, writer and files.
+    /// Print what mapstate sees of a state: its length, last commit and checkpoint,
+    /// durability, log use, writer, live image, MAP_SYNC support and files.
     #[command(after_help = "Example:\n  mapstate info state.db")]
     Info {
         /// The state's durable file.
@@ -302,9 +303,15 @@ fn main() -> ExitCode {
             len,
             hex,
         } => state::dump(&path, offset, len, hex, json),
-        Command::Torture { kills, dir, seed } => torture(kills, dir, seed, json),
+        Command::Torture { kills, dir, seed } => dir
+            .as_deref()
+            .map_or(Ok(()), |d| util::check_dir(d, "--dir"))
+            .and_then(|()| torture(kills, dir, seed, json)),
         Command::CheckFs { dir, kills } => checkfs::run(&dir, kills, json),
-        Command::Demo { dir } => demo::run(dir.as_deref(), json),
+        Command::Demo { dir } => dir
+            .as_deref()
+            .map_or(Ok(()), |d| util::check_dir(d, "--dir"))
+            .and_then(|()| demo::run(dir.as_deref(), json)),
         Command::Bench { dry_run, args } => bench::run(&args, dry_run, json),
         Command::TortureChild { path, step, nth } => torture::child(&path, step, nth)
             .map(|()| EXIT_OK)

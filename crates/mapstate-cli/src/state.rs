@@ -62,7 +62,7 @@ pub(crate) fn create(
     };
     let (len, max) = (w.len(), w.max_size());
     w.close()?;
-    let files = files(path);
+    let files = files(path, None);
     if json {
         println!(
             "{}",
@@ -117,8 +117,9 @@ struct StateFile {
     on_disk: u64,
 }
 
-/// The files of the state at `path` that exist.
-fn files(path: &Path) -> Vec<StateFile> {
+/// The files of the state at `path` that exist; `live` is its live image
+/// (found by the library's naming when `None`).
+fn files(path: &Path, live: Option<PathBuf>) -> Vec<StateFile> {
     let mut out = Vec::new();
     let mut add = |role, p: PathBuf| {
         if let Ok(md) = std::fs::metadata(&p) {
@@ -133,7 +134,7 @@ fn files(path: &Path) -> Vec<StateFile> {
     add("durable image", path.into());
     add("redo log", util::companion(path, "-wal"));
     add("journal", util::companion(path, "-ckpt"));
-    if let Some(live) = util::live_image(path) {
+    if let Some(live) = live.or_else(|| util::live_image(path)) {
         add("live image", live);
     }
     out
@@ -172,29 +173,56 @@ fn writer_text(l: WriterLock) -> String {
     match l {
         WriterLock::Free => "none (no process has it open for writing)".into(),
         WriterLock::Held(Some(pid)) => format!("pid {pid} has it open"),
-        WriterLock::Held(None) => "a process has it open (its pid is not visible here)".into(),
-        WriterLock::Unknown => "unknown (/proc/locks is not readable)".into(),
+        WriterLock::Held(None) => "a process has it open (it has not recorded its pid yet)".into(),
+        WriterLock::Unknown => "unknown (the kernel's lock query failed)".into(),
     }
 }
 
-/// `info`: length, last commit, writer, files.
+/// `info`: length, last commit, durability, checkpoint, log, writer, live
+/// image, `MAP_SYNC` support and files.
 pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
     let r = Reader::open(path)?;
     let (len, seq) = (r.len(), r.seq());
+    let durability = r.durability()?;
+    let checkpoint = r.checkpoint_seq()?;
+    let log_size = r.log_size()?;
+    let log_used = r.log_bytes();
+    let lock = util::writer_of(&r);
+    let live = r.live_path().to_path_buf();
     drop(r);
-    let lock = util::writer_lock(path);
-    let files = files(path);
+    let map_sync = util::map_sync_report(path);
+    let files = files(path, Some(live.clone()));
     if json {
         println!(
             "{}",
-            json!({"path": path, "len": len, "seq": seq, "writer": writer_json(lock),
-                   "files": files_json(&files)})
+            json!({"path": path, "len": len, "seq": seq,
+                   "durability": util::durability_name(durability),
+                   "checkpoint_seq": checkpoint,
+                   "log": {"size": log_size, "used": log_used},
+                   "writer": writer_json(lock), "live_image": live,
+                   "map_sync": map_sync.to_json(), "files": files_json(&files)})
         );
     } else {
         println!("{}", path.display());
         println!("  length {} ({len} bytes)", human(len));
         println!("  commit {seq} (sequence number of the last commit)");
+        println!(
+            "  checkpoint commit {checkpoint} (the durable image on disk holds every commit up \
+             to it)"
+        );
+        println!(
+            "  durability {} (chosen at creation, stored in the durable header)",
+            util::durability_name(durability)
+        );
+        println!(
+            "  log {} used of {} (records since the last checkpoint; a full log \
+             checkpoints)",
+            log_used.map_or_else(|| "?".into(), human),
+            human(log_size)
+        );
         println!("  writer {}", writer_text(lock));
+        println!("  live image {}", live.display());
+        println!("  MAP_SYNC {}", map_sync.text);
         print_files(&files);
     }
     Ok(EXIT_OK)
@@ -219,7 +247,7 @@ pub(crate) fn verify(path: &Path, json: bool) -> CmdResult {
     let (seq, len) = (live.seq(), live.len());
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    let lock = util::writer_lock(path);
+    let lock = util::writer_of(&live);
     // The state as the files on disk hold it, rebuilt in a scratch live
     // directory (on tmpfs when there is one): this validates the durable
     // header, an interrupted checkpoint's journal and the log's chain.

@@ -455,66 +455,105 @@ pub(crate) fn spinner(msg: &str, show: bool) -> ProgressBar {
 pub(crate) enum WriterLock {
     /// Nobody: no writer has the state open.
     Free,
-    /// A process holds it; its pid if this process may see it.
+    /// A process holds it; its pid if it has recorded it yet.
     Held(Option<u32>),
-    /// The kernel's lock table could not be read.
+    /// The kernel could not be asked (`F_OFD_GETLK` failed).
     Unknown,
 }
 
-/// Whether a writer holds `path`'s writer lock (an OFD lock on byte 0),
-/// and which process: from `/proc/locks`, then the holders' `fdinfo`. Reads
-/// only; takes no lock.
-pub(crate) fn writer_lock(path: &Path) -> WriterLock {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(md) = std::fs::metadata(path) else {
-        return WriterLock::Unknown;
-    };
-    let dev = md.dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let id = format!("{major:02x}:{minor:02x}:{}", md.ino());
-    let is_writer = |line: &str| {
-        if line.contains("->") {
-            return false; // a process waiting for the lock, not its holder
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // "1: OFDLCK ADVISORY  WRITE -1 fe:00:1234 0 0" (the fdinfo form
-        // has "lock:" first).
-        f.windows(4)
-            .any(|w| w[0] == "OFDLCK" && w[2] == "WRITE" && f.iter().any(|x| *x == id))
-            && f.len() >= 2
-            && f[f.len() - 2] == "0"
-    };
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return WriterLock::Unknown;
-    };
-    if !locks.lines().any(is_writer) {
-        return WriterLock::Free;
+/// Whether a writer holds the writer lock of the state `r` reads, and its
+/// pid as the writer recorded it (the library asks the kernel for the OFD
+/// lock, then reads the pid from the live image).
+pub(crate) fn writer_of(r: &mapstate::Reader) -> WriterLock {
+    match r.has_writer() {
+        Ok(false) => WriterLock::Free,
+        Ok(true) => WriterLock::Held(r.writer_pid().ok().flatten()),
+        Err(_) => WriterLock::Unknown,
     }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return WriterLock::Held(None);
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(info) = std::fs::read_to_string(fd.path()) {
-                if info.lines().any(|l| l.starts_with("lock:") && is_writer(l)) {
-                    return WriterLock::Held(Some(pid));
-                }
-            }
-        }
-    }
-    WriterLock::Held(None)
 }
 
-/// Where the live image of the state at `path` is, if it exists. This
+/// The symbolic name of an errno (`EOPNOTSUPP`), or `errno N`.
+pub(crate) fn errno_name(n: i32) -> String {
+    match n {
+        libc_errno::EOPNOTSUPP => "EOPNOTSUPP".into(),
+        libc_errno::EINVAL => "EINVAL".into(),
+        libc_errno::ENODEV => "ENODEV".into(),
+        libc_errno::EACCES => "EACCES".into(),
+        libc_errno::EPERM => "EPERM".into(),
+        _ => format!("errno {n}"),
+    }
+}
+
+/// The errno values [`errno_name`] knows (Linux, every architecture).
+mod libc_errno {
+    pub(super) const EPERM: i32 = 1;
+    pub(super) const EACCES: i32 = 13;
+    pub(super) const ENODEV: i32 = 19;
+    pub(super) const EINVAL: i32 = 22;
+    pub(super) const EOPNOTSUPP: i32 = 95;
+}
+
+/// What the kernel answered to `MAP_SHARED_VALIDATE | MAP_SYNC` on one file,
+/// in the words `info` and `check-fs` both print.
+pub(crate) struct MapSyncReport {
+    /// Whether it is supported (`None`: the probe itself failed).
+    pub(crate) supported: Option<bool>,
+    /// The errno of the refusal (`EOPNOTSUPP`).
+    pub(crate) errno: Option<String>,
+    /// The filesystem type from the mount table (`ext4`).
+    pub(crate) fs: String,
+    /// `supported (DAX on ext4)` or `not supported (EOPNOTSUPP on ext4)`.
+    pub(crate) text: String,
+}
+
+impl MapSyncReport {
+    /// The report as a JSON object.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"supported": self.supported, "errno": self.errno, "fs": self.fs,
+                           "text": self.text})
+    }
+}
+
+/// Probes `MAP_SYNC` on the file at `path` (mapped read-only for a moment;
+/// nothing is written) with the library's [`mapstate::probe_map_sync`].
+pub(crate) fn map_sync_report(path: &Path) -> MapSyncReport {
+    let fs = mount_type(path).map_or_else(|| "an unknown filesystem".into(), |(t, _)| t);
+    match mapstate::probe_map_sync(path) {
+        Ok(mapstate::MapSyncSupport::Supported) => MapSyncReport {
+            supported: Some(true),
+            errno: None,
+            text: format!("supported (DAX on {fs})"),
+            fs,
+        },
+        Ok(mapstate::MapSyncSupport::Unsupported { errno }) => {
+            let name = errno_name(errno);
+            MapSyncReport {
+                supported: Some(false),
+                text: format!("not supported ({name} on {fs})"),
+                errno: Some(name),
+                fs,
+            }
+        }
+        // A future variant, or the probe could not map the file at all.
+        Ok(_) => MapSyncReport {
+            supported: None,
+            errno: None,
+            text: "unknown".into(),
+            fs,
+        },
+        Err(e) => MapSyncReport {
+            supported: None,
+            errno: None,
+            text: format!("could not be probed: {e}"),
+            fs,
+        },
+    }
+}
+
+/// Where the live image of the state at `path` is, if it exists, without
+/// opening the state (`Reader::live_path` says it for an open one). This
 /// follows the library's naming (`/dev/shm/mapstate-DEV-INO.live`, else
-/// `NAME-live`); the library has no public accessor for it yet.
+/// `NAME-live`).
 pub(crate) fn live_image(path: &Path) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(path).ok()?;
@@ -526,6 +565,43 @@ pub(crate) fn live_image(path: &Path) -> Option<std::path::PathBuf> {
     beside.push("-live");
     let beside = std::path::PathBuf::from(beside);
     beside.is_file().then_some(beside)
+}
+
+/// Checks that `dir` (given as option `what`) is a directory this process
+/// may create files in: exit 5 if it is missing or not writable, 1 if it is
+/// not a directory.
+pub(crate) fn check_dir(dir: &Path, what: &str) -> Result<(), Failure> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
+            EXIT_ACCESS,
+            format!("{what} {}: no such directory", dir.display()),
+        )),
+        Err(e) => Err(Failure::new(
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                EXIT_ACCESS
+            } else {
+                EXIT_FAILURE
+            },
+            format!("{what} {}: {e}", dir.display()),
+        )),
+        Ok(md) if !md.is_dir() => Err(Failure::new(
+            EXIT_FAILURE,
+            format!("{what} {}: not a directory", dir.display()),
+        )),
+        Ok(_) => rustix::fs::access(
+            dir,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        )
+        .map_err(|e| {
+            Failure::new(
+                EXIT_ACCESS,
+                format!(
+                    "{what} {}: permission denied: this user may not create files there ({e})",
+                    dir.display()
+                ),
+            )
+        }),
+    }
 }
 
 /// `path` with `suffix` appended to its file name (`NAME-wal`).

@@ -757,3 +757,321 @@ fn bench_says_what_it_runs() {
         .success()
         .stdout(contains("--quick --markdown w1"));
 }
+
+#[test]
+fn info_reports_durability_log_writer_live_image_and_map_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.db");
+    let _cleanup = Cleanup(path.clone());
+    let p = path.to_str().unwrap();
+    mapstate()
+        .args(["create", p, "--size", "64KiB", "--durability", "sync"])
+        .assert()
+        .success();
+    mapstate()
+        .args(["set", p, "--offset", "0", "--str", "abc"])
+        .assert()
+        .success();
+    let v = json_of(&mapstate().args(["--json", "info", p]).assert().success());
+    assert_eq!(v["durability"], "sync", "{v}");
+    assert_eq!(v["seq"], 1);
+    assert_eq!(v["checkpoint_seq"], 1, "set checkpoints before it returns");
+    assert_eq!(v["log"]["used"], 0);
+    let wal = std::fs::metadata(dir.path().join("i.db-wal"))
+        .unwrap()
+        .len();
+    assert_eq!(v["log"]["size"], wal - 4096, "the log's record area");
+    assert_eq!(v["writer"]["open"], false);
+    let live = PathBuf::from(v["live_image"].as_str().unwrap());
+    assert_eq!(&std::fs::read(&live).unwrap()[..8], b"MAPSTLIV");
+    assert!(
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["role"] == "live image" && f["path"] == v["live_image"]),
+        "{v}"
+    );
+
+    // MAP_SYNC: what the kernel answered, in the words check-fs uses.
+    let ms = &v["map_sync"];
+    let text = ms["text"].as_str().unwrap();
+    let fs = ms["fs"].as_str().unwrap();
+    match ms["supported"].as_bool() {
+        Some(false) => assert_eq!(
+            text,
+            format!("not supported ({} on {fs})", ms["errno"].as_str().unwrap())
+        ),
+        Some(true) => assert_eq!(text, format!("supported (DAX on {fs})")),
+        None => panic!("the probe failed: {ms}"),
+    }
+    if fs == "ext4" || fs == "tmpfs" {
+        assert_eq!(ms["supported"], false);
+        assert_eq!(ms["errno"], "EOPNOTSUPP");
+    }
+    let cf = json_of(
+        &mapstate()
+            .args(["--json", "check-fs", "--kills", "0"])
+            .arg(dir.path())
+            .assert()
+            .success(),
+    );
+    let check = cf["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "MAP_SYNC")
+        .expect("a MAP_SYNC check");
+    assert!(
+        check["result"].as_str().unwrap().starts_with(text),
+        "check-fs says {check}, info says {text:?}"
+    );
+    let out = stdout_of(&mapstate().args(["info", p]).assert().success());
+    for want in [
+        "durability sync".to_owned(),
+        "checkpoint commit 1".to_owned(),
+        "log 0 B used of".to_owned(),
+        "writer none".to_owned(),
+        format!("live image {}", live.display()),
+        format!("MAP_SYNC {text}"),
+    ] {
+        assert!(out.contains(&want), "{want:?} missing from:\n{out}");
+    }
+
+    // With a writer running: its pid, the log in use, the checkpoint behind.
+    let mut w = Writer::open(&path, &Options::new()).unwrap();
+    let mut t = w.begin();
+    t.write_at(0, b"xyz").unwrap();
+    t.commit().unwrap();
+    let used = w.log_bytes();
+    assert!(used > 0);
+    let v = json_of(&mapstate().args(["--json", "info", p]).assert().success());
+    assert_eq!(v["writer"]["open"], true);
+    assert_eq!(v["writer"]["pid"], std::process::id());
+    assert_eq!(v["seq"], 2);
+    assert_eq!(v["checkpoint_seq"], 1);
+    assert_eq!(v["log"]["used"], used);
+    let out = stdout_of(&mapstate().args(["info", p]).assert().success());
+    assert!(
+        out.contains(&format!("writer pid {} has it open", std::process::id())),
+        "{out}"
+    );
+    w.close().unwrap();
+    let v = json_of(&mapstate().args(["--json", "info", p]).assert().success());
+    assert_eq!(v["writer"]["open"], false);
+    assert_eq!(v["checkpoint_seq"], 2, "close checkpoints");
+    assert_eq!(v["log"]["used"], 0);
+}
+
+/// The bytes of every file of the state at `path` (durable image, log,
+/// journal, live image), to show that a command changed none of them.
+fn all_files(path: &Path, live: &Path) -> Vec<Option<Vec<u8>>> {
+    ["", "-wal", "-ckpt"]
+        .iter()
+        .map(|sfx| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(sfx);
+            std::fs::read(PathBuf::from(p)).ok()
+        })
+        .chain([std::fs::read(live).ok()])
+        .collect()
+}
+
+#[test]
+fn every_subcommand_refuses_a_corrupt_state_and_changes_nothing() {
+    let s = State::new("8KiB");
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "keep"])
+        .assert()
+        .success();
+    let live = PathBuf::from(
+        json_of(
+            &mapstate()
+                .args(["--json", "info", s.p()])
+                .assert()
+                .success(),
+        )["live_image"]
+            .as_str()
+            .unwrap(),
+    );
+    // Both header slots damaged (their checksums no longer match).
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&s.path)
+        .unwrap();
+    let mut header = vec![0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut header, 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"ZZZZ", 40).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"ZZZZ", 2048 + 40).unwrap();
+    let before = all_files(&s.path, &live);
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["info"], 1, "corrupt"),
+        (&["get", "--offset", "0", "--len", "4"], 1, "corrupt"),
+        (&["dump"], 1, "corrupt"),
+        (&["set", "--offset", "0", "--str", "x"], 1, "corrupt"),
+        (
+            &["set", "--offset", "0", "--str", "x", "--wait"],
+            1,
+            "corrupt",
+        ),
+        (&["recover"], 1, "corrupt"),
+        (&["watch", "--timeout", "100ms"], 1, "corrupt"),
+        (&["verify"], 3, "corrupt"),
+        (&["create"], 1, "already exists"),
+    ];
+    for (args, code, msg) in cases {
+        let a = mapstate()
+            .arg(args[0])
+            .arg(s.p())
+            .args(&args[1..])
+            .assert()
+            .code(*code)
+            .stderr(contains(*msg));
+        assert!(stdout_of(&a).is_empty(), "{args:?} printed to stdout");
+        assert!(
+            all_files(&s.path, &live) == before,
+            "{args:?} changed a file of the state"
+        );
+    }
+    // With --json the error is a JSON object on stdout too.
+    let a = mapstate().args(["--json", "info", s.p()]).assert().code(1);
+    let v = json_of(&a);
+    assert_eq!(v["exit_code"], 1);
+    assert!(v["error"].as_str().unwrap().contains("corrupt"), "{v}");
+    // Repaired, so that the state can be removed.
+    std::os::unix::fs::FileExt::write_all_at(&f, &header, 0).unwrap();
+    drop(f);
+    let (seq, bytes) = s.snapshot();
+    assert_eq!((seq, &bytes[..4]), (1, &b"keep"[..]));
+}
+
+#[test]
+fn malformed_arguments_are_usage_errors_and_change_nothing() {
+    let s = State::new("4KiB");
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "same"])
+        .assert()
+        .success();
+    let before = s.snapshot();
+    let cases: &[&[&str]] = &[
+        &["set", "S", "--offset", "0", "--hex", "0xg0"],
+        &["set", "S", "--offset", "0", "--hex", "de ad b"],
+        &["set", "S", "--offset", "0xZZ", "--str", "x"],
+        &["set", "S", "--offset", "1MB", "--str", "x"],
+        &["get", "S", "--offset", "0", "--len", "12QB"],
+        &["get", "S", "--len", "1"],
+        &["dump", "S", "--len", "lots"],
+        &["watch", "S", "--timeout", "soon"],
+        &["watch", "S", "--count", "-1"],
+        &["recover"],
+        &["info"],
+        &["create", "S2", "--size", ""],
+        &["create", "S2", "--max-size", "1.3B"],
+        &["torture", "--kills", "-1"],
+        &["check-fs"],
+        &["demo", "--dir"],
+    ];
+    for args in cases {
+        let other = s.dir.path().join("other.db");
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| match *a {
+                "S" => s.p(),
+                "S2" => other.to_str().unwrap(),
+                a => a,
+            })
+            .collect();
+        let a = mapstate().args(&args).assert().code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains("error:"), "{args:?}: {err}");
+        assert!(!other.exists(), "{args:?} created a file");
+        assert_eq!(s.snapshot(), before, "{args:?} changed the state");
+    }
+}
+
+#[test]
+fn bad_directories_for_torture_demo_and_check_fs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"").unwrap();
+    for sub in [
+        &["torture", "--kills", "1", "--dir"][..],
+        &["demo", "--dir"],
+    ] {
+        mapstate()
+            .args(sub)
+            .arg(dir.path().join("missing"))
+            .assert()
+            .code(5)
+            .stderr(contains("no such directory"));
+        mapstate()
+            .args(sub)
+            .arg(&file)
+            .assert()
+            .code(1)
+            .stderr(contains("not a directory"));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // No permission to create files there: exit 5, nothing left behind.
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !root {
+        println!("SKIPPED: the no-permission directory cases need root (to run as nobody)");
+        return;
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("mapstate-copy");
+    std::fs::copy(bin(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = dir.path().to_str().unwrap();
+    let new_state = dir.path().join("new.db");
+    for args in [
+        vec!["torture", "--kills", "1", "--dir", target],
+        vec!["demo", "--dir", target],
+        vec!["check-fs", "--kills", "0", target],
+        vec!["create", new_state.to_str().unwrap()],
+    ] {
+        // A child forked by another test thread may still hold the copy's
+        // write descriptor for a moment (ETXTBSY on exec): try again then.
+        let out = (0..20)
+            .map(|_| {
+                StdCommand::new("setpriv")
+                    .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(&exe)
+                    .args(&args)
+                    .output()
+                    .expect("setpriv")
+            })
+            .find(|o| {
+                let busy = String::from_utf8_lossy(&o.stderr).contains("Text file busy");
+                if busy {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                !busy
+            })
+            .expect("the copy of the binary stays busy");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
+        assert!(
+            err.to_lowercase().contains("permission denied"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "{args:?} left a file"
+        );
+    }
+}
+
+#[test]
+fn watch_without_permission_is_exit_5() {
+    let s = State::new("4KiB");
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = s.snapshot();
+    let out = without_permission(&s.path, &["watch", s.p(), "--timeout", "50ms"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+    assert_eq!(s.snapshot(), before);
+}

@@ -112,7 +112,7 @@ impl MapOptions {
     /// was written, [`Mapping::trim`] and [`Mapping::detach`] cut the file
     /// there. A full disk is never a SIGBUS: the store lands in a scratch
     /// page and the next `trim`, `detach`, `flush` or [`Mapping::check_growth`]
-    /// returns the error. Needs a writable shared mapping without MAP_SYNC.
+    /// returns the error. Needs a writable shared mapping without `MAP_SYNC`.
     #[must_use]
     pub fn extend_on_write(mut self, yes: bool) -> Self {
         self.extend_on_write = yes;

@@ -225,6 +225,7 @@ fn open_live(d: &Durable, live_dir: Option<&Path>, writable: bool) -> Result<Liv
 
 /// The single writer of a region.
 #[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent per-transaction flags
 pub struct Writer {
     /// Extend-on-write of the view (dropped first: it must go before the
     /// view and the live image it maps).

@@ -4,6 +4,7 @@
 //! extend-on-write for `w6` and `grow`) say so in their rows.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use mapstate::{Durability, Options, Reader, SharedWriter, Writer};
 
@@ -12,7 +13,7 @@ use crate::child::{
     write_until_killed,
 };
 use crate::harness::{Ctx, Result, Workload, measure, measure_threads};
-use crate::peers::{CHECKED, System, na};
+use crate::peers::{CHECKED, System};
 use crate::report::{Measurement, Outcome};
 use crate::slot::{Rng, SLOT_BYTES, STATE_SLOTS, Slot, fill_slots};
 
@@ -67,6 +68,96 @@ fn commit_slots(w: &mut Writer, rng: &mut Rng, n: usize, slots: usize) -> Result
     Ok(())
 }
 
+/// Checkpoints under a commit loop. The commit that finds the log full
+/// checkpoints (step 0 of the commit path), so a commit after which the log
+/// holds fewer bytes than before it made one. Only commits in the last
+/// stretch before the log fills read the clock, so that timing checkpoints
+/// costs the loop nothing measurable.
+struct CheckpointMeter {
+    /// The log file's size.
+    log_file: u64,
+    /// Commits seen.
+    commits: u64,
+    /// The commit count at each checkpoint.
+    at: Vec<u64>,
+    /// Durations of the checkpointing commits that were timed.
+    timed: Vec<Duration>,
+}
+
+/// Commits are timed once the log holds this much less than its size: a
+/// few hundred w1 commits before each checkpoint.
+const NEAR_FULL: u64 = 64 << 10;
+
+impl CheckpointMeter {
+    fn new(dir: &Path) -> Result<Self> {
+        let log_file = std::fs::metadata(dir.join("state.db-wal"))?.len();
+        Ok(Self {
+            log_file,
+            commits: 0,
+            at: Vec::new(),
+            timed: Vec::new(),
+        })
+    }
+
+    /// Runs `commit` on `w`, noting whether it checkpointed and how long it took then.
+    fn commit(
+        &mut self,
+        w: &mut Writer,
+        commit: impl FnOnce(&mut Writer) -> Result<()>,
+    ) -> Result<()> {
+        let before = w.log_bytes();
+        let start = (before + NEAR_FULL >= self.log_file).then(Instant::now);
+        commit(w)?;
+        self.commits += 1;
+        if w.log_bytes() < before {
+            self.at.push(self.commits);
+            if let Some(t) = start {
+                self.timed.push(t.elapsed());
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills in `m`'s checkpoint figures; `in_loops` checkpoints happened in
+    /// the timed loops.
+    fn report(&self, m: &mut Measurement, in_loops: usize) {
+        let ms: Vec<f64> = self.timed.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        let mut sorted = ms.clone();
+        m.checkpoints = Some(in_loops as u64);
+        m.checkpoints_timed = Some(ms.len() as u64);
+        m.checkpoint_ms_p50 = crate::report::median(&mut sorted);
+        m.checkpoint_ms_max = sorted.last().copied();
+        m.checkpoint_ms_total = (!ms.is_empty()).then(|| ms.iter().sum());
+        let gaps: Vec<f64> = self.at.windows(2).map(|p| (p[1] - p[0]) as f64).collect();
+        m.commits_per_checkpoint = crate::report::median(&mut gaps.clone());
+        m.log_bytes = Some(self.log_file);
+    }
+}
+
+/// w1 (`PageCache`, one slot per commit), with its checkpoints counted and
+/// timed: those in the timed loops, then more of the same commits (not
+/// timed for throughput) until at least [`TIMED_CHECKPOINTS`] were timed.
+fn w1(cx: &Ctx, dir: &Path, rng: &mut Rng) -> Result<Measurement> {
+    let mut w = create_state(dir, STATE, Durability::PageCache)?;
+    let mut meter = CheckpointMeter::new(dir)?;
+    let mut m = measure(&cx.params, || {
+        meter.commit(&mut w, |w| commit_slots(w, rng, 1, STATE_SLOTS))
+    })?;
+    let in_loops = meter.at.len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while meter.timed.len() < TIMED_CHECKPOINTS && Instant::now() < deadline {
+        for _ in 0..4096 {
+            meter.commit(&mut w, |w| commit_slots(w, rng, 1, STATE_SLOTS))?;
+        }
+    }
+    meter.report(&mut m, in_loops);
+    PAGE_CACHE.clone_into(&mut m.notes);
+    Ok(m)
+}
+
+/// Checkpoints timed per w1 run at least.
+const TIMED_CHECKPOINTS: usize = 3;
+
 /// Reads slot `k`; whether it is whole.
 fn read_slot(r: &mut Reader, k: u64) -> Result<bool> {
     let mut b = [0_u8; SLOT_BYTES];
@@ -116,7 +207,13 @@ impl System for Mapstate {
         let p = &cx.params;
         let mut rng = Rng::from_entropy();
         let m = match workload {
-            Workload::W1 | Workload::W2 | Workload::W3 => {
+            Workload::W1 => {
+                let dir = cx.tempdir()?;
+                let m = w1(cx, dir.path(), &mut rng)?;
+                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                m
+            }
+            Workload::W2 | Workload::W3 => {
                 let durability = if workload == Workload::W2 {
                     Durability::Sync
                 } else {
@@ -200,11 +297,8 @@ impl System for Mapstate {
                 mapstate::remove(state_path(dir.path()), &Options::new())?;
                 m
             }
-            Workload::W6 | Workload::Grow => {
-                return Ok(na(
-                    "not implemented: extend-on-write lands with its own issue",
-                ));
-            }
+            Workload::W6 => super::mapstate_grow::w6(cx)?,
+            Workload::Grow => super::mapstate_grow::grow(cx)?,
             Workload::Reopen => reopen(cx)?,
         };
         Ok(Outcome::Measured(m))

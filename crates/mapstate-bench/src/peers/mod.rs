@@ -8,6 +8,7 @@ use crate::report::Outcome;
 
 mod lmdb;
 mod mapstate;
+mod mapstate_grow;
 mod memmap2;
 mod mmap_sync;
 mod raw;

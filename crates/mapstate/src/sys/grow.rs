@@ -333,7 +333,7 @@ impl GrowState {
             .compare_exchange_weak(0, 1, Acquire, Relaxed)
             .is_err()
         {
-            let _ = rustix::thread::sched_yield();
+            rustix::thread::sched_yield();
         }
         LockGuard(&self.lock)
     }
@@ -518,9 +518,11 @@ fn install() {
 
 extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    // SAFETY: the kernel passes a valid `siginfo_t` to a SA_SIGINFO handler;
-    // for SIGSEGV and SIGBUS `si_addr` is the faulting address.
-    let addr = unsafe { (*info).si_addr() }.addr();
+    // SAFETY: the kernel passes a valid `siginfo_t` to a SA_SIGINFO handler.
+    let info_ref = unsafe { &*info };
+    // SAFETY: for SIGSEGV and SIGBUS the union holds the fault fields, and
+    // `si_addr` is the faulting address.
+    let addr = unsafe { info_ref.si_addr() }.addr();
     if !handled(addr) {
         let i = usize::from(sig == libc::SIGBUS);
         match PREV[i].get() {
