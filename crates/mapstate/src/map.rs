@@ -22,7 +22,6 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::error::{Error, Result};
 use crate::offset::Offset;
 use crate::sys::grow::{Growth, Spec as GrowSpec};
-use crate::sys::uffd::WriteTracker;
 use crate::sys::{self, Advice, Discard, Flush, MapKind, Protection, Reservation};
 
 /// The largest reservation mapstate makes: 32 TiB (x86-64 user space is 128 TiB, and a writer reserves its state twice: the live image and its view).
@@ -203,11 +202,9 @@ impl MapOptions {
 pub struct Mapping {
     // Field order matters for Drop: unregister growth, then unmap, then
     // close the file.
-    /// Extend-on-write: the growth registration and the write tracker that
-    /// finds the high-water mark (`None` without extend-on-write).
+    /// Extend-on-write: the growth registration (`None` without it).
     grow: Option<Growth>,
-    tracker: Option<WriteTracker>,
-    /// The high-water mark found so far.
+    /// The high-water mark found so far (at least the initial length).
     high_water: u64,
     res: Reservation,
     file: File,
@@ -422,7 +419,6 @@ impl Mapping {
         };
         let mut m = Mapping {
             grow: None,
-            tracker: None,
             high_water: len,
             res,
             file,
@@ -469,12 +465,8 @@ impl Mapping {
         Ok(m)
     }
 
-    /// Registers the mapping for extend-on-write, and starts the write
-    /// tracker on the page past the mapped part (the handler registers every
-    /// grown range with it), so that only stores past the initial length are
-    /// tracked.
+    /// Registers the mapping for extend-on-write.
     fn start_growth(&mut self, limit: u64) -> Result<()> {
-        let mapped = page_up(self.len) as usize;
         let g = Growth::register(
             &self.res,
             sys::fd_of(&self.file),
@@ -483,56 +475,47 @@ impl Mapping {
                 kind: MapKind::Shared,
                 writable: true,
                 limit: limit as usize,
-                mapped,
+                mapped: page_up(self.len) as usize,
                 chunk_min: GROW_CHUNK_MIN,
                 chunk_max: GROW_CHUNK_MAX,
             },
         )
         .map_err(|e| Error::io("register for extend-on-write", &self.path, e))?;
-        if mapped < limit as usize {
-            let res = &self.res;
-            self.tracker = g.set_tracker(|mapped| {
-                match WriteTracker::new(res, mapped, sys::page_size()) {
-                    Ok(t) => (Some(t.raw_fd()), Some(t)),
-                    Err(_) => (None, None),
-                }
-            });
-        }
         self.grow = Some(g);
         Ok(())
     }
 
-    /// Extend-on-write: the end of the last page written past the initial
-    /// length (page granularity: a multiple of 4096, unless that is the
-    /// initial or an explicitly set length). Counts stores made through this
-    /// mapping in this process. Where the kernel cannot track writes (before
-    /// Linux 6.7) it is the end of the grown part instead (chunk
-    /// granularity). Without extend-on-write it is the length.
-    pub fn high_water(&mut self) -> u64 {
+    /// Extend-on-write: how far the file was written. That is the end of
+    /// the last page past the initial (or an explicitly set) length that
+    /// holds a non-zero byte, page granularity; a page only read, or
+    /// written with zeros only, does not count. It sees stores by any
+    /// process. It costs nothing on the store path: it looks for the file's
+    /// data segments (`SEEK_DATA`; grown space is allocated but unwritten,
+    /// so a hole to the filesystem until touched) and reads their pages
+    /// backwards from the end until one is non-zero. Without
+    /// extend-on-write it is the length.
+    pub fn high_water(&mut self) -> Result<u64> {
         let Some(g) = &self.grow else {
-            return self.len;
+            return Ok(self.len);
         };
-        let mapped = g.mapped();
-        if g.take_tracker_lost() {
-            let t = self.tracker.take();
-            g.set_tracker(|_| (None, drop(t)));
-        }
-        let res = &self.res;
-        let mut written = Vec::new();
-        let scanned = self.tracker.as_mut().is_some_and(|t| {
-            let off = t.offset();
-            mapped > off && {
-                t.adopt(res, mapped - off);
-                t.take_written(res, &mut written).is_ok()
+        let from = page_up(self.high_water);
+        let to = g.mapped() as u64;
+        let segments = sys::data_segments(sys::fd_of(&self.file), from, to)
+            .map_err(|e| Error::io("lseek(SEEK_DATA)", &self.path, e))?;
+        let mut page = vec![0u8; sys::page_size()];
+        let ps = page.len() as u64;
+        'found: for &(start, end) in segments.iter().rev() {
+            let mut at = page_up(end);
+            while at > start - start % ps {
+                at -= ps;
+                self.res.read(at as usize, &mut page);
+                if page.iter().any(|&b| b != 0) {
+                    self.high_water = self.high_water.max((at + ps).min(self.max));
+                    break 'found;
+                }
             }
-        });
-        let found = if scanned || self.tracker.is_some() {
-            written.last().map_or(0, |r| r.end as u64)
-        } else {
-            mapped as u64
-        };
-        self.high_water = self.high_water.max(found.min(self.max));
-        self.high_water
+        }
+        Ok(self.high_water)
     }
 
     /// Extend-on-write: the error of a growth that failed since the last
@@ -555,7 +538,7 @@ impl Mapping {
     /// changes nothing, if a growth failed since the last check.
     pub fn trim(&mut self) -> Result<u64> {
         self.check_growth()?;
-        let hw = self.high_water();
+        let hw = self.high_water()?;
         self.len = self.len();
         if hw < self.len {
             self.shrink_to(hw)?;

@@ -53,6 +53,29 @@ pub(crate) fn fallocate(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result
     rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), offset, len).map_err(Into::into)
 }
 
+/// The data segments of a file within `from..to`, in order, by
+/// `lseek(SEEK_DATA)`/`lseek(SEEK_HOLE)`. A filesystem that does not
+/// report holes gives one segment for everything.
+pub(crate) fn data_segments(fd: BorrowedFd<'_>, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{SeekFrom, seek};
+    let mut out = Vec::new();
+    let mut off = from;
+    while off < to {
+        let start = match seek(fd, SeekFrom::Data(off)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if start >= to {
+            break;
+        }
+        let end = seek(fd, SeekFrom::Hole(start))?.min(to);
+        out.push((start, end));
+        off = end;
+    }
+    Ok(out)
+}
+
 /// `ftruncate(fd, len)`.
 pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     rustix::fs::ftruncate(fd, len).map_err(Into::into)

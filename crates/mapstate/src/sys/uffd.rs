@@ -548,11 +548,6 @@ impl WriteTracker {
         Ok(())
     }
 
-    /// The start of the tracked range, relative to the reservation.
-    pub(crate) fn offset(&self) -> usize {
-        self.off
-    }
-
     /// The userfaultfd, for [`track_grown`].
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.uffd.0.as_raw_fd()
