@@ -27,7 +27,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The file does not exist.
-    #[error("{} does not exist: create it first (or open with create enabled)", path.display())]
+    #[error("{} does not exist: create it first (or open with create enabled; its directory must exist)", path.display())]
     NotFound {
         /// The missing path.
         path: PathBuf,

@@ -1,0 +1,107 @@
+//! `mapstate_attach` / `mapstate_detach`: the AIX `shmat(SHM_MAP)` pair, on
+//! the library's extend-on-write [`Mapping`].
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Mutex, PoisonError};
+
+use mapstate_rs::{MapOptions, Mapping};
+
+use crate::error::{Failure, MAPSTATE_E_BAD_HANDLE};
+use crate::handle;
+
+/// Flag of `mapstate_attach()`: create the file if it does not exist.
+pub const MAPSTATE_ATTACH_CREATE: c_int = 1;
+
+/// The attached mappings, by the address handed to C. `mapstate_detach`
+/// looks the address up without dereferencing it, so a second detach or a
+/// stray pointer is an error code, never a crash.
+static ATTACHED: Mutex<BTreeMap<usize, Mapping>> = Mutex::new(BTreeMap::new());
+
+fn attached() -> std::sync::MutexGuard<'static, BTreeMap<usize, Mapping>> {
+    ATTACHED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Maps the plain file at `path` (not a mapstate state: no header, no log)
+/// at the start of a reserved range of `max_size` bytes and returns its
+/// address (page-aligned), AIX `shmat(SHM_MAP)` style: loads and stores
+/// anywhere below `max_size` work; one past the end of the file extends it
+/// (`fallocate`, in chunks, at the same address, from a SIGSEGV handler:
+/// no growth code in the program). A full disk is an error at
+/// `mapstate_detach()`, never a SIGBUS: stores that could not get space
+/// land in scratch pages and are lost. Returns NULL on failure, with
+/// `mapstate_last_error()` saying why (a missing file without
+/// `MAPSTATE_ATTACH_CREATE`, no permission, a `max_size` of 0 or past
+/// 32 TiB, a filesystem without `fallocate`).
+///
+/// `flags`: 0 or `MAPSTATE_ATTACH_CREATE` (the file is created with mode
+/// 0600). The mapping belongs to the caller until `mapstate_detach()`; any
+/// thread may load and store through it. Thread-safe.
+///
+/// # Safety
+///
+/// `path` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_attach(
+    path: *const c_char,
+    max_size: u64,
+    flags: c_int,
+) -> *mut c_void {
+    let r = catch_unwind(AssertUnwindSafe(|| -> Result<*mut c_void, Failure> {
+        // SAFETY: as promised by the caller.
+        let path = unsafe { handle::path(path, "path") }?;
+        if flags & !MAPSTATE_ATTACH_CREATE != 0 {
+            return Err(Failure::invalid(format!(
+                "unknown flags {flags:#x}: only MAPSTATE_ATTACH_CREATE (1) is defined"
+            )));
+        }
+        let mut m = MapOptions::new()
+            .create(flags & MAPSTATE_ATTACH_CREATE != 0)
+            .max_size(max_size)
+            .extend_on_write(true)
+            .open(&path)?;
+        let p = m.as_mut_ptr();
+        attached().insert(p as usize, m);
+        Ok(p.cast())
+    }));
+    match r {
+        Ok(Ok(p)) => p,
+        Ok(Err(f)) => {
+            f.record();
+            std::ptr::null_mut()
+        }
+        Err(payload) => {
+            Failure::panic(&*payload).record();
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Ends an attachment, as AIX `shmdt`: writes the modified pages to stable
+/// storage (`msync(MS_SYNC)`), sets the file's length to the written extent
+/// (the end of the last page past the original length holding a non-zero
+/// byte; never shorter than the file was), unmaps and frees the range. The
+/// address must not be used afterwards.
+///
+/// Returns 0; `MAPSTATE_E_BAD_HANDLE` if `addr` is not an attached address
+/// (NULL, detached already, or any other pointer: it is never
+/// dereferenced); `MAPSTATE_E_NO_SPACE` if the disk filled during the
+/// attachment (the message says how large the file needed to be; stores past
+/// what fitted are lost, and the file keeps what fitted); `MAPSTATE_E_PAST_MAXIMUM`
+/// for a store just past `max_size`; `MAPSTATE_E_IO`. After any of these
+/// but `MAPSTATE_E_BAD_HANDLE` the range is unmapped all the same.
+/// Thread-safe; no other thread may use the range during or after the call.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapstate_detach(addr: *mut c_void) -> c_int {
+    handle::entry(|| {
+        let m = attached().remove(&(addr as usize)).ok_or_else(|| {
+            Failure::new(
+                MAPSTATE_E_BAD_HANDLE,
+                format!("{addr:p} is not an address mapstate_attach() returned (or it was detached already)"),
+            )
+        })?;
+        m.detach()?;
+        Ok(())
+    })
+}

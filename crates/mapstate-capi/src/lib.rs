@@ -1,0 +1,81 @@
+//! The C API of mapstate: `libmapstate.so`, `libmapstate.a` and
+//! `include/mapstate.h` (generated from this crate by cbindgen).
+//!
+//! Every function returns `int`: 0 or a negative `MAPSTATE_E_*` code, with
+//! the message and errno of the last failure on the calling thread from
+//! `mapstate_last_error()` and `mapstate_errno()`. No panic unwinds into C:
+//! each entry point catches it and returns `MAPSTATE_E_PANIC`. NULL
+//! pointers, closed handles (double close), handles used by two threads at
+//! once and transaction calls in the wrong order are error codes, never
+//! crashes. See `README.md` beside this file for a C example.
+//!
+//! This crate root only re-exports; the modules are:
+//! - `error`: the codes, `mapstate_last_error()`, `mapstate_errno()`;
+//! - `handle`: the panic guard, handles and the registry of open ones;
+//! - `options`: `mapstate_options`;
+//! - `writer`: open, begin, the writable bytes, commit, abort, close;
+//! - `attach`: `mapstate_attach`/`mapstate_detach`, the AIX `shmat(SHM_MAP)` pair;
+//! - `reader`: open, consistent copies, waiting for a change, close.
+
+// The workspace denies `unsafe` outside `mapstate::sys`; this crate is the
+// FFI boundary, where C hands over raw pointers, so it needs `unsafe` to
+// read them. Every block carries a `// SAFETY:` argument (the
+// `undocumented_unsafe_blocks` lint checks that it exists).
+#![allow(unsafe_code)]
+
+mod error;
+mod handle;
+mod options;
+
+// In this order in the header: the writer's functions first.
+mod writer;
+
+mod attach;
+
+mod reader;
+
+pub use attach::{MAPSTATE_ATTACH_CREATE, mapstate_attach, mapstate_detach};
+pub use error::{
+    MAPSTATE_E_BAD_HANDLE, MAPSTATE_E_BUSY, MAPSTATE_E_CORRUPT, MAPSTATE_E_FALLOCATE_UNSUPPORTED,
+    MAPSTATE_E_FOREIGN, MAPSTATE_E_INVALID, MAPSTATE_E_INVALID_SIZE, MAPSTATE_E_IO,
+    MAPSTATE_E_LOCKED, MAPSTATE_E_MEMLOCK, MAPSTATE_E_MISALIGNED, MAPSTATE_E_NO_SPACE,
+    MAPSTATE_E_NO_TXN, MAPSTATE_E_NOT_A_FILE, MAPSTATE_E_NOT_FOUND, MAPSTATE_E_OTHER,
+    MAPSTATE_E_OUT_OF_BOUNDS, MAPSTATE_E_PANIC, MAPSTATE_E_PAST_MAXIMUM, MAPSTATE_E_PERMISSION,
+    MAPSTATE_E_POISONED, MAPSTATE_E_READ_ONLY, MAPSTATE_E_TIMEOUT, MAPSTATE_E_TOO_NEW,
+    MAPSTATE_E_TRUNCATED, MAPSTATE_E_TXN_OPEN, MAPSTATE_E_UNSUPPORTED, MAPSTATE_E_WRITER_DIED,
+    MAPSTATE_OK, mapstate_errno, mapstate_error_name, mapstate_last_error,
+};
+pub use options::{
+    MAPSTATE_PAGE_CACHE, MAPSTATE_PERIODIC, MAPSTATE_SYNC, MapstateOptions,
+    mapstate_options_default,
+};
+pub use reader::{
+    MapstateReader, mapstate_read, mapstate_reader_close, mapstate_reader_len,
+    mapstate_reader_open, mapstate_reader_seq, mapstate_wait_for_change,
+};
+pub use writer::{
+    MapstateWriter, mapstate_abort, mapstate_begin, mapstate_checkpoint, mapstate_commit,
+    mapstate_set_len, mapstate_txn_data, mapstate_txn_extend_on_write, mapstate_write,
+    mapstate_writer_close, mapstate_writer_len, mapstate_writer_open, mapstate_writer_seq,
+};
+
+/// The version of this library, such as `"0.1.0"`. A static string: never
+/// free it. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapstate_version() -> *const std::ffi::c_char {
+    const V: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(v) => v,
+        Err(_) => panic!("the version contains a NUL byte"),
+    };
+    V.as_ptr()
+}
+
+// Handles may move between threads (C code does that freely): the state
+// they own must be `Send`.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<mapstate_rs::Writer>();
+    send::<mapstate_rs::Reader>();
+};

@@ -1,0 +1,220 @@
+//! The reader side: open, consistent copies, the current sequence number
+//! and length, waiting for a change, close.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::time::Duration;
+
+use mapstate_rs::Reader;
+
+use crate::error::{Failure, MAPSTATE_E_TIMEOUT};
+use crate::handle::{self, Handle, READER_MAGIC, entry};
+use crate::options::{self, MapstateOptions};
+
+/// An open reader of one state (opaque). Made by `mapstate_reader_open()`,
+/// freed by `mapstate_reader_close()`.
+pub struct MapstateReader {
+    _opaque: [u8; 0],
+}
+
+/// Runs `f` on the reader handle `r`.
+///
+/// # Safety
+///
+/// `r` is NULL or a handle from `mapstate_reader_open()` not closed yet.
+unsafe fn with<R>(
+    r: *mut MapstateReader,
+    f: impl FnOnce(&mut Reader) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    // SAFETY: as promised by the caller.
+    let h: &Handle<Reader> = unsafe { handle::get(r, READER_MAGIC) }?;
+    h.with(f)
+}
+
+/// Opens the state at `path` for reading, in any process, while a writer
+/// has it open or not (the live image is rebuilt from the files if the OS
+/// restarted since it was last used). Any number of readers per state.
+///
+/// - `path`: NUL-terminated; any bytes.
+/// - `opts`: NULL for the defaults; only `live_dir` is used (it must be the
+///   writer's), and only during the call.
+/// - `*out`: receives the new handle on success, NULL on failure.
+///
+/// Returns 0, or `MAPSTATE_E_NOT_FOUND`, `MAPSTATE_E_FOREIGN`,
+/// `MAPSTATE_E_TOO_NEW`, `MAPSTATE_E_TRUNCATED`, `MAPSTATE_E_CORRUPT`,
+/// `MAPSTATE_E_PERMISSION`, `MAPSTATE_E_NOT_A_FILE`, `MAPSTATE_E_IO`,
+/// `MAPSTATE_E_INVALID` (NULL `path` or `out`).
+///
+/// Ownership: the caller owns the handle and must pass it to
+/// `mapstate_reader_close()` once. Thread-safety: a handle may move between
+/// threads but is used by one thread at a time (a concurrent call fails with
+/// `MAPSTATE_E_BUSY`); open one reader per thread to read in parallel.
+///
+/// # Safety
+///
+/// `path` is NULL or NUL-terminated; `opts` is NULL or points to options;
+/// `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_reader_open(
+    path: *const c_char,
+    opts: *const MapstateOptions,
+    out: *mut *mut MapstateReader,
+) -> c_int {
+    entry(|| {
+        handle::required(out, "out")?;
+        // SAFETY: `out` is non-NULL and the caller promises it is writable.
+        unsafe { out.write(std::ptr::null_mut()) };
+        // SAFETY: the caller promises a NUL-terminated string or NULL.
+        let path = unsafe { handle::path(path, "path") }?;
+        // SAFETY: the caller promises options or NULL.
+        let opts = unsafe { options::from_c(opts) }?;
+        let r = Reader::open_with(&path, &opts)?;
+        let h = Handle::open(READER_MAGIC, r);
+        // SAFETY: `out` is non-NULL and writable (above).
+        unsafe { out.write(h.cast()) };
+        Ok(())
+    })
+}
+
+/// Copies `len` bytes at `offset` of one committed state into `buf`: never
+/// a torn or uncommitted state, and never blocking the writer (the copy is
+/// retried while a commit is being applied). `*seq` (if `seq` is not NULL)
+/// receives the sequence number of the state copied. `buf` may be NULL when
+/// `len` is 0.
+///
+/// Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS` (the range passes the state's
+/// length), `MAPSTATE_E_WRITER_DIED` (the writer died in the middle of
+/// applying a commit and this process may not repair it: open the state as
+/// a writer), `MAPSTATE_E_INVALID`, `MAPSTATE_E_BAD_HANDLE`, or
+/// `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `r` is NULL or an open reader handle; `buf` is NULL or writable for
+/// `len` bytes; `seq` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_read(
+    r: *mut MapstateReader,
+    offset: u64,
+    buf: *mut c_void,
+    len: u64,
+    seq: *mut u64,
+) -> c_int {
+    entry(|| {
+        // SAFETY: the caller promises `len` writable bytes at `buf`.
+        let buf = unsafe { handle::bytes_mut(buf, len, "buf") }?;
+        // SAFETY: as promised by the caller.
+        let n = unsafe { with(r, |rd| Ok(rd.read_at(offset, buf)?)) }?;
+        // SAFETY: the caller promises `seq` is NULL or writable.
+        unsafe { handle::put(seq, n) };
+        Ok(())
+    })
+}
+
+/// `*seq` receives the sequence number of the last published commit.
+///
+/// Returns 0, `MAPSTATE_E_INVALID` (`seq` NULL), `MAPSTATE_E_BAD_HANDLE`, or
+/// `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `r` is NULL or an open reader handle; `seq` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_reader_seq(r: *mut MapstateReader, seq: *mut u64) -> c_int {
+    entry(|| {
+        handle::required(seq, "seq")?;
+        // SAFETY: as promised by the caller.
+        let n = unsafe { with(r, |rd| Ok(rd.seq())) }?;
+        // SAFETY: non-NULL (above) and writable, as promised.
+        unsafe { seq.write(n) };
+        Ok(())
+    })
+}
+
+/// `*len` receives the state's length as of the last published commit (a
+/// commit may change it right after: `mapstate_read()` reports
+/// `MAPSTATE_E_OUT_OF_BOUNDS` if the state shrank meanwhile).
+///
+/// Returns 0, `MAPSTATE_E_INVALID` (`len` NULL), `MAPSTATE_E_BAD_HANDLE`, or
+/// `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `r` is NULL or an open reader handle; `len` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_reader_len(r: *mut MapstateReader, len: *mut u64) -> c_int {
+    entry(|| {
+        handle::required(len, "len")?;
+        // SAFETY: as promised by the caller.
+        let n = unsafe { with(r, |rd| Ok(rd.len())) }?;
+        // SAFETY: non-NULL (above) and writable, as promised.
+        unsafe { len.write(n) };
+        Ok(())
+    })
+}
+
+/// Sleeps until a commit newer than `after_seq` is published (by a writer
+/// in any process), or `timeout_ms` milliseconds pass (a negative
+/// `timeout_ms`, or one of 2^40 or more, waits without limit; 0 only checks). Waiters sleep on a
+/// futex in the shared live image and use no CPU; a commit with nobody
+/// waiting costs the writer no system call. `*out_seq` (if `out_seq` is not
+/// NULL) receives the newest sequence number, also on timeout.
+///
+/// Typical loop: `seq = 0; for (;;) { mapstate_wait_for_change(r, seq, -1,
+/// &seq); mapstate_read(r, ...); }`.
+///
+/// Returns 0 (a newer commit exists), `MAPSTATE_E_TIMEOUT` (none within the
+/// timeout), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`. The handle is
+/// busy while the call sleeps.
+///
+/// # Safety
+///
+/// `r` is NULL or an open reader handle; `out_seq` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_wait_for_change(
+    r: *mut MapstateReader,
+    after_seq: u64,
+    timeout_ms: i64,
+    out_seq: *mut u64,
+) -> c_int {
+    entry(|| {
+        // Negative, or longer than anyone waits (2^40 ms, 34 years, which
+        // also keeps deadline arithmetic from overflowing): no limit.
+        let timeout = u64::try_from(timeout_ms)
+            .ok()
+            .filter(|&ms| ms < 1 << 40)
+            .map(Duration::from_millis);
+        // SAFETY: as promised by the caller.
+        let n = unsafe { with(r, |rd| Ok(rd.wait_for_change(after_seq, timeout))) }?;
+        // SAFETY: the caller promises `out_seq` is NULL or writable.
+        unsafe { handle::put(out_seq, n) };
+        if n > after_seq {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                MAPSTATE_E_TIMEOUT,
+                format!("no commit after {after_seq} within {timeout_ms} ms (the last is {n})"),
+            ))
+        }
+    })
+}
+
+/// Closes a reader and frees the handle.
+///
+/// Returns 0, `MAPSTATE_E_BAD_HANDLE` (NULL, or closed already: a double
+/// close is reported, not a crash, as long as no new handle got the same
+/// address meanwhile), or `MAPSTATE_E_BUSY` (in use by another thread, for
+/// example sleeping in `mapstate_wait_for_change()`: not closed).
+///
+/// # Safety
+///
+/// `r` is NULL or a handle from `mapstate_reader_open()`; if it was closed
+/// already, no handle opened since may have the same address.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_reader_close(r: *mut MapstateReader) -> c_int {
+    entry(|| {
+        // SAFETY: as promised by the caller.
+        let reader: Reader = unsafe { handle::close(r, READER_MAGIC) }?;
+        drop(reader);
+        Ok(())
+    })
+}

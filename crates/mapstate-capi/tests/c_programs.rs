@@ -1,0 +1,484 @@
+//! C programs compiled with gcc (`-Wall -Wextra -Werror`) against
+//! `include/mapstate.h` and the libraries of this very build
+//! (`libmapstate.a`, `libmapstate.so`, beside this test binary in
+//! `target/<profile>/deps`), then run:
+//!
+//! - `writer_kill.c` commits N times and SIGKILLs itself in the middle of an
+//!   uncommitted transaction; `validator.c` then checks every byte of the
+//!   state: exactly the last commit, nothing of the uncommitted half. Also
+//!   after the live image is lost (an OS restart) and after a recovery.
+//! - the validator is shown to fail on a torn state (a flipped byte in the
+//!   live image, a byte outside the records, and a commit of exactly the
+//!   half-written transaction);
+//! - `bad_input.c`: misuse and bad files return the documented codes and
+//!   messages;
+//! - the C example in `README.md` compiles and keeps its counter;
+//! - `aix_attach.c`: the AIX `shmat(SHM_MAP)`-style pair.
+//!
+//! Without gcc each test prints SKIPPED and passes (Debian package `gcc`).
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mapstate_rs::{Options, Reader, Writer};
+
+const CFLAGS: &[&str] = &["-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror"];
+/// What the static library needs besides itself (`rustc --print native-static-libs`).
+const STATIC_LIBS: &[&str] = &[
+    "-lgcc_s",
+    "-lutil",
+    "-lrt",
+    "-lpthread",
+    "-lm",
+    "-ldl",
+    "-lc",
+];
+/// A program still running after this long is killed and the test fails
+/// (a watchdog, not a wait: every run ends on its own long before).
+const DEADLINE: Duration = Duration::from_secs(300);
+const PAGE: u64 = 4096;
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>/deps`, where cargo put this build's `libmapstate.a`
+/// and `libmapstate.so` (the test binary is there too).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent().expect("the deps directory").to_path_buf()
+}
+
+/// Whether gcc runs; if not, says SKIPPED.
+fn have_gcc() -> bool {
+    let ok = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED: gcc not found; install it (Debian package `gcc`) to compile the C tests"
+        );
+    }
+    ok
+}
+
+#[derive(Clone, Copy)]
+enum Link {
+    Static,
+    Shared,
+}
+
+/// Compiles `tests/c/NAME.c` into `out_dir/NAME`.
+fn compile(name: &str, link: Link, out_dir: &Path) -> PathBuf {
+    compile_file(
+        &crate_dir().join("tests/c").join(format!("{name}.c")),
+        link,
+        out_dir,
+    )
+}
+
+/// Compiles the C file `src` into `out_dir/STEM`.
+fn compile_file(src: &Path, link: Link, out_dir: &Path) -> PathBuf {
+    let name = src.file_stem().expect("a file name").to_string_lossy();
+    let exe = out_dir.join(&*name);
+    let libs = lib_dir();
+    let mut gcc = Command::new("gcc");
+    gcc.args(CFLAGS)
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(src)
+        .arg("-o")
+        .arg(&exe);
+    match link {
+        Link::Static => {
+            let lib = libs.join("libmapstate.a");
+            assert!(lib.exists(), "{} is missing", lib.display());
+            gcc.arg(lib).args(STATIC_LIBS);
+        }
+        Link::Shared => {
+            let lib = libs.join("libmapstate.so");
+            assert!(lib.exists(), "{} is missing", lib.display());
+            gcc.arg(format!("-L{}", libs.display()))
+                .arg("-lmapstate")
+                .arg(format!("-Wl,-rpath,{}", libs.display()));
+        }
+    }
+    let out = gcc.output().expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {name}.c failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Runs `cmd` to its end (killed after [`DEADLINE`]) and returns its output.
+fn run(cmd: &mut Command) -> Output {
+    // cargo test puts target/<profile> on LD_LIBRARY_PATH, which would
+    // win over the rpath and could load a stale uplifted libmapstate.so.
+    let child = cmd
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().to_string();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        // The pid stays the child's until it is reaped below, after this
+        // thread has been told to stop or has fired.
+        if finished.recv_timeout(DEADLINE) == Err(mpsc::RecvTimeoutError::Timeout) {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
+    let out = child.wait_with_output().expect("wait for the program");
+    let _ = done.send(());
+    watchdog.join().expect("watchdog");
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The compiled writer and validator, and a scratch directory for them.
+struct Programs {
+    _dir: tempfile::TempDir,
+    writer: PathBuf,
+    validator: PathBuf,
+}
+
+impl Programs {
+    /// `None` (and SKIPPED printed) without gcc. The writer is linked with
+    /// the static library, the validator with the shared one.
+    fn build() -> Option<Self> {
+        if !have_gcc() {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        Some(Self {
+            writer: compile("writer_kill", Link::Static, dir.path()),
+            validator: compile("validator", Link::Shared, dir.path()),
+            _dir: dir,
+        })
+    }
+
+    /// Runs the writer for `n` commits; it must die by SIGKILL, reporting
+    /// the sequence number it reached.
+    fn kill_writer(&self, state: &State, n: u64) -> u64 {
+        let out = run(Command::new(&self.writer)
+            .arg(&state.path)
+            .arg(&state.live)
+            .arg(n.to_string()));
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGKILL),
+            "writer_kill should die by SIGKILL: {:?}\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        stdout
+            .trim()
+            .strip_prefix("committed ")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("writer_kill printed {stdout:?}"))
+    }
+
+    /// Runs the validator (`expected`: a sequence number or `-`).
+    fn validate(&self, state: &State, expected: &str) -> Output {
+        run(Command::new(&self.validator)
+            .arg(&state.path)
+            .arg(&state.live)
+            .arg(expected))
+    }
+
+    fn assert_valid(&self, state: &State, seq: u64, when: &str) {
+        let out = self.validate(state, &seq.to_string());
+        assert!(
+            out.status.success(),
+            "{when}: the validator found a bad state ({:?}):\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        println!("{when}: {}", text(&out.stdout).trim());
+    }
+
+    /// Runs the validator on a state that must fail, with `needle` in its report.
+    fn assert_invalid(&self, state: &State, needle: &str, when: &str) {
+        let out = self.validate(state, "-");
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{when}: the validator should fail:\n{stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.contains(needle),
+            "{when}: the report lacks {needle:?}: {stdout}"
+        );
+        println!("{when}: {}", stdout.trim());
+    }
+
+    /// The slot offsets, record size and state length (from the validator,
+    /// so that they cannot drift from `record.h`).
+    fn layout(&self) -> (Vec<u64>, u64, u64) {
+        let out = run(Command::new(&self.validator).arg("--layout"));
+        assert!(out.status.success());
+        let stdout = text(&out.stdout);
+        let mut lines = stdout.lines();
+        let offsets = lines
+            .next()
+            .expect("offsets")
+            .split(' ')
+            .map(|s| s.parse().expect("an offset"))
+            .collect();
+        let sizes: Vec<u64> = lines
+            .next()
+            .expect("sizes")
+            .split(' ')
+            .map(|s| s.parse().expect("a size"))
+            .collect();
+        (offsets, sizes[0], sizes[1])
+    }
+}
+
+/// A state in a scratch directory, with its live image in `live`.
+struct State {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    live: PathBuf,
+}
+
+impl State {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let live = dir.path().join("live");
+        fs::create_dir(&live).expect("mkdir live");
+        Self {
+            path: dir.path().join("state.db"),
+            live,
+            _dir: dir,
+        }
+    }
+
+    fn options(&self) -> Options {
+        Options::new().live_dir(&self.live)
+    }
+
+    /// The live image file (the committed state every process maps).
+    fn live_image(&self) -> PathBuf {
+        let mut images: Vec<PathBuf> = fs::read_dir(&self.live)
+            .expect("read the live dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "live"))
+            .collect();
+        assert_eq!(images.len(), 1, "one live image: {images:?}");
+        images.pop().expect("one")
+    }
+}
+
+/// The record of commit `seq` in `slot`, as `record.h` builds it.
+fn record(seq: u64, slot: u64, slots: u64) -> Vec<u8> {
+    const PRIME: u64 = 0x100_0000_01b3; // FNV-1a 64
+    let mut r = Vec::with_capacity(80);
+    r.extend_from_slice(&seq.to_le_bytes());
+    r.extend_from_slice(&(seq * slots + slot).to_le_bytes());
+    let mut t = format!("commit {seq}, slot {slot}").into_bytes();
+    t.resize(48, 0);
+    r.extend_from_slice(&t);
+    let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ (slot + 1).wrapping_mul(PRIME);
+    for &b in &r {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    r.extend_from_slice(&h.to_le_bytes());
+    r
+}
+
+#[test]
+fn a_killed_c_writer_leaves_exactly_its_last_commit() {
+    let Some(p) = Programs::build() else { return };
+    for n in [0, 1, 7, 100] {
+        let state = State::new();
+        let seq = p.kill_writer(&state, n);
+        assert_eq!(seq, n);
+        p.assert_valid(&state, n, &format!("killed after {n} commits"));
+
+        // An OS restart loses the live image: a reader rebuilds it from the
+        // file and its log.
+        fs::remove_file(state.live_image()).expect("remove the live image");
+        p.assert_valid(&state, n, &format!("{n} commits, live image rebuilt"));
+
+        // A writer's open is the recovery; its close checkpoints.
+        Writer::open(&state.path, &state.options())
+            .expect("recover")
+            .close()
+            .expect("checkpoint and close");
+        p.assert_valid(&state, n, &format!("{n} commits, recovered"));
+
+        // And the C writer goes on from there (and is killed again).
+        assert_eq!(p.kill_writer(&state, 3), n + 3);
+        p.assert_valid(&state, n + 3, &format!("{n} + 3 commits"));
+    }
+}
+
+#[test]
+fn the_validator_fails_on_a_torn_state() {
+    let Some(p) = Programs::build() else { return };
+    let (offsets, rec_len, state_len) = p.layout();
+    let slots = offsets.len() as u64;
+    let state = State::new();
+    assert_eq!(p.kill_writer(&state, 5), 5);
+    p.assert_valid(&state, 5, "5 commits");
+
+    // The Rust model of record.h agrees with what the C writer committed.
+    let (seq, bytes) = Reader::open_with(&state.path, &state.options())
+        .expect("reader")
+        .snapshot()
+        .expect("snapshot");
+    assert_eq!((seq, bytes.len() as u64), (5, state_len));
+    for (slot, &off) in offsets.iter().enumerate() {
+        let at = off as usize..(off + rec_len) as usize;
+        assert_eq!(bytes[at], record(5, slot as u64, slots), "slot {slot}");
+    }
+
+    // A byte flipped in the live image (as a torn copy would show it):
+    // here in the text of a record that straddles a page boundary.
+    let live = File::options()
+        .read(true)
+        .write(true)
+        .open(state.live_image())
+        .expect("open the live image");
+    let flip = |at: u64| {
+        let mut b = [0u8];
+        live.read_exact_at(&mut b, PAGE + at).expect("read");
+        b[0] ^= 0x20;
+        live.write_all_at(&b, PAGE + at).expect("write");
+    };
+    let straddling = offsets
+        .iter()
+        .position(|&o| o / PAGE != (o + rec_len - 1) / PAGE)
+        .expect("a slot straddles a page boundary");
+    flip(offsets[straddling] + 20);
+    p.assert_invalid(
+        &state,
+        &format!("slot {straddling} "),
+        "a byte flipped in a record",
+    );
+    flip(offsets[straddling] + 20);
+    p.assert_valid(&state, 5, "flipped back");
+
+    // A byte outside every record.
+    let outside = offsets[1] + rec_len + 1;
+    flip(outside);
+    p.assert_invalid(
+        &state,
+        "outside every slot",
+        "a byte flipped outside the records",
+    );
+    flip(outside);
+    p.assert_valid(&state, 5, "flipped back");
+
+    // The writer's uncommitted transaction, published as if it had
+    // committed: the first half of the slots from commit 6 and half of the
+    // next record. This is what a torn commit would leave.
+    let mut w = Writer::open(&state.path, &state.options()).expect("writer");
+    let mut t = w.begin();
+    for slot in 0..slots / 2 {
+        t.write_at(offsets[slot as usize], &record(6, slot, slots))
+            .expect("write a record");
+    }
+    let half = record(6, slots / 2, slots);
+    t.write_at(offsets[(slots / 2) as usize], &half[..half.len() / 2])
+        .expect("write half a record");
+    assert_eq!(t.commit().expect("commit"), 6);
+    w.close().expect("close");
+    p.assert_invalid(
+        &state,
+        &format!("slot {} ", slots / 2),
+        "the uncommitted half published",
+    );
+}
+
+#[test]
+fn bad_input_from_c_returns_codes_and_messages() {
+    if !have_gcc() {
+        return;
+    }
+    let bin = tempfile::tempdir().expect("tempdir");
+    let exe = compile("bad_input", Link::Shared, bin.path());
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let out = run(Command::new(&exe).arg(scratch.path()));
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("\n0 failed"),
+        "bad_input: {:?}\n{stdout}{}",
+        out.status,
+        text(&out.stderr)
+    );
+    // The lock message names the holder's pid (the C program checks the
+    // pid itself; here, that the line is there).
+    assert!(
+        stdout.contains("ok   second writer: MAPSTATE_E_LOCKED:") && stdout.contains("(pid "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn aix_attach_extends_the_file_on_write() {
+    if !have_gcc() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = compile("aix_attach", Link::Shared, dir.path());
+    let out = run(Command::new(&exe).arg(dir.path().join("fresh.dat")));
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("\n0 failed"),
+        "aix_attach: {:?}\n{stdout}{}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_readme_example_compiles_and_counts() {
+    if !have_gcc() {
+        return;
+    }
+    let readme = fs::read_to_string(crate_dir().join("README.md")).expect("README.md");
+    let example = readme
+        .split("## Example")
+        .nth(1)
+        .and_then(|s| s.split("```c\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("a ```c block after ## Example");
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("readme_example.c"), example).expect("write the example");
+    let exe = compile_file(
+        &dir.path().join("readme_example.c"),
+        Link::Shared,
+        dir.path(),
+    );
+    for n in 1..=2 {
+        let out = run(Command::new(&exe).current_dir(dir.path()));
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(text(&out.stdout), format!("commit {n}: {n} hits\n"));
+    }
+    // The example uses the default live directory (/dev/shm): remove its
+    // live image along with the state.
+    mapstate_rs::remove(dir.path().join("counter.db"), &Options::new()).expect("remove");
+}
