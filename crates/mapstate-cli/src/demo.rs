@@ -265,21 +265,29 @@ fn growth(o: &mut Out, dir: &Path, mut w: Writer, counter: u64) -> Result<u64, F
     let grown = REGION + REGION_LEN;
     let t0 = Instant::now();
     let mut t = w.begin();
-    t.set_len(grown)?;
     t.write_at(0, &counter.to_le_bytes())?;
-    let fill = vec![pattern(counter); CHUNK as usize];
-    for i in 0..REGION_LEN / CHUNK {
-        t.write_at(REGION + i * CHUNK, &fill)?;
-    }
+    // Extend-on-write: plain stores past the end; no set_len, no growth code.
+    t.extend_on_write()[REGION as usize..grown as usize].fill(pattern(counter));
     let seq = t.commit()?;
     let commit_time = t0.elapsed();
+    if w.len() != grown {
+        return Err(Failure::new(
+            EXIT_FAILURE,
+            format!(
+                "extend-on-write: the state is {} after the commit, {} expected",
+                human(w.len()),
+                human(grown)
+            ),
+        ));
+    }
     let t0 = Instant::now();
     w.close()?;
     let ckpt_time = t0.elapsed();
     let file_after = file_len();
     o.say(format!(
         "\n3. growth\n   \
-         commit {seq}: Txn::set_len({}) and a {} fill, in {}\n   \
+         commit {seq}: plain stores past the end (Txn::extend_on_write, no set_len):\n   \
+         the state grew to {} with a {} fill, in {}\n   \
          state {} -> {}; durable file {} -> {}\n   \
          (at the checkpoint, {})",
         human(grown),
@@ -293,13 +301,9 @@ fn growth(o: &mut Out, dir: &Path, mut w: Writer, counter: u64) -> Result<u64, F
     ));
     let stable = stable_address(dir)?;
     o.say(format!(
-        "   Mapping::grow_to({}) keeps the address: {stable}",
+        "   a Mapping with extend_on_write grew to {} at the same address: {stable}",
         human(grown)
     ));
-    o.say(
-        "   coming: fault-driven growth (extend-on-write): stores past the end will\n   \
-         grow the file with no call at all; this build still needs set_len",
-    );
     o.put(
         "growth",
         json!({"from": INITIAL, "to": grown, "commit_us": commit_time.as_micros() as u64,
@@ -423,15 +427,17 @@ fn describe(s: ExitStatus) -> String {
     }
 }
 
-/// Grows a bare `Mapping` from 1 MiB to 33 MiB and says whether its address stayed.
+/// Grows a bare extend-on-write `Mapping` from 1 MiB to 33 MiB by a store
+/// past its end and says whether its address stayed.
 fn stable_address(dir: &Path) -> Result<String, Failure> {
     let mut m = MapOptions::new()
         .create(true)
         .len(INITIAL)
         .max_size(MAX)
+        .extend_on_write(true)
         .open(dir.join("mapping.bin"))?;
     let before = m.as_ptr();
-    m.grow_to(REGION + REGION_LEN)?;
+    m.write_at(REGION + REGION_LEN - 1, &[1])?;
     let after = m.as_ptr();
     Ok(format!(
         "{before:p} -> {after:p}{}",
