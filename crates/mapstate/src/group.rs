@@ -8,6 +8,13 @@
 //! covered. Threads that commit while a sync runs are covered by the next
 //! one, so concurrent `Sync` commits share `fdatasync` calls.
 //!
+//! Before it syncs, the leader waits for the `Sync` transactions already
+//! under way (counted in `pending`: entered, not yet appended) to append
+//! their records, for at most half the duration of the previous sync. The
+//! threads a sync wakes commit again at once, and without that short wait
+//! the next sync would start before they had appended, covering one or two
+//! commits instead of all of them.
+//!
 //! A `Sync` commit is visible to readers once published (just before its
 //! sync), and durable when `transaction` returns. A failed sync poisons the
 //! writer: that commit and every later one return an error.
@@ -38,6 +45,10 @@ pub struct SharedWriter {
     writer: Mutex<Writer>,
     /// Sequence number of the newest record appended.
     appended: AtomicU64,
+    /// `Sync` transactions entered whose record is not appended yet.
+    pending: AtomicU64,
+    /// Duration of the last group sync, in nanoseconds.
+    last_sync_ns: AtomicU64,
     sync: Mutex<SyncState>,
     synced: Condvar,
     log: File,
@@ -59,6 +70,8 @@ impl SharedWriter {
         Ok(Self {
             writer: Mutex::new(writer),
             appended: AtomicU64::new(seq),
+            pending: AtomicU64::new(0),
+            last_sync_ns: AtomicU64::new(0),
             sync: Mutex::new(SyncState {
                 durable: seq,
                 ..SyncState::default()
@@ -89,6 +102,8 @@ impl SharedWriter {
                 cause: cause.clone(),
             });
         }
+        let sync = durability == Durability::Sync;
+        let pending = Pending::enter(sync.then_some(&self.pending));
         let (seq, r) = {
             let mut w = lock(&self.writer);
             let mut t = w.begin();
@@ -99,6 +114,7 @@ impl SharedWriter {
             self.appended.fetch_max(seq, Ordering::AcqRel);
             (seq, r)
         };
+        drop(pending);
         if durability == Durability::Sync {
             self.wait_durable(seq)?;
         }
@@ -125,9 +141,13 @@ impl SharedWriter {
             }
             st.leader = true;
             drop(st);
+            self.gather();
             // Every record up to `target` was appended before this sync starts.
             let target = self.appended.load(Ordering::Acquire);
+            let t0 = std::time::Instant::now();
             let r = sys::fdatasync(sys::fd_of(&self.log));
+            self.last_sync_ns
+                .store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             st = lock(&self.sync);
             st.leader = false;
             match r {
@@ -142,6 +162,16 @@ impl SharedWriter {
         }
     }
 
+    /// Lets the `Sync` transactions under way append their records before
+    /// the leader syncs, for at most half the last sync's duration.
+    fn gather(&self) {
+        let limit = std::time::Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed) / 2);
+        let t0 = std::time::Instant::now();
+        while self.pending.load(Ordering::Acquire) > 0 && t0.elapsed() < limit {
+            std::thread::yield_now();
+        }
+    }
+
     /// The writer, for operations other than transactions (checkpoint,
     /// length, sequence number). Holding it blocks every transaction.
     pub fn lock(&self) -> MutexGuard<'_, Writer> {
@@ -153,5 +183,26 @@ impl SharedWriter {
         self.writer
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counts a `Sync` transaction in `SharedWriter::pending` until its record
+/// is appended (or it fails).
+struct Pending<'a>(Option<&'a AtomicU64>);
+
+impl<'a> Pending<'a> {
+    fn enter(counter: Option<&'a AtomicU64>) -> Self {
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::AcqRel);
+        }
+        Self(counter)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }

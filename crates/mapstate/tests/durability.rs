@@ -420,8 +420,8 @@ fn concurrent_sync_commits_share_fdatasyncs() {
             let w = std::sync::Arc::into_inner(shared).unwrap().into_inner();
             assert_eq!(w.seq(), 800, "every commit landed");
             assert!(
-                n < 800,
-                "800 Sync commits from 8 threads took {n} fdatasyncs: no grouping"
+                n <= 400,
+                "800 Sync commits from 8 threads took {n} fdatasyncs: fewer than 2 a group"
             );
             println!("800 Sync commits, {n} fdatasyncs");
             drop(w);
