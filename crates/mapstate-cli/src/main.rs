@@ -109,15 +109,19 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Print a change (or a JSON object with --json) each time a commit is published.
+    /// Print a line (or a JSON object with --json) for each commit as it is published.
     #[command(after_help = "Examples:\n  mapstate watch state.db\n  \
         mapstate watch state.db --json --count 10\n\n\
-        Each line: the time the watcher woke (UTC), the commit's sequence number and the \
-        state's length. A status line goes to stderr once the watcher is registered.")]
+        Each line: the time the watcher woke (UTC), the commit's sequence number, the \
+        state's length and the byte ranges the commit changed (offset+length; JSON: \
+        {\"seq\", \"ranges\": [{\"offset\", \"len\"}], \"widened\", \"len\", \"time\"}). \
+        Commits that left the change ring before the watcher read them come as one \
+        line (JSON: \"missed\": {\"first\", \"last\"}). A status line goes to stderr \
+        once the watcher is registered.")]
     Watch {
         /// The state's durable file.
         path: PathBuf,
-        /// Stop after this many changes.
+        /// Stop after this many lines (commits).
         #[arg(long)]
         count: Option<u64>,
         /// Stop after this long (e.g. 10s).

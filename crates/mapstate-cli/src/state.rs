@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use mapstate::{Durability, Error, Options, Reader, Writer};
+use mapstate::{Durability, Error, Event, Options, Reader, Writer};
 use serde_json::{Value, json};
 
 use crate::util::{
@@ -580,58 +580,84 @@ pub(crate) fn dump(path: &Path, offset: u64, len: Option<u64>, hex: bool, json: 
     finish_output(res.and_then(|()| out.flush()))
 }
 
-/// One published change, as `watch` reports it. Per-commit changed
-/// ranges are coming to the library (a ring in the live image); they will
-/// be one more field here, filled in [`next_change`] and printed by the two
-/// methods.
+/// One published commit as `watch` reports it: its sequence number and the
+/// byte ranges it changed (from the change ring in the live image), or a
+/// run of commits that left the ring before the watcher read them.
 struct Change {
-    /// The newest commit's sequence number.
-    seq: u64,
-    /// Commits since the previous report (more than 1 when several landed
-    /// while the watcher was waking up).
-    commits: u64,
-    /// The state's length after it.
+    event: Event,
+    /// The state's length when the watcher read the commit.
     len: u64,
-    /// When the watcher woke.
+    /// When the watcher woke for it.
     time: SystemTime,
 }
 
 impl Change {
     fn to_json(&self) -> Value {
-        json!({"seq": self.seq, "len": self.len, "time": util::rfc3339(self.time)})
+        let time = util::rfc3339(self.time);
+        match &self.event {
+            Event::Change(c) => json!({
+                "seq": c.seq,
+                "ranges": c.ranges.iter()
+                    .map(|r| json!({"offset": r.start, "len": r.end - r.start}))
+                    .collect::<Vec<_>>(),
+                "widened": c.widened,
+                "len": self.len,
+                "time": time,
+            }),
+            Event::Missed { first, last } => json!({
+                "seq": last,
+                "missed": {"first": first, "last": last},
+                "len": self.len,
+                "time": time,
+            }),
+        }
     }
 
     fn to_line(&self) -> String {
         let t = util::rfc3339(self.time);
-        format!(
-            "{}  commit {}  length {}{}",
-            &t[11..t.len() - 1],
-            self.seq,
-            human(self.len),
-            if self.commits > 1 {
-                format!("  ({} commits since the last line)", self.commits)
-            } else {
-                String::new()
-            }
-        )
+        let t = &t[11..t.len() - 1];
+        match &self.event {
+            Event::Change(c) => format!(
+                "{t}  commit {}  length {}  changed {}{}",
+                c.seq,
+                human(self.len),
+                if c.ranges.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    c.ranges
+                        .iter()
+                        .map(|r| format!("{}+{}", r.start, r.end - r.start))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                if c.widened { " (widened)" } else { "" }
+            ),
+            Event::Missed { first, last } => format!(
+                "{t}  commits {first} to {last} missed (they left the change ring \
+                 before the watcher read them)  length {}",
+                human(self.len)
+            ),
+        }
     }
 }
 
-/// Sleeps until a commit after `after` or `deadline`.
-fn next_change(r: &Reader, after: u64, deadline: Option<Instant>) -> Option<Change> {
+/// Sleeps until commits after `after` are published, or until `deadline`
+/// (`None` then): every commit since `after`, oldest first.
+fn next_changes(r: &Reader, after: u64, deadline: Option<Instant>) -> Option<Vec<Change>> {
     loop {
         let wait = match deadline {
             Some(d) => Some(d.checked_duration_since(Instant::now())?),
             None => Some(Duration::from_secs(3600)),
         };
-        let seq = r.wait_for_change(after, wait);
-        if seq > after {
-            return Some(Change {
-                seq,
-                commits: seq - after,
-                len: r.len(),
-                time: SystemTime::now(),
-            });
+        let events = r.wait_changes(after, wait);
+        if !events.is_empty() {
+            let (len, time) = (r.len(), SystemTime::now());
+            return Some(
+                events
+                    .into_iter()
+                    .map(|event| Change { event, len, time })
+                    .collect(),
+            );
         }
     }
 }
@@ -659,19 +685,24 @@ pub(crate) fn watch(
     let mut seen = 0;
     let mut out = std::io::stdout().lock();
     while count.is_none_or(|c| seen < c) {
-        let Some(c) = next_change(&r, last, deadline) else {
+        let Some(changes) = next_changes(&r, last, deadline) else {
             break;
         };
-        let line = if json {
-            c.to_json().to_string()
-        } else {
-            c.to_line()
-        };
-        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-            return finish_output(Err(e));
+        for c in changes {
+            if count.is_some_and(|n| seen >= n) {
+                break;
+            }
+            let line = if json {
+                c.to_json().to_string()
+            } else {
+                c.to_line()
+            };
+            if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                return finish_output(Err(e));
+            }
+            last = c.event.seq();
+            seen += 1;
         }
-        last = c.seq;
-        seen += 1;
     }
     Ok(EXIT_OK)
 }

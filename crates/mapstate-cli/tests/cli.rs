@@ -1076,3 +1076,104 @@ fn watch_without_permission_is_exit_5() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
     assert_eq!(s.snapshot(), before);
 }
+
+/// Microseconds since the epoch.
+fn micros(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+/// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+fn utc_micros(s: &str) -> i64 {
+    assert!(
+        s.len() == 27 && s.ends_with('Z') && &s[10..11] == "T",
+        "{s}"
+    );
+    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
+    let (y, mo, d) = (n(0..4), n(5..7), n(8..10));
+    // days_from_civil (Howard Hinnant).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+    secs * 1_000_000 + n(20..26)
+}
+
+#[test]
+fn watch_json_prints_another_process_s_commits_in_order_with_ranges() {
+    let s = State::new("64KiB");
+    let n = 12u64;
+    let mut child = StdCommand::new(bin())
+        .args(["watch", s.p(), "--json", "--count", &n.to_string()])
+        .args(["--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    // The watcher is registered: commit back to back from this process.
+    let started = std::time::SystemTime::now();
+    let mut w = Writer::open(&s.path, &Options::new()).unwrap();
+    let mut want = Vec::new();
+    for i in 0..n - 2 {
+        let mut t = w.begin();
+        t.write_at(100 * i, &vec![7; (i + 1) as usize]).unwrap();
+        let seq = t.commit().unwrap();
+        want.push((seq, vec![(100 * i, i + 1)], false));
+    }
+    // Two ranges, then more ranges than a ring entry holds (widened).
+    let mut t = w.begin();
+    t.write_at(10, &[1; 2]).unwrap();
+    t.write_at(5000, &[1; 3]).unwrap();
+    want.push((t.commit().unwrap(), vec![(10, 2), (5000, 3)], false));
+    let mut t = w.begin();
+    for k in 0..5 {
+        t.write_at(1000 * k + 1, &[2; 4]).unwrap();
+    }
+    want.push((t.commit().unwrap(), vec![(1, 4004)], true));
+    drop(w);
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    let ended = std::time::SystemTime::now();
+    assert!(status.success(), "watch exits after --count lines");
+    assert!(t.elapsed() < Duration::from_secs(20));
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, n, "{out}");
+    for (l, (seq, ranges, widened)) in lines.iter().zip(&want) {
+        assert_eq!(l["seq"], *seq, "{out}");
+        let got: Vec<(u64, u64)> = l["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["offset"].as_u64().unwrap(), r["len"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(&got, ranges, "commit {seq}: {out}");
+        assert_eq!(l["widened"], *widened);
+        assert_eq!(l["len"], 65536);
+        // When the watcher woke: between the first commit and its exit.
+        let time = utc_micros(l["time"].as_str().unwrap());
+        assert!(
+            (micros(started)..=micros(ended)).contains(&time),
+            "commit {seq}: {} is not when it happened",
+            l["time"]
+        );
+    }
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order: {seqs:?}"
+    );
+}

@@ -155,9 +155,10 @@ pub(crate) mod live {
     pub(crate) const LEN: u64 = 72;
     /// `AtomicU32` pid of the writer holding the lock (0: none).
     pub(crate) const WRITER_PID: u64 = 80;
-    /// `AtomicU32` futex word: bits 0..31 the low bits of the last published
-    /// sequence number, bit 31 set by waiters before they sleep (the writer
-    /// clears it when it wakes them, so a dead waiter costs one wake-up).
+    /// `AtomicU32` futex word: bits 0..31 count the commits published and
+    /// the wake-alls (modulo 2^31), bit 31 set by waiters before they sleep
+    /// (the writer clears it when it wakes them, so a dead waiter costs one
+    /// wake-up). See `notify::announce` and `notify::advance`.
     pub(crate) const NOTIFY: u64 = 128;
     /// `AtomicU64` sequence lock of the log position below (odd while it changes).
     pub(crate) const LOG_GEN: u64 = 192;

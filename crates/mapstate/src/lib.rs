@@ -43,6 +43,8 @@ mod sys;
 pub use error::{Error, Result};
 pub use group::SharedWriter;
 pub use map::{DEFAULT_RESERVATION, MAX_RESERVATION, MapOptions, MapSync, Mapping};
+#[cfg(feature = "tokio")]
+pub use notify::ChangeStream;
 pub use notify::{Change, Changes, Event, Watcher};
 pub use offset::Offset;
 pub use probe::{MapSyncSupport, probe_map_sync};

@@ -16,14 +16,22 @@ use crate::durable::{Durable, Journal};
 use crate::error::{Error, Result};
 use crate::format::{self, PAGE, live};
 use crate::log::{Log, Record};
+use crate::sys::grow::{Growth, Spec as GrowSpec};
 use crate::sys::{self, MapKind, Protection, Reservation};
 
-/// Bit 31 of the notification word: somebody may be sleeping on it.
-pub(crate) const WAITING: u32 = 1 << 31;
+use crate::notify::mtime::{self, MtimeClock};
+
+/// `FUTEX_WAKE`'s count for "every waiter". The kernel reads the count as a
+/// signed `int`: `u32::MAX` is -1 there, and wakes exactly one waiter (the
+/// lost wake-up the cross-process stress test found).
+pub(crate) const WAKE_ALL: u32 = i32::MAX as u32;
 
 /// A mapped live image.
 #[derive(Debug)]
 pub(crate) struct Live {
+    /// A reader's data mapping follows the file from the fault handler
+    /// (dropped first, before the reservation and the file).
+    grow: Option<Growth>,
     pub(crate) res: Reservation,
     pub(crate) file: File,
     pub(crate) path: PathBuf,
@@ -34,6 +42,8 @@ pub(crate) struct Live {
     /// reader when it may open the live image read-write (then it can
     /// register as a waiter, so that commits wake it).
     header_writable: bool,
+    /// The writer's rate limit for setting the files' mtimes after commits.
+    pub(crate) mtime: MtimeClock,
 }
 
 /// Where the live image of `durable` lives: on tmpfs under `dir` if given,
@@ -86,13 +96,37 @@ impl Live {
             false,
         )
         .map_err(|e| Error::io("mmap", path, e))?;
+        // A reader's raw pointer (`Reader::as_ptr`) may reach bytes a later
+        // commit added: a fault there maps what the file has by then.
+        let grow = if writable {
+            None
+        } else {
+            Some(
+                Growth::register(
+                    &res,
+                    sys::fd_of(&file),
+                    GrowSpec {
+                        file_off: 0,
+                        kind: MapKind::Shared,
+                        writable: false,
+                        limit: (PAGE + max_size) as usize,
+                        mapped: PAGE as usize,
+                        chunk_min: 1 << 20,
+                        chunk_max: 64 << 20,
+                    },
+                )
+                .map_err(|e| Error::io("register the live image for growth", path, e))?,
+            )
+        };
         Ok(Self {
+            grow,
             res,
             file,
             path: path.into(),
             mapped: 0,
             writable,
             header_writable,
+            mtime: MtimeClock::default(),
         })
     }
 
@@ -230,6 +264,30 @@ impl Live {
         if want <= self.mapped {
             return Ok(());
         }
+        if let Some(g) = &self.grow {
+            let short = || {
+                Error::io(
+                    "mmap",
+                    &self.path,
+                    std::io::Error::other(format!(
+                        "the live image is shorter than the {len} bytes the state holds"
+                    )),
+                )
+            };
+            g.grow_to((PAGE + want) as usize).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    short()
+                } else {
+                    Error::io("mmap", &self.path, e)
+                }
+            })?;
+            let now = g.mapped() as u64 - PAGE;
+            if now < want {
+                return Err(short());
+            }
+            self.mapped = now;
+            return Ok(());
+        }
         if self.writable {
             // Only what lies past the file's end: an existing image is
             // allocated already, and tmpfs would walk every page again.
@@ -299,16 +357,23 @@ impl Live {
     }
 
     /// Publishes commit `seq` with state length `len`: the sequence lock goes
-    /// even, and sleeping waiters (if any) are woken. With nobody waiting
-    /// this makes no system call.
+    /// even, then the notification word moves on (see
+    /// [`crate::notify::advance`]) and sleeping waiters, if any, are woken.
+    /// With nobody waiting this makes no system call.
     pub(crate) fn end_apply(&self, seq: u64, len: u64) {
         self.len_word().store(len, Ordering::Relaxed);
         self.seqlock().store(2 * seq, Ordering::Release);
-        let old = self
-            .notify_word()
-            .swap(seq as u32 & !WAITING, Ordering::SeqCst);
-        if old & WAITING != 0 {
-            sys::futex_wake(self.notify_word(), u32::MAX);
+        if crate::notify::advance(self.notify_word()) {
+            sys::futex_wake(self.notify_word(), WAKE_ALL);
+        }
+    }
+
+    /// After a commit is published: sets the mtime of the durable file and
+    /// of the live image to now, if the rate limit allows (see
+    /// `notify::mtime`), so that `stat` tells the truth after stores.
+    pub(crate) fn touch_mtime(&mut self, durable: &File) {
+        if self.mtime.due() {
+            mtime::touch(&[durable, &self.file]);
         }
     }
 
@@ -376,17 +441,17 @@ impl Live {
     }
 
     /// Wakes every waiter (a handle that stops its own waiting thread). The
-    /// word is bumped first, so a thread about to sleep on the old value
+    /// word moves on first, so a thread about to sleep on the old value
     /// does not sleep (the kernel compares the value atomically). Other
-    /// waiters see a spurious wake-up and sleep again; the writer overwrites
-    /// the word at its next commit and wakes them then as always. A
+    /// waiters see a spurious wake-up and sleep again; the writer moves the
+    /// word on at its next commit and wakes them then as always. A
     /// read-only handle cannot bump the word; its waits poll every
     /// millisecond instead.
     pub(crate) fn wake_all(&self) {
         if self.header_writable {
-            self.notify_word().fetch_add(1, Ordering::SeqCst);
+            crate::notify::advance(self.notify_word());
         }
-        sys::futex_wake(self.notify_word(), u32::MAX);
+        sys::futex_wake(self.notify_word(), WAKE_ALL);
     }
 
     /// Publishes where the log record after commit `seq` starts, for readers

@@ -327,9 +327,10 @@ pub(crate) fn growth_error(
         },
         Some(libc::EOPNOTSUPP) => Error::FallocateUnsupported {
             path: path.into(),
-            fs: fd
-                .and_then(|fd| sys::fs_kind(fd).ok())
-                .map_or_else(|| "a filesystem without fallocate".into(), sys::FsKind::name),
+            fs: fd.and_then(|fd| sys::fs_kind(fd).ok()).map_or_else(
+                || "a filesystem without fallocate".into(),
+                sys::FsKind::name,
+            ),
         },
         Some(libc::EFBIG) => Error::InvalidSize {
             what: "file size",

@@ -18,6 +18,16 @@ use crate::error::Result;
 use crate::format::live;
 use crate::region::{Options, Reader};
 
+pub(crate) mod mtime;
+pub(crate) mod protocol;
+pub(crate) use protocol::advance;
+use protocol::announce;
+
+#[cfg(feature = "tokio")]
+mod stream;
+#[cfg(feature = "tokio")]
+pub use stream::ChangeStream;
+
 /// One published commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -172,10 +182,8 @@ impl Watcher {
         let thread = std::thread::Builder::new()
             .name("mapstate-watcher".into())
             .spawn(move || {
-                while !halt.load(Ordering::Acquire) {
-                    // One wait at a time, so that a stop request (which
-                    // wakes the futex) is seen.
-                    r.wait_once(seen, None);
+                while !halt.load(Ordering::SeqCst) {
+                    wait_unless_stopped(&r, seen, &halt);
                     for e in r.changes_since(seen) {
                         seen = e.seq();
                         let mut subs = subs
@@ -220,12 +228,39 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // Wake the thread out of its futex wait (other waiters of the state
-        // see a spurious wake-up and sleep again).
-        self.reader.live().wake_all();
+        stop_waiting(&self.reader, &self.stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Sleeps once on the notification futex unless a commit newer than
+/// `after` is published or `stop` is set (re-checked after announcing the
+/// sleeper, exactly like the sequence number, so a [`stop_waiting`] that
+/// lands at any moment is never slept through). Returns on a wake-up, real
+/// or spurious, or a signal.
+pub(crate) fn wait_unless_stopped(r: &Reader, after: u64, stop: &AtomicBool) {
+    let live = r.live();
+    let word = live.notify_word();
+    let done = || r.seq() > after || stop.load(Ordering::SeqCst);
+    if live.can_register() {
+        let expected = announce(word);
+        if !done() {
+            crate::sys::futex_wait(word, expected, None);
+        }
+    } else {
+        // May not write the live image, so cannot ask to be woken: poll.
+        let expected = word.load(Ordering::SeqCst);
+        if !done() {
+            crate::sys::futex_wait(word, expected, Some(Duration::from_millis(1)));
+        }
+    }
+}
+
+/// Tells a thread in [`wait_unless_stopped`] on `r` to stop, and wakes it
+/// (other waiters of the state see a spurious wake-up and sleep again).
+pub(crate) fn stop_waiting(r: &Reader, stop: &AtomicBool) {
+    stop.store(true, Ordering::SeqCst);
+    r.live().wake_all();
 }

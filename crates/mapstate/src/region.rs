@@ -82,6 +82,7 @@ pub struct Options {
     live_dir: Option<PathBuf>,
     mode: u32,
     log_size: u64,
+    mtime: Option<Duration>,
 }
 
 impl Default for Options {
@@ -102,6 +103,7 @@ impl Options {
             live_dir: None,
             mode: 0o600,
             log_size: crate::log::DEFAULT_LOG_SIZE,
+            mtime: Some(crate::notify::mtime::DEFAULT_INTERVAL),
         }
     }
 
@@ -153,6 +155,17 @@ impl Options {
     #[must_use]
     pub fn log_size(mut self, bytes: u64) -> Self {
         self.log_size = bytes.max(64 << 10).next_multiple_of(PAGE);
+        self
+    }
+
+    /// How often the writer may set the modification time of the durable
+    /// file and the live image after a commit (stores through a mapping
+    /// leave it stale): at most once per `every` (default one second; the
+    /// first commit after a quiet `every` always sets it; zero: after every
+    /// commit), or never with `None`.
+    #[must_use]
+    pub fn mtime_interval(mut self, every: Option<Duration>) -> Self {
+        self.mtime = every;
         self
     }
 
@@ -473,6 +486,7 @@ impl Writer {
         w.map_view(len)?;
         w.live.publish_log(w.seq, w.log.head, w.log.chain);
         w.live.writer_pid().store(sys::getpid(), Ordering::Release);
+        w.live.mtime = crate::notify::mtime::MtimeClock::new(opts.mtime);
         // A writer killed between publishing a commit and waking its waiters
         // left them asleep: wake everyone once (they re-check and sleep again).
         w.live.wake_all();
@@ -722,6 +736,7 @@ impl Writer {
         self.live.record_change(seq, &ranges, self.len, new_len);
         self.live.end_apply(seq, new_len);
         self.live.publish_log(seq, self.log.head, self.log.chain);
+        self.live.touch_mtime(&self.durable.file);
         sys::crash::point(7);
         self.seq = seq;
         self.len = new_len;
@@ -745,12 +760,12 @@ impl Writer {
             return;
         }
         let view = &self.view;
-        let made = self.grow.set_tracker(|mapped| {
-            match WriteTracker::new(view, 0, mapped) {
+        let made = self
+            .grow
+            .set_tracker(|mapped| match WriteTracker::new(view, 0, mapped) {
                 Ok(t) => (Some(t.raw_fd()), Some(t)),
                 Err(_) => (None, None),
-            }
-        });
+            });
         self.tracker_failed = made.is_none();
         self.tracker = made;
     }
@@ -1432,9 +1447,10 @@ impl Reader {
         let word = self.live.notify_word();
         if self.live.can_register() {
             // Announce a sleeper, then sleep only if no commit came: the
-            // writer swaps the word (clearing the bit) after publishing, so
-            // either we see its commit or it sees our bit and wakes us.
-            let expected = word.fetch_or(live::WAITING, Ordering::SeqCst) | live::WAITING;
+            // writer advances the word (clearing the bit) after publishing,
+            // so either we see its commit or it sees our bit and wakes us
+            // (the protocol `tests/loom_notify.rs` model-checks).
+            let expected = crate::notify::protocol::announce(word);
             if self.seq() <= after {
                 sys::futex_wait(word, expected, timeout);
             }

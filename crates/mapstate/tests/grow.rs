@@ -124,7 +124,11 @@ fn plain_stores_far_past_the_end_from_several_threads() {
     });
     let end = MIB + THREADS * SPAN;
     let seq = t.commit().unwrap();
-    assert_eq!(w.len(), end, "the length is the end of the last page written");
+    assert_eq!(
+        w.len(),
+        end,
+        "the length is the end of the last page written"
+    );
     let check = |bytes: &[u8]| {
         assert_eq!(bytes.len() as u64, end);
         assert_eq!(&bytes[..4], b"head");
@@ -209,7 +213,7 @@ fn a_store_past_the_maximum_fails_the_commit() {
     // pointer, as a C program would.
     // SAFETY: the guard page is part of the writer's reservation; the
     // handler maps a scratch page there, so the store completes.
-    unsafe { base.add((max + 100) as usize).write_volatile(5) };
+    unsafe { base.wrapping_add((max + 100) as usize).write_volatile(5) };
     match t.commit() {
         Err(Error::PastMaximum { offset, max: m, .. }) => {
             assert_eq!(m, max);
@@ -372,11 +376,10 @@ fn a_null_dereference_elsewhere_still_dies_with_sigsegv() {
         }
         // SAFETY: a zeroed sigaction is valid (SIG_DFL, empty mask); the
         // handler is an `extern "C" fn(c_int)`, as `sa_handler` expects.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = previous as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigaction(libc::SIGSEGV, &raw const act, std::ptr::null_mut());
-        }
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = previous as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: installs a handler that only calls `_exit`.
+        unsafe { libc::sigaction(libc::SIGSEGV, &raw const act, std::ptr::null_mut()) };
     }
     if !role.is_empty() {
         let (_d, p, o) = setup(64 * MIB);
@@ -424,7 +427,7 @@ fn every_test_again_without_write_tracking() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("test result: ok. 10 passed"), "{text}");
+    assert!(text.contains("test result: ok. 11 passed"), "{text}");
 }
 
 // ---------------------------------------------------------------------------
@@ -451,12 +454,13 @@ fn attach_store_past_the_end_detach_leaves_the_written_extent() {
     for (i, b) in b"past the end".iter().enumerate() {
         // SAFETY: inside the reserved maximum size of an extend-on-write
         // mapping: the handler maps the page before the store completes.
-        unsafe { base.add(at as usize + i).write_volatile(*b) };
+        unsafe { base.wrapping_add(at as usize + i).write_volatile(*b) };
     }
     assert!(m.len() >= 3 * MIB + PAGE, "the mapping grew to {}", m.len());
     // A load further out grows the mapping but is no write.
     // SAFETY: inside the maximum size, as above.
-    assert_eq!(unsafe { base.add((5 * MIB) as usize).read_volatile() }, 0);
+    let far = unsafe { base.wrapping_add((5 * MIB) as usize).read_volatile() };
+    assert_eq!(far, 0);
     let hw = m.high_water().unwrap();
     assert_eq!(hw, 3 * MIB + PAGE, "page granularity");
     let len = m.detach().unwrap();
@@ -481,8 +485,9 @@ fn a_growable_mapping_grows_from_several_threads_and_by_write_at() {
             s.spawn(move || {
                 let from = MIB + i * 8 * MIB;
                 for off in (from..from + 8 * MIB).step_by(1024) {
+                    let p = (base as *mut u8).wrapping_add(off as usize);
                     // SAFETY: inside the maximum size; each thread its own span.
-                    unsafe { (base as *mut u8).add(off as usize).write_volatile(pattern(off)) };
+                    unsafe { p.write_volatile(pattern(off)) };
                 }
             });
         }
@@ -498,7 +503,10 @@ fn a_growable_mapping_grows_from_several_threads_and_by_write_at() {
     for off in (MIB..33 * MIB).step_by(1024) {
         assert_eq!(bytes[off as usize], pattern(off));
     }
-    assert_eq!(&bytes[(40 * MIB) as usize..(40 * MIB + 11) as usize], b"by write_at");
+    assert_eq!(
+        &bytes[(40 * MIB) as usize..(40 * MIB + 11) as usize],
+        b"by write_at"
+    );
 }
 
 #[test]
@@ -522,7 +530,7 @@ fn a_growable_mapping_on_a_full_filesystem_reports_no_space() {
     for off in (0..4 * MIB).step_by(PAGE as usize) {
         // SAFETY: inside the maximum size; past what fits, the store lands in
         // a scratch page.
-        unsafe { base.add(off as usize + 8).write_volatile(0xee) };
+        unsafe { base.wrapping_add(off as usize + 8).write_volatile(0xee) };
     }
     match m.check_growth() {
         Err(e @ Error::NoSpace { .. }) => assert!(e.to_string().contains("ENOSPC"), "{e}"),
@@ -532,4 +540,22 @@ fn a_growable_mapping_on_a_full_filesystem_reports_no_space() {
     m.read_at(0, &mut five).unwrap();
     assert_eq!(&five, b"first");
     assert!(m.len() <= MIB, "the file fits the filesystem: {}", m.len());
+}
+
+/// A reader's mapping follows the writer's growth: its raw pointer reaches
+/// bytes a later commit added, with no call in between.
+#[test]
+fn a_readers_pointer_reaches_what_later_commits_added() {
+    let (_d, p, o) = setup(256 * MIB);
+    let mut w = Writer::open(&p, &o).unwrap();
+    let r = Reader::open_with(&p, &o).unwrap();
+    let base = r.as_ptr();
+    let mut t = w.begin();
+    t.extend_on_write()[(100 * MIB) as usize] = 0x5a;
+    t.commit().unwrap();
+    assert!(w.len() > 100 * MIB);
+    // SAFETY: below the state's committed length and its maximum size;
+    // the writer is idle (no commit runs), so the byte is stable.
+    let b = unsafe { base.wrapping_add((100 * MIB) as usize).read_volatile() };
+    assert_eq!(b, 0x5a);
 }

@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mapstate::{Event, Options, Reader, Watcher, Writer};
@@ -120,6 +121,58 @@ fn subscriptions_get_the_commits_that_touch_their_range() {
     assert!(low.try_recv().is_err(), "commit 4 touched neither range");
 }
 
+/// Whether thread `tid` of this process is asleep in `futex` on `addr`.
+fn asleep_on(tid: i32, addr: usize) -> bool {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else {
+        return false;
+    };
+    let mut f = s.split_whitespace();
+    f.next() == Some(libc::SYS_futex.to_string().as_str())
+        && f.next()
+            .and_then(|a| usize::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+            == Some(addr)
+}
+
+#[test]
+fn one_commit_wakes_every_sleeping_waiter() {
+    let (_d, p, o) = setup();
+    let mut w = Writer::open(&p, &o).unwrap();
+    let r = std::sync::Arc::new(Reader::open_with(&p, &o).unwrap());
+    // The notification word: at byte 128 of the live header, the page
+    // before the data.
+    let word = r.as_ptr() as usize - 4096 + 128;
+    let (tx, woke) = mpsc::channel();
+    let tids: Vec<i32> = (0..4)
+        .map(|_| {
+            let (r, tx) = (r.clone(), tx.clone());
+            let (tid_tx, tid) = mpsc::channel();
+            std::thread::spawn(move || {
+                tid_tx.send(rustix::thread::gettid().as_raw_pid()).unwrap();
+                let _ = tx.send(r.wait_for_change(0, Some(Duration::from_secs(60))));
+            });
+            tid.recv().unwrap()
+        })
+        .collect();
+    // Commit only once every waiter sleeps in FUTEX_WAIT on the word.
+    let deadline = Instant::now() + STEP;
+    while !tids.iter().all(|&t| asleep_on(t, word)) {
+        assert!(Instant::now() < deadline, "the waiters never went to sleep");
+        std::thread::yield_now();
+    }
+    let mut t = w.begin();
+    t.write_at(0, b"wake").unwrap();
+    assert_eq!(t.commit().unwrap(), 1);
+    for i in 0..tids.len() {
+        let seen = woke.recv_timeout(STEP).unwrap_or_else(|_| {
+            panic!(
+                "{i} of {} waiters woke; one commit must wake all",
+                tids.len()
+            )
+        });
+        assert_eq!(seen, 1);
+    }
+}
+
 /// Child roles for the cross-process tests.
 fn child() -> Option<()> {
     let role = std::env::var("MAPSTATE_NOTIFY_CHILD").ok()?;
@@ -162,8 +215,54 @@ fn child() -> Option<()> {
     Some(())
 }
 
-fn spawn(test: &str, role: &str) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut c = Command::new(std::env::current_exe().unwrap())
+/// A child process whose stdout lines a thread forwards into a channel, so
+/// that its pipe never fills (a child blocked writing a line is not
+/// waiting) and so that reading a line can time out (a test that fails,
+/// not one that hangs).
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// The first line containing `prefix` (from `prefix` on), waiting at
+    /// most until `deadline`.
+    fn line_starting(&mut self, prefix: &str, deadline: Instant) -> String {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                // libtest may print "test NAME ... " before the child's first line.
+                Ok(l) => {
+                    if let Some(at) = l.find(prefix) {
+                        return l[at..].trim().to_owned();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "child {} printed no line with {prefix:?} in time",
+                    self.child.id()
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("child {} ended before printing {prefix:?}", self.child.id())
+                }
+            }
+        }
+    }
+
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A failing test kills its children too (they would outlive it).
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(test: &str, role: &str) -> Proc {
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             test,
@@ -175,27 +274,23 @@ fn spawn(test: &str, role: &str) -> (Child, BufReader<std::process::ChildStdout>
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = BufReader::new(c.stdout.take().unwrap());
-    (c, out)
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in out.lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    Proc { child, lines }
 }
 
-fn line_starting(out: &mut BufReader<std::process::ChildStdout>, prefix: &str) -> String {
-    let mut l = String::new();
-    loop {
-        l.clear();
-        assert!(
-            out.read_line(&mut l).unwrap() > 0,
-            "child ended before printing {prefix:?}"
-        );
-        // libtest may print "test NAME ... " before the child's first line.
-        if let Some(at) = l.find(prefix) {
-            return l[at..].trim().to_owned();
-        }
-    }
-}
+/// How long any one step of a cross-process test may take before it fails.
+const STEP: Duration = Duration::from_secs(20);
 
 #[test]
-#[ignore = "open: a waiter stays asleep after writers were killed mid-commit (lost wake-up under investigation)"]
 fn no_waiter_sleeps_through_a_commit_across_processes_and_kills() {
     const T: &str = "no_waiter_sleeps_through_a_commit_across_processes_and_kills";
     if child().is_some() {
@@ -207,32 +302,29 @@ fn no_waiter_sleeps_through_a_commit_across_processes_and_kills() {
     let arg =
         |role: &str, target: u64| format!("{role},{},{},{target}", p.display(), live.display());
     let target = 1_000_000_000; // waiters never finish on their own; we check progress
-    let mut waiters: Vec<_> = (0..4).map(|_| spawn(T, &arg("waiter", target))).collect();
-    for (_, out) in &mut waiters {
-        line_starting(out, "ready");
+    let mut waiters: Vec<Proc> = (0..4).map(|_| spawn(T, &arg("waiter", target))).collect();
+    for w in &mut waiters {
+        w.line_starting("ready", Instant::now() + STEP);
     }
     let mut rng = 0x2545_F491_u64;
-    for round in 0..20 {
+    for round in 0..60 {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         // A writer commits back to back and is killed at a random moment,
         // often in the middle of a commit.
-        let (mut w, mut out) = spawn(T, &arg("writer", 0));
-        line_starting(&mut out, "ready");
+        let mut w = spawn(T, &arg("writer", 0));
+        w.line_starting("ready", Instant::now() + STEP);
         let t = Instant::now();
         while t.elapsed() < Duration::from_micros(200 + rng % 5000) {
             std::hint::spin_loop();
         }
-        w.kill().unwrap();
-        w.wait().unwrap();
+        w.kill();
         // Now and then a waiter dies in its wait, and a new one takes its place.
         if round % 4 == 3 {
-            let (mut c, _) = waiters.remove((rng % waiters.len() as u64) as usize);
-            c.kill().unwrap();
-            c.wait().unwrap();
+            waiters.remove((rng % waiters.len() as u64) as usize).kill();
             let mut n = spawn(T, &arg("waiter", target));
-            line_starting(&mut n.1, "ready");
+            n.line_starting("ready", Instant::now() + STEP);
             waiters.push(n);
         }
     }
@@ -242,16 +334,19 @@ fn no_waiter_sleeps_through_a_commit_across_processes_and_kills() {
     let mut t = w.begin();
     t.write_at(8, b"last").unwrap();
     let last = t.commit().unwrap();
-    for (c, out) in &mut waiters {
-        loop {
-            let l = line_starting(out, "saw ");
-            let seen: u64 = l["saw ".len()..].parse().unwrap();
-            if seen >= last {
-                break;
-            }
+    assert!(last > 60, "the writers committed (last commit {last})");
+    let deadline = Instant::now() + STEP;
+    for (i, mut c) in waiters.into_iter().enumerate() {
+        let mut seen = 0;
+        while seen < last {
+            let l = c.line_starting("saw ", deadline);
+            seen = l["saw ".len()..].parse().unwrap();
         }
-        c.kill().unwrap();
-        c.wait().unwrap();
+        assert!(
+            seen == last,
+            "waiter {i} saw {seen}, past the last commit {last}"
+        );
+        c.kill();
     }
 }
 
@@ -272,13 +367,113 @@ fn an_idle_waiter_uses_no_cpu() {
     let (d, p, o) = setup();
     drop(Writer::open(&p, &o).unwrap());
     let role = format!("idle,{},{},0", p.display(), d.path().join("live").display());
-    let (mut c, mut out) = spawn(T, &role);
-    line_starting(&mut out, "ready");
-    let before = cpu_ticks(c.id());
+    let mut c = spawn(T, &role);
+    c.line_starting("ready", Instant::now() + STEP);
+    let before = cpu_ticks(c.child.id());
     // How long the waiter is watched, not a synchronisation.
     std::thread::sleep(Duration::from_secs(3));
-    let used = cpu_ticks(c.id()) - before;
-    c.kill().unwrap();
-    c.wait().unwrap();
+    let used = cpu_ticks(c.child.id()) - before;
+    c.kill();
     assert_eq!(used, 0, "an idle waiter used {used} clock ticks in 3 s");
+}
+
+/// The state's files: the durable file and the live image (the one file
+/// in the live directory).
+fn state_files(d: &tempfile::TempDir, p: &std::path::Path) -> [std::path::PathBuf; 2] {
+    let live = std::fs::read_dir(d.path().join("live"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|x| x == "live"))
+        .unwrap();
+    [p.to_owned(), live]
+}
+
+/// Sets the files' mtimes to the distant past, so that only a commit can
+/// bring them to now.
+fn age(files: &[std::path::PathBuf]) {
+    let past = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    for f in files {
+        let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+        file.set_modified(past).unwrap();
+    }
+}
+
+fn mtimes(files: &[std::path::PathBuf]) -> Vec<std::time::SystemTime> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().modified().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_commit_sets_the_mtime_of_the_state_files() {
+    let (d, p, o) = setup();
+    // Zero: every commit sets it.
+    let mut w = Writer::open(&p, &o.clone().mtime_interval(Some(Duration::ZERO))).unwrap();
+    let files = state_files(&d, &p);
+    for i in 0..3u64 {
+        age(&files);
+        let before = std::time::SystemTime::now();
+        let mut t = w.begin();
+        t.write_at(i * 8, &i.to_le_bytes()).unwrap();
+        t.commit().unwrap();
+        for (f, m) in files.iter().zip(mtimes(&files)) {
+            assert!(m >= before, "commit {i}: {} has mtime {m:?}", f.display());
+        }
+    }
+    drop(w);
+    // Off: commits leave it alone (the live image's page is dirty already,
+    // so the kernel does not set it either).
+    let mut w = Writer::open(&p, &o.clone().mtime_interval(None)).unwrap();
+    let mut t = w.begin();
+    t.write_at(0, b"x").unwrap();
+    t.commit().unwrap();
+    age(&files);
+    let mut t = w.begin();
+    t.write_at(0, b"y").unwrap();
+    t.commit().unwrap();
+    assert!(
+        mtimes(&files)[0] < std::time::UNIX_EPOCH + Duration::from_secs(2_000_000),
+        "with mtime_interval(None) the durable file keeps its mtime"
+    );
+}
+
+#[test]
+fn mtime_updates_are_rate_limited_but_never_skip_a_quiet_period() {
+    let (d, p, o) = setup();
+    let every = Duration::from_millis(200);
+    let mut w = Writer::open(&p, &o.mtime_interval(Some(every))).unwrap();
+    let files = state_files(&d, &p);
+    let commit = |w: &mut Writer, v: u8| {
+        let mut t = w.begin();
+        t.write_at(0, &[v]).unwrap();
+        t.commit().unwrap();
+    };
+    // The first commit sets it.
+    age(&files);
+    let before = std::time::SystemTime::now();
+    let start = Instant::now();
+    commit(&mut w, 1);
+    assert!(mtimes(&files).iter().all(|&m| m >= before));
+    // Commits right after it do not (a syscall per commit is what the limit
+    // saves), unless this machine stalled for the whole interval.
+    age(&files);
+    commit(&mut w, 2);
+    commit(&mut w, 3);
+    if start.elapsed() < every {
+        assert!(
+            mtimes(&files)[0] < std::time::UNIX_EPOCH + Duration::from_secs(2_000_000),
+            "a second update within {every:?}"
+        );
+    }
+    // The first commit after a quiet interval does. The wait is the rate
+    // limit itself, plus the coarse clock's granularity (a few ms).
+    std::thread::sleep(every + Duration::from_millis(50));
+    age(&files);
+    let before = std::time::SystemTime::now();
+    commit(&mut w, 4);
+    assert!(
+        mtimes(&files).iter().all(|&m| m >= before),
+        "the first commit after a quiet interval sets the mtime"
+    );
 }

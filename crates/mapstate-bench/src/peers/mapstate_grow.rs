@@ -44,7 +44,7 @@ fn append_mapping(path: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 recs[i % 16].as_ptr(),
-                base.add(i * APPEND_RECORD),
+                base.wrapping_add(i * APPEND_RECORD),
                 APPEND_RECORD,
             );
         }
@@ -59,19 +59,19 @@ fn append_mapping(path: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
 }
 
 /// The same appends through a `Writer`'s extend-on-write view, one commit
-/// per MiB (PageCache), closed at the end (a checkpoint: timed).
+/// per MiB (`PageCache`), closed at the end (a checkpoint: timed).
 fn append_writer(dir: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
     let path = dir.join("w6-state");
     let live = dir.join("w6-live");
     std::fs::create_dir_all(&live)?;
-    let o = Options::new()
+    let opts = Options::new()
         .create(true)
         .len(0)
         .max_size(4 * total)
         .durability(Durability::PageCache)
         .live_dir(&live);
-    let t = Instant::now();
-    let mut w = Writer::open(&path, &o)?;
+    let start = Instant::now();
+    let mut w = Writer::open(&path, &opts)?;
     let per_commit = (MIB as usize) / APPEND_RECORD;
     let n = total as usize / APPEND_RECORD;
     let mut i = 0;
@@ -88,8 +88,8 @@ fn append_writer(dir: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
         return Err(format!("the state is {} bytes, {total} written", w.len()).into());
     }
     w.close()?;
-    let secs = t.elapsed().as_secs_f64();
-    mapstate::remove(&path, &o)?;
+    let secs = start.elapsed().as_secs_f64();
+    mapstate::remove(&path, &opts)?;
     Ok(secs)
 }
 
@@ -137,7 +137,7 @@ fn fill(path: &Path, total: u64, presized: bool) -> Result<(Vec<u64>, f64)> {
         let t = Instant::now();
         // SAFETY: inside the mapping's maximum size (extend-on-write maps
         // the page before the store completes; pre-sized: mapped whole).
-        unsafe { std::ptr::copy_nonoverlapping(page.as_ptr(), base.add(p * PAGE), PAGE) };
+        unsafe { std::ptr::copy_nonoverlapping(page.as_ptr(), base.wrapping_add(p * PAGE), PAGE) };
         samples.push(nanos(t.elapsed()));
     }
     let secs = start.elapsed().as_secs_f64();

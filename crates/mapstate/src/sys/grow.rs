@@ -65,7 +65,7 @@ use super::mem::{MapKind, Reservation};
 use super::signals::{call_previous, get_action, set_action};
 
 /// Registered growable regions, at most this many at once in a process.
-const SLOTS_N: usize = 256;
+const SLOTS_N: usize = 1024;
 
 struct Slot {
     state: AtomicPtr<GrowState>,
@@ -201,8 +201,7 @@ impl Growth {
             fail_want: AtomicUsize::new(0),
         }));
         for (i, s) in SLOTS.iter().enumerate() {
-            if s
-                .state
+            if s.state
                 .compare_exchange(ptr::null_mut(), st, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -350,7 +349,8 @@ impl GrowState {
         if need > size && !sp.writable {
             // A reader follows the file: map what exists (a partial last
             // page reads as zeros past the end).
-            let have = (size.saturating_sub(sp.file_off) as usize).next_multiple_of(super::page_size());
+            let have =
+                (size.saturating_sub(sp.file_off) as usize).next_multiple_of(super::page_size());
             if have <= from {
                 return Err(io::Error::from_raw_os_error(libc::ENXIO));
             }
@@ -371,15 +371,29 @@ impl GrowState {
             ProtFlags::READ
         };
         let addr = (self.base + from) as *mut c_void;
+        let uffd = self.uffd.load(Relaxed);
+        // With a write tracker, the range is mapped inaccessible first and
+        // opened only once registered and write-protected: another thread
+        // storing there meanwhile faults and waits for the lock, instead of
+        // storing into a page the write-protection would then hide.
+        let first = if uffd >= 0 { ProtFlags::empty() } else { prot };
         // SAFETY: `from..to` lies inside the reservation past `mapped`
         // (checked by the callers), a `PROT_NONE` part no Rust code has
         // read or written: any access to it faults into this handler, which
         // maps it first. MAP_FIXED replaces exactly that range. The module
         // docs and docs/SOUNDNESS.md give the whole argument.
-        unsafe { rustix::mm::mmap(addr, to - from, prot, flags, fd, sp.file_off + from as u64) }?;
-        let uffd = self.uffd.load(Relaxed);
-        if uffd >= 0 && super::uffd::track_grown(uffd, self.base + from, to - from).is_err() {
-            self.uffd_lost.store(1, Relaxed);
+        unsafe { rustix::mm::mmap(addr, to - from, first, flags, fd, sp.file_off + from as u64) }?;
+        if uffd >= 0 {
+            if super::uffd::track_grown(uffd, self.base + from, to - from).is_err() {
+                self.uffd_lost.store(1, Relaxed);
+            }
+            // SAFETY: the range just mapped (above); opening it changes no
+            // contents.
+            let opened = unsafe { rustix::mm::mprotect(addr, to - from, mprotect_flags(prot)) };
+            if let Err(e) = opened {
+                let _ = self.reserve(from, to - from);
+                return Err(e.into());
+            }
         }
         self.mapped.store(to, Release);
         Ok(())
@@ -493,6 +507,10 @@ impl GrowState {
     }
 }
 
+fn mprotect_flags(prot: ProtFlags) -> rustix::mm::MprotectFlags {
+    rustix::mm::MprotectFlags::from_bits_truncate(prot.bits())
+}
+
 fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
@@ -526,7 +544,9 @@ extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
     if !handled(addr) {
         let i = usize::from(sig == libc::SIGBUS);
         match PREV[i].get() {
-            Some(prev) if prev.sa_sigaction != libc::SIG_DFL && prev.sa_sigaction != libc::SIG_IGN => {
+            Some(prev)
+                if prev.sa_sigaction != libc::SIG_DFL && prev.sa_sigaction != libc::SIG_IGN =>
+            {
                 call_previous(prev, sig, info, ctx);
             }
             // The default action: restore it and return; the access faults

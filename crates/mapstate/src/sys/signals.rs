@@ -255,7 +255,12 @@ fn is_user_handler(a: &libc::sigaction) -> bool {
 }
 
 fn wake_watchdog() {
-    let _ = rustix::thread::futex::wake(&PENDING, rustix::thread::futex::Flags::PRIVATE, u32::MAX);
+    // The count is a signed int to the kernel: i32::MAX means all (u32::MAX would be -1: one).
+    let _ = rustix::thread::futex::wake(
+        &PENDING,
+        rustix::thread::futex::Flags::PRIVATE,
+        i32::MAX as u32,
+    );
 }
 
 fn wait_watchdog(expected: u32, timeout: Option<Duration>) {

@@ -1,0 +1,219 @@
+//! A loom model of the wait/wake protocol: the very source of
+//! `src/notify/protocol.rs` ([`announce`], [`advance`]), compiled here
+//! against loom's atomics and checked over every interleaving (and every
+//! weak-memory outcome loom explores, within a preemption bound) of two
+//! waiters and a writer that publishes two commits with a new writer's
+//! wake-all between them. Waiter 0 stops once it has seen the last commit;
+//! waiter 1 waits on for a third that never comes (as real waiters do),
+//! which is what lets a stale sleeper's value come back (ABA).
+//!
+//! The kernel's futex is modelled by a mutex (its hash-bucket lock) that
+//! guards a wait queue: `FUTEX_WAIT` compares the word and enqueues under
+//! the lock, `FUTEX_WAKE` empties the queue under it. Once the writer is
+//! done (every commit published, every wake made), a closer looks at the
+//! queue under the lock: a waiter still asleep that has not seen the last
+//! commit slept through it, a lost wake-up.
+//!
+//! Runs with the other tests: `cargo test -p mapstate --release --test
+//! loom_notify` (about 10 s; no `--cfg loom` needed: the protocol is
+//! generic over [`protocol::Word`]). Broken variants it fails on, each
+//! checked by hand: the writer reading the bit before publishing the
+//! sequence number; the waiter not re-checking the sequence number after
+//! announcing itself; a `FUTEX_WAKE` that wakes one waiter (the count of
+//! -1 the library once passed); a word holding the sequence number with a
+//! wake-all that adds one to it (the ABA of `protocol::advance`).
+
+#[path = "../src/notify/protocol.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod protocol;
+
+use std::sync::atomic::AtomicBool;
+
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, Ordering::SeqCst};
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+
+use protocol::{Word, advance, announce};
+
+impl Word for AtomicU32 {
+    fn update(&self, f: impl Fn(u32) -> u32) -> u32 {
+        match self.fetch_update(SeqCst, SeqCst, |v| Some(f(v))) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+}
+
+const WAITERS: usize = 2;
+const LAST: u64 = 2;
+
+/// The live header's part in the protocol, and the kernel's futex queue.
+struct Header {
+    /// The sequence number (the sequence lock's published half).
+    seq: AtomicU64,
+    /// The notification word.
+    word: AtomicU32,
+    /// The futex queue: which waiters are asleep, under the bucket lock.
+    queue: Mutex<[bool; WAITERS]>,
+    wakeup: Condvar,
+    /// The newest commit each waiter has seen (bookkeeping of the model:
+    /// std atomics, which loom does not branch on; it runs one thread at a
+    /// time, so they are always up to date).
+    seen: [std::sync::atomic::AtomicU64; WAITERS],
+    /// Set by the closer: waiters stop (published to sleepers like a
+    /// commit: set before the closer's wake-all, checked after announcing).
+    closing: AtomicBool,
+}
+
+impl Header {
+    fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            word: AtomicU32::new(0),
+            queue: Mutex::new([false; WAITERS]),
+            wakeup: Condvar::new(),
+            seen: Default::default(),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// `FUTEX_WAIT`: sleeps only if the word still holds `expected`, which
+    /// the kernel checks under the bucket lock that `FUTEX_WAKE` takes too.
+    fn futex_wait(&self, me: usize, expected: u32) {
+        let mut q = self.queue.lock().unwrap();
+        if self.word.load(SeqCst) != expected {
+            return; // EAGAIN
+        }
+        q[me] = true;
+        while q[me] {
+            q = self.wakeup.wait(q).unwrap();
+        }
+    }
+
+    /// `FUTEX_WAKE` of every waiter.
+    fn futex_wake(&self) {
+        let mut q = self.queue.lock().unwrap();
+        *q = [false; WAITERS];
+        self.wakeup.notify_all();
+    }
+
+    /// `Live::end_apply`: publish commit `seq`, wake only if a waiter set the bit.
+    fn commit(&self, seq: u64) {
+        // The sequence lock goes even with a release store, as there.
+        self.seq.store(seq, Ordering::Release);
+        if advance(&self.word) {
+            self.futex_wake();
+        }
+    }
+
+    /// `Live::wake_all`, as a new writer does when it opens.
+    fn wake_all(&self) {
+        advance(&self.word);
+        self.futex_wake();
+    }
+
+    /// `Reader::wait_for_change` in a loop (`Reader::wait_once` inside),
+    /// until the closer says stop (waiter 0: until it saw the last commit).
+    fn waiter(&self, me: usize) {
+        let mut seen = 0;
+        while !self.closing.load(SeqCst) {
+            // `Reader::seq` is an acquire load of the sequence lock.
+            let now = self.seq.load(Ordering::Acquire);
+            if now > seen {
+                seen = now;
+                self.seen[me].store(seen, SeqCst);
+                if me == 0 && seen == LAST {
+                    return; // waiter 0 stops there, waiter 1 waits on
+                }
+                continue;
+            }
+            let expected = announce(&self.word);
+            // The closer's stop request is published like a commit.
+            if self.seq.load(Ordering::Acquire) <= seen && !self.closing.load(SeqCst) {
+                self.futex_wait(me, expected);
+            }
+        }
+    }
+
+    /// After the writer is done: no waiter may be asleep without having
+    /// seen the last commit. Then stops everyone (as `Watcher::drop` does).
+    fn close(&self) {
+        for (me, asleep) in self.queue.lock().unwrap().iter().enumerate() {
+            let seen = self.seen[me].load(SeqCst);
+            assert!(
+                !*asleep || seen == LAST,
+                "lost wake-up: waiter {me} is asleep having seen commit {seen} of {LAST}"
+            );
+        }
+        self.closing.store(true, SeqCst);
+        self.wake_all();
+    }
+}
+
+/// A model thread with a small stack (each of the many executions maps
+/// fresh stacks: small ones keep the check fast).
+fn spawn(f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(f)
+        .unwrap()
+}
+
+#[test]
+fn loom_no_lost_wake_up_with_two_waiters_and_two_commits() {
+    let mut model = loom::model::Builder::new();
+    // Bounded so that the check takes seconds in a release build; the
+    // lost wake-ups of the broken variants need at most two preemptions.
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        let h = Arc::new(Header::new());
+        let waiters: Vec<_> = (0..WAITERS)
+            .map(|me| {
+                let h = h.clone();
+                spawn(move || h.waiter(me))
+            })
+            .collect();
+        let w = {
+            let h = h.clone();
+            spawn(move || {
+                h.commit(1);
+                // The writer dies and a new one opens.
+                h.wake_all();
+                h.commit(LAST);
+            })
+        };
+        w.join().unwrap();
+        h.close();
+        for t in waiters {
+            t.join().unwrap();
+        }
+    });
+}
+
+/// The word values of the ABA interleaving that a wake-all adding one to a
+/// word holding the sequence number allowed: waiter A announces itself
+/// after the wake-all, the commit lands, waiter B announces itself for the
+/// next commit, and only then does A call `FUTEX_WAIT`.
+#[test]
+fn a_word_moved_on_never_returns_to_a_sleepers_value() {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    let word = AtomicU32::new(41); // as left by commit 41
+    // A new writer opens and wakes everyone.
+    advance(&word);
+    let a = announce(&word); // A has seen 41 and goes to sleep
+    // Commit 42 is published: the writer sees A's bit.
+    assert!(advance(&word));
+    let b = announce(&word); // B has seen 42 and goes to sleep
+    assert_ne!(
+        a,
+        word.load(SeqCst),
+        "A's FUTEX_WAIT must fail: it would sleep through commit 42"
+    );
+    assert_eq!(b, word.load(SeqCst));
+    // The count wraps within 31 bits and never sets the bit itself.
+    let word = AtomicU32::new(u32::MAX);
+    assert!(advance(&word));
+    assert_eq!(word.load(SeqCst), 0);
+    let word = AtomicU32::new(!protocol::WAITING);
+    assert!(!advance(&word));
+    assert_eq!(word.load(SeqCst), 0);
+}
