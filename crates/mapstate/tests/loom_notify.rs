@@ -36,10 +36,14 @@ use loom::thread;
 use protocol::{Word, advance, announce};
 
 impl Word for AtomicU32 {
-    fn update(&self, f: impl Fn(u32) -> u32) -> u32 {
-        match self.fetch_update(SeqCst, SeqCst, |v| Some(f(v))) {
-            Ok(v) | Err(v) => v,
-        }
+    fn fetch_or(&self, bits: u32) -> u32 {
+        AtomicU32::fetch_or(self, bits, SeqCst)
+    }
+    fn load(&self) -> u32 {
+        AtomicU32::load(self, Ordering::Relaxed)
+    }
+    fn swap(&self, v: u32) -> u32 {
+        AtomicU32::swap(self, v, SeqCst)
     }
 }
 

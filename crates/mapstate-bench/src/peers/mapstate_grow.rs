@@ -5,22 +5,16 @@
 #![allow(unsafe_code)] // stores through the mapping's pointer, as a C program would
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use mapstate::{Durability, MapOptions, Mapping, Options, Writer};
 
-use crate::harness::{Ctx, Result, disk_bytes};
-use crate::peers::{APPEND_RECORD, append_records};
-use crate::report::{Measurement, p50_p99};
+use crate::harness::{Ctx, MIB, Result, disk_bytes, nanos};
+use crate::peers::{APPEND_RECORD, Fill, append_records, grow_figures};
+use crate::report::Measurement;
 use crate::slot::fill_slots;
 
-const MIB: u64 = 1 << 20;
 const PAGE: usize = 4096;
-
-fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
 
 /// An extend-on-write mapping of a new file, reserving `max` bytes.
 fn attach(path: &Path, max: u64) -> Result<Mapping> {
@@ -117,7 +111,7 @@ pub(super) fn w6(cx: &Ctx) -> Result<Measurement> {
 
 /// Fills `total` bytes page by page through an extend-on-write mapping (or
 /// a pre-sized one), timing each page's first touch (a 4 KiB copy).
-fn fill(path: &Path, total: u64, presized: bool) -> Result<(Vec<u64>, f64)> {
+fn fill(path: &Path, total: u64, presized: bool) -> Result<Fill> {
     let mut m = if presized {
         MapOptions::new()
             .create(true)
@@ -146,36 +140,14 @@ fn fill(path: &Path, total: u64, presized: bool) -> Result<(Vec<u64>, f64)> {
 }
 
 pub(super) fn grow(cx: &Ctx) -> Result<Measurement> {
-    /// Alternates which fill goes first from one run to the next.
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
     let total = cx.params.grow_bytes;
-    let dir = cx.tempdir()?;
-    let growing_first = RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
-    let mut growing = (Vec::new(), 0.0);
-    let mut presized = (Vec::new(), 0.0);
-    for first in [true, false] {
-        if first == growing_first {
-            growing = fill(&dir.path().join("growing"), total, false)?;
-        } else {
-            presized = fill(&dir.path().join("presized"), total, true)?;
-        }
-        rustix::fs::sync();
-    }
-    let ((mut growing, growing_secs), (mut presized, presized_secs)) = (growing, presized);
-    let (p50_ns, p99_ns) = p50_p99(&mut growing);
-    let (presized_p50_ns, presized_p99_ns) = p50_p99(&mut presized);
-    Ok(Measurement {
-        ops_per_sec: Some(growing.len() as f64 / growing_secs),
-        p50_ns,
-        p99_ns,
-        gb_per_sec: Some(total as f64 / growing_secs / 1e9),
-        presized_gb_per_sec: Some(total as f64 / presized_secs / 1e9),
-        presized_p50_ns,
-        presized_p99_ns,
-        notes: format!(
+    grow_figures(
+        cx,
+        |p| fill(p, total, false),
+        |p| fill(p, total, true),
+        format!(
             "Mapping with extend_on_write: no growth code, the SIGSEGV handler fallocates and maps adaptive chunks (1 to 64 MiB); pre-sized: a Mapping opened with len = the whole size (fallocate); per 4 KiB page: first touch plus a 4 KiB copy, a growth counted in the page that needed it; ops/s is pages/s; {}",
             cx.params.size_note(|p| p.grow_bytes)
         ),
-        ..Measurement::default()
-    })
+    )
 }

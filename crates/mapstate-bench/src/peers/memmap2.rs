@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use memmap2::{Mmap, MmapMut, RemapOptions};
@@ -27,8 +27,8 @@ use crate::child::{
     write_until_killed,
 };
 use crate::harness::{Ctx, MIB, Result, Workload, disk_bytes, measure, measure_threads, nanos};
-use crate::peers::{APPEND_RECORD, CHECKED, System, append_records};
-use crate::report::{Measurement, Outcome, p50_p99};
+use crate::peers::{APPEND_RECORD, CHECKED, Fill, System, append_records, grow_figures};
+use crate::report::{Measurement, Outcome};
 use crate::shm::SharedMap;
 use crate::slot::{Rng, SLOT_BYTES, SLOT_WORDS, STATE_SLOTS, Slot, fill_slots};
 
@@ -128,7 +128,7 @@ fn w6(cx: &Ctx) -> Result<Measurement> {
 /// the page that needed it); without, it is sized whole first with
 /// `ftruncate`, the usual way (a file `fallocate`d whole first filled at
 /// about half that speed here: its faults zero large readahead folios).
-fn fill(path: &Path, total: u64, chunk: Option<u64>) -> Result<(Vec<u64>, f64)> {
+fn fill(path: &Path, total: u64, chunk: Option<u64>) -> Result<Fill> {
     let f = File::options()
         .read(true)
         .write(true)
@@ -166,42 +166,16 @@ fn fill(path: &Path, total: u64, chunk: Option<u64>) -> Result<(Vec<u64>, f64)> 
 
 fn grow(cx: &Ctx) -> Result<Measurement> {
     const CHUNK: u64 = 2 * MIB;
-    /// Alternates which fill goes first from one run to the next.
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
     let total = cx.params.grow_bytes;
-    let dir = cx.tempdir()?;
-    let growing_path = dir.path().join("growing");
-    let presized_path = dir.path().join("presized");
-    let growing_first = RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
-    let mut growing = (Vec::new(), 0.0);
-    let mut presized = (Vec::new(), 0.0);
-    for first in [true, false] {
-        if first == growing_first {
-            growing = fill(&growing_path, total, Some(CHUNK))?;
-        } else {
-            presized = fill(&presized_path, total, None)?;
-        }
-        // The second fill starts with no dirty pages from the first one
-        // (untimed).
-        rustix::fs::sync();
-    }
-    let ((mut growing, growing_secs), (mut presized, presized_secs)) = (growing, presized);
-    let (p50_ns, p99_ns) = p50_p99(&mut growing);
-    let (presized_p50_ns, presized_p99_ns) = p50_p99(&mut presized);
-    Ok(Measurement {
-        ops_per_sec: Some(growing.len() as f64 / growing_secs),
-        p50_ns,
-        p99_ns,
-        gb_per_sec: Some(total as f64 / growing_secs / 1e9),
-        presized_gb_per_sec: Some(total as f64 / presized_secs / 1e9),
-        presized_p50_ns,
-        presized_p99_ns,
-        notes: format!(
+    grow_figures(
+        cx,
+        |p| fill(p, total, Some(CHUNK)),
+        |p| fill(p, total, None),
+        format!(
             "growth by hand: when the writer reaches the end, fallocate 2 MiB more (no SIGBUS on a full disk) and mremap(MAYMOVE) (the address moves); pre-sized: the whole file sized first by ftruncate (sparse); per 4 KiB page: first touch (write fault) plus a 4 KiB copy, a growth counted in the page that needed it; ops/s is pages/s; {}",
             cx.params.size_note(|p| p.grow_bytes)
         ),
-        ..Measurement::default()
-    })
+    )
 }
 
 fn reopen(cx: &Ctx) -> Result<Measurement> {

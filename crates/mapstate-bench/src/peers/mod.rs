@@ -2,9 +2,12 @@
 //! with the reason it cannot run it. Adding mapstate's adapter for a
 //! workload is a change to `mapstate.rs` only.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::child::ChildArgs;
 use crate::harness::{Ctx, Result, Workload};
-use crate::report::Outcome;
+use crate::report::{Measurement, Outcome, p50_p99};
 
 mod lmdb;
 mod mapstate;
@@ -89,3 +92,47 @@ pub(crate) fn append_records() -> Vec<Vec<u8>> {
 
 /// Note for the w5, notify and reopen figures: how consistency was checked.
 pub(crate) const CHECKED: &str = "every read checks the slot checksum";
+
+/// A `grow` fill: each page's first-touch latency (ns) and the seconds the
+/// whole fill took.
+pub(crate) type Fill = (Vec<u64>, f64);
+
+/// The `grow` figures: runs the growing fill and the pre-sized one in a
+/// fresh directory (which goes first alternates from one call to the next;
+/// the page cache is synced between them, untimed) and reports the growing
+/// one with the pre-sized one beside it.
+pub(crate) fn grow_figures(
+    cx: &Ctx,
+    growing: impl FnOnce(&Path) -> Result<Fill>,
+    presized: impl FnOnce(&Path) -> Result<Fill>,
+    notes: String,
+) -> Result<Measurement> {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let total = cx.params.grow_bytes;
+    let dir = cx.tempdir()?;
+    let (mut growing, mut presized) = (Some(growing), Some(presized));
+    let (mut g, mut p): (Fill, Fill) = Default::default();
+    let growing_first = RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
+    for first in [true, false] {
+        if first == growing_first {
+            g = growing.take().expect("runs once")(&dir.path().join("growing"))?;
+        } else {
+            p = presized.take().expect("runs once")(&dir.path().join("presized"))?;
+        }
+        rustix::fs::sync();
+    }
+    let ((mut g, g_secs), (mut p, p_secs)) = (g, p);
+    let (p50_ns, p99_ns) = p50_p99(&mut g);
+    let (presized_p50_ns, presized_p99_ns) = p50_p99(&mut p);
+    Ok(Measurement {
+        ops_per_sec: Some(g.len() as f64 / g_secs),
+        p50_ns,
+        p99_ns,
+        gb_per_sec: Some(total as f64 / g_secs / 1e9),
+        presized_gb_per_sec: Some(total as f64 / p_secs / 1e9),
+        presized_p50_ns,
+        presized_p99_ns,
+        notes,
+        ..Measurement::default()
+    })
+}

@@ -17,28 +17,34 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Bit 31 of the notification word: somebody may be sleeping on it.
 pub(crate) const WAITING: u32 = 1 << 31;
 
-/// A sequentially consistent read-modify-write of the notification word:
-/// the one operation the protocol needs, so that the same code runs on the
-/// shared futex word and in the loom model.
+/// The operations the protocol makes on the notification word, so that
+/// the same code runs on the shared futex word and in the loom model.
 pub(crate) trait Word {
-    /// Replaces the value `v` with `f(v)` atomically; returns `v`.
-    fn update(&self, f: impl Fn(u32) -> u32) -> u32;
+    /// `fetch_or(bits)`, sequentially consistent; returns the old value.
+    fn fetch_or(&self, bits: u32) -> u32;
+    /// A relaxed load.
+    fn load(&self) -> u32;
+    /// `swap(v)`, sequentially consistent; returns the old value.
+    fn swap(&self, v: u32) -> u32;
 }
 
 impl Word for AtomicU32 {
-    fn update(&self, f: impl Fn(u32) -> u32) -> u32 {
-        match self.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(f(v))) {
-            Ok(v) | Err(v) => v,
-        }
+    fn fetch_or(&self, bits: u32) -> u32 {
+        AtomicU32::fetch_or(self, bits, Ordering::SeqCst)
+    }
+    fn load(&self) -> u32 {
+        AtomicU32::load(self, Ordering::Relaxed)
+    }
+    fn swap(&self, v: u32) -> u32 {
+        AtomicU32::swap(self, v, Ordering::SeqCst)
     }
 }
 
 /// The waiter's step 1: sets [`WAITING`] and returns the value to sleep on
 /// in step 3 (a commit that lands between steps 2 and 3 has moved the word
 /// on, so the kernel's compare fails and the wait returns at once).
-/// (`Reader::wait_once` does this very step inline, a `fetch_or` of the bit.)
 pub(crate) fn announce(word: &impl Word) -> u32 {
-    word.update(|v| v | WAITING) | WAITING
+    word.fetch_or(WAITING) | WAITING
 }
 
 /// The writer's step, after a commit is published (and a new writer's
@@ -51,6 +57,11 @@ pub(crate) fn announce(word: &impl Word) -> u32 {
 /// a waiter that announced itself between the two and reached `FUTEX_WAIT`
 /// only after another waiter set the bit again found its old value in the
 /// word (ABA) and slept through the commit.
+///
+/// Only the writer changes the count (waiters only set the bit), so the
+/// next value is computed from a plain load and stored with one `swap`,
+/// which returns the bit as it was at that instant.
 pub(crate) fn advance(word: &impl Word) -> bool {
-    word.update(|v| v.wrapping_add(1) & !WAITING) & WAITING != 0
+    let next = (word.load() & !WAITING).wrapping_add(1) & !WAITING;
+    word.swap(next) & WAITING != 0
 }
