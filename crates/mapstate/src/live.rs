@@ -113,6 +113,7 @@ impl Live {
                         mapped: PAGE as usize,
                         chunk_min: 1 << 20,
                         chunk_max: 64 << 20,
+                        prefault: false,
                     },
                 )
                 .map_err(|e| Error::io("register the live image for growth", path, e))?,

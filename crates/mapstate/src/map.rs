@@ -479,6 +479,7 @@ impl Mapping {
                 mapped: page_up(self.len) as usize,
                 chunk_min: GROW_CHUNK_MIN,
                 chunk_max: GROW_CHUNK_MAX,
+                prefault: true,
             },
         )
         .map_err(|e| Error::io("register for extend-on-write", &self.path, e))?;

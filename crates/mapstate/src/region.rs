@@ -450,6 +450,7 @@ impl Writer {
                 mapped: 0,
                 chunk_min: GROW_CHUNK_MIN,
                 chunk_max: GROW_CHUNK_MAX,
+                prefault: false,
             },
         )
         .map_err(|e| Error::io("register the view for extend-on-write", path, e))?;
