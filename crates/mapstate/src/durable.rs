@@ -276,20 +276,16 @@ const BATCH: usize = 256;
 /// each page's contents as `contents(page_no, buf)` provides them, in batches
 /// (memory stays bounded whatever the number of pages), then syncs it. A
 /// power cut before the sync leaves a journal that fails its hash and is
-/// ignored.
+/// ignored. A new journal gets `mode` (the durable file's permission bits,
+/// so whoever may read the state may read its journal).
 pub(crate) fn write_journal(
     path: &Path,
+    mode: u32,
     target: &DurableHeader,
     pages: &[u64],
     mut contents: impl FnMut(u64, &mut [u8]),
 ) -> Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| crate::map::open_error(path, true, e))?;
+    let file = crate::map::open_file(path, true, true, mode)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(target.checksum.get());
     let mut list = Vec::with_capacity((pages.len() * 8).next_multiple_of(PAGE as usize));
     for n in pages {

@@ -629,7 +629,14 @@ impl Writer {
         }
         let (live, len) = (&self.live, self.len);
         let ckpt = durable::companion(&self.durable.path, "-ckpt");
-        durable::write_journal(&ckpt, &target, &pages, |no, buf| {
+        let mode = {
+            use std::os::unix::fs::PermissionsExt as _;
+            self.durable
+                .file
+                .metadata()
+                .map_or(0o600, |m| m.permissions().mode() & 0o777)
+        };
+        durable::write_journal(&ckpt, mode, &target, &pages, |no, buf| {
             let n = (len - no * PAGE).min(PAGE) as usize;
             live.res.read((PAGE + no * PAGE) as usize, &mut buf[..n]);
             buf[n..].fill(0);

@@ -409,3 +409,23 @@ fn reopen_while_another_thread_spawns_processes() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(spawner.join().unwrap() > 0);
 }
+
+/// The checkpoint journal gets the durable file's permission bits (not the
+/// umask's), so whoever may read the state may read its journal, and nobody
+/// else.
+#[test]
+fn the_journal_has_the_durable_files_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for mode in [0o600, 0o640] {
+        let (d, p, o) = setup();
+        let o = o.mode(mode);
+        let mut w = Writer::open(&p, &o).unwrap();
+        let mut t = w.begin();
+        t.write_at(0, b"x").unwrap();
+        t.commit().unwrap();
+        w.checkpoint().unwrap();
+        let journal = d.path().join("state-ckpt");
+        let got = std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, mode, "journal mode {got:o}, durable file {mode:o}");
+    }
+}
