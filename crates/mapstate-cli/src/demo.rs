@@ -288,8 +288,8 @@ fn growth(o: &mut Out, dir: &Path, mut w: Writer, counter: u64) -> Result<u64, F
         "\n3. growth\n   \
          commit {seq}: plain stores past the end (Txn::extend_on_write, no set_len):\n   \
          the state grew to {} with a {} fill, in {}\n   \
-         state {} -> {}; durable file {} -> {}\n   \
-         (at the checkpoint, {})",
+         state {} -> {}; durable file {} -> {} at the checkpoint\n   \
+         (closing the writer: {})",
         human(grown),
         human(REGION_LEN),
         human_duration(commit_time),
@@ -301,7 +301,7 @@ fn growth(o: &mut Out, dir: &Path, mut w: Writer, counter: u64) -> Result<u64, F
     ));
     let stable = stable_address(dir)?;
     o.say(format!(
-        "   a Mapping with extend_on_write grew to {} at the same address: {stable}",
+        "   a Mapping with extend_on_write grew to {} at the same address:\n   {stable}",
         human(grown)
     ));
     o.put(
