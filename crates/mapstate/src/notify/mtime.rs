@@ -75,8 +75,7 @@ pub(crate) fn touch(files: &[&File]) {
 
 /// `CLOCK_MONOTONIC_COARSE` as a duration since boot.
 fn coarse_now() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    crate::sys::coarse_now()
 }
 
 #[cfg(test)]

@@ -317,6 +317,13 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n).unwrap_or(0)
 }
 
+/// `CLOCK_MONOTONIC_COARSE` as a duration since boot: a few nanoseconds
+/// through the vDSO, a few milliseconds of granularity.
+pub(crate) fn coarse_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// The process id of the caller.
 pub(crate) fn getpid() -> u32 {
     rustix::process::getpid()
