@@ -35,6 +35,13 @@
 //! thread faults again at the same address, the fault was not a growth (a
 //! store into a read-only mapping, say) and is passed on.
 //!
+//! With a write tracker (the writer's view), a grown range is mapped
+//! `PROT_NONE`, registered and write-protected with the tracker's
+//! userfaultfd, and only then opened: a store by another thread in between
+//! would otherwise land in a page the write-protection then hides from the
+//! next scan. A `Mapping` prefaults each grown chunk writable
+//! (`MADV_POPULATE_WRITE`): one system call per chunk, not a fault per page.
+//!
 //! Chunks adapt to the rate of growth: a growth less than 50 ms after the
 //! previous one doubles the chunk (up to `chunk_max`, and at most an eighth
 //! of what is mapped), a slower one halves it (down to `chunk_min`). If the
@@ -45,8 +52,8 @@
 //!
 //! The handler uses atomics, a const-initialised thread-local `Cell` (no
 //! lazy initialisation, no destructor), and the system calls `fstat`,
-//! `fallocate`, `mmap`, `madvise`, `ioctl` (userfaultfd), `sched_yield`,
-//! `clock_gettime` and `sigaction`. It saves and restores `errno`, never
+//! `fallocate`, `mmap`, `mprotect`, `madvise`, `ioctl` (userfaultfd),
+//! `sched_yield`, `clock_gettime` and `sigaction`. It saves and restores `errno`, never
 //! allocates, never takes a lock that a non-handler path holds while it could
 //! be interrupted by a fault in the region, and never panics.
 
