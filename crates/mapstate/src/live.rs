@@ -111,8 +111,6 @@ impl Live {
                         writable: false,
                         limit: (PAGE + max_size) as usize,
                         mapped: PAGE as usize,
-                        chunk_min: 1 << 20,
-                        chunk_max: 64 << 20,
                         prefault: false,
                     },
                 )

@@ -30,14 +30,6 @@ pub const MAX_RESERVATION: u64 = 1 << 45;
 /// The reservation used when none is given: 1 GiB of address space (no memory).
 pub const DEFAULT_RESERVATION: u64 = 1 << 30;
 
-/// Extend-on-write chunks: 1 MiB first, doubling while growth is quick, up
-/// to 64 MiB (and at most an eighth of what is mapped).
-const GROW_CHUNK_MIN: usize = 1 << 20;
-const GROW_CHUNK_MAX: usize = 64 << 20;
-/// Reserved past the maximum size of an extend-on-write mapping: a store
-/// there is reported as [`Error::PastMaximum`] instead of crashing.
-const GUARD: usize = 1 << 20;
-
 /// Whether to map with `MAP_SYNC` (persistent memory, DAX filesystems).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapSync {
@@ -409,9 +401,12 @@ impl Mapping {
                 size: file_len,
             });
         }
-        let limit = page_up(cap);
-        let guard = if o.extend_on_write { GUARD } else { 0 };
-        let res = Reservation::new(limit as usize + guard)
+        let guard = if o.extend_on_write {
+            sys::grow::GUARD
+        } else {
+            0
+        };
+        let res = Reservation::new(cap as usize + guard)
             .map_err(|e| Error::io("mmap (reserve)", path, e))?;
         let kind = if o.private {
             MapKind::Private
@@ -461,13 +456,13 @@ impl Mapping {
         }
         m.grow_to(len)?;
         if o.extend_on_write {
-            m.start_growth(limit)?;
+            m.start_growth()?;
         }
         Ok(m)
     }
 
     /// Registers the mapping for extend-on-write.
-    fn start_growth(&mut self, limit: u64) -> Result<()> {
+    fn start_growth(&mut self) -> Result<()> {
         let g = Growth::register(
             &self.res,
             sys::fd_of(&self.file),
@@ -475,10 +470,9 @@ impl Mapping {
                 file_off: 0,
                 kind: MapKind::Shared,
                 writable: true,
-                limit: limit as usize,
+                // The reservation without the guard (`check_size` rounded it to pages).
+                limit: self.res.capacity() - sys::grow::GUARD,
                 mapped: page_up(self.len) as usize,
-                chunk_min: GROW_CHUNK_MIN,
-                chunk_max: GROW_CHUNK_MAX,
                 prefault: true,
             },
         )

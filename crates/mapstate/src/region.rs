@@ -180,15 +180,6 @@ impl Options {
 /// The writer lock: byte 0 of the durable file (an OFD lock).
 const WRITER_LOCK: (u64, u64) = (0, 1);
 
-/// Extend-on-write chunks of the writer's view: the first growth maps 1 MiB
-/// more, quick successive growths double it up to 64 MiB (and at most an
-/// eighth of what is mapped), slow ones halve it again.
-const GROW_CHUNK_MIN: usize = 1 << 20;
-const GROW_CHUNK_MAX: usize = 64 << 20;
-/// Reserved address space past the maximum size: a store there fails the
-/// commit with [`Error::PastMaximum`] instead of crashing.
-const VIEW_GUARD: usize = 1 << 20;
-
 /// Holds `flock(LOCK_EX)` on the durable file while the live image is
 /// opened or built, so that two processes never build it twice.
 struct BuildLock<'a>(&'a File);
@@ -248,7 +239,7 @@ pub struct Writer {
     live: Live,
     /// The writer's view: the live image's data mapped `MAP_PRIVATE`, up
     /// to `grow.mapped()`; the rest of the maximum size is reserved and
-    /// grows when touched, then a guard of `VIEW_GUARD` bytes.
+    /// grows when touched, then a guard of `sys::grow::GUARD` bytes.
     view: Reservation,
     /// Last committed sequence number.
     seq: u64,
@@ -437,7 +428,7 @@ impl Writer {
         log.chain = end.chain;
         let len = live.len_word().load(Ordering::Acquire);
         let limit = max_size.next_multiple_of(PAGE) as usize;
-        let view = Reservation::new(limit + VIEW_GUARD)
+        let view = Reservation::new(limit + sys::grow::GUARD)
             .map_err(|e| Error::io("mmap (reserve)", path, e))?;
         let grow = Growth::register(
             &view,
@@ -448,8 +439,6 @@ impl Writer {
                 writable: true,
                 limit,
                 mapped: 0,
-                chunk_min: GROW_CHUNK_MIN,
-                chunk_max: GROW_CHUNK_MAX,
                 prefault: false,
             },
         )
