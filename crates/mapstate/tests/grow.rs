@@ -9,29 +9,23 @@
 // and a null dereference in a child that must die.
 #![allow(unsafe_code)]
 
-use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mapstate::{Error, Options, Reader, Writer};
 
+mod common;
+use common::{Mount, is_root, skip};
+
 const MIB: u64 = 1 << 20;
 const PAGE: u64 = 4096;
 const ROLE: &str = "MAPSTATE_GROW_CHILD";
-
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
 
 fn no_tracking_if_asked() {
     if std::env::var_os(NO_TRACKING).is_some() {
         mapstate::testing::disable_write_tracking();
     }
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 fn opts(live: &Path, max: u64) -> Options {
@@ -62,37 +56,6 @@ fn pattern(off: u64) -> u8 {
 fn read_all(p: &Path, o: &Options) -> (u64, Vec<u8>) {
     let mut r = Reader::open_with(p, o).unwrap();
     r.snapshot().unwrap()
-}
-
-/// A filesystem mounted by a test; unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(args: &[&str], dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(args)
-            .arg(dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(Mount(dir.into()))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
 }
 
 #[test]

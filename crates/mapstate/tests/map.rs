@@ -28,6 +28,9 @@ use mapstate::{
 };
 use rustix::process::{Resource, Rlimit};
 
+mod common;
+use common::{Mount, is_root, skip};
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const PAGE: u64 = 4096;
@@ -152,16 +155,6 @@ fn lock_mlock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Prints a skip note that `cargo test` shows even for passing tests (a write
-/// to the stderr handle bypasses the harness's output capture).
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// The full path of a program on `PATH` (or in the sbin directories).
 fn tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -255,55 +248,6 @@ fn ext4_tempdir(test: &str) -> Option<tempfile::TempDir> {
     }
     skip(test, "neither the temp dir nor /var/tmp is on ext4");
     None
-}
-
-/// A filesystem mounted by a test; unmounted on drop (declare it after the
-/// tempdir that holds its mount point and before any mapping of its files).
-struct Mount {
-    dir: PathBuf,
-}
-
-impl Mount {
-    /// `mount <args…> <dir>`; `Err` holds mount's complaint.
-    fn new(args: &[&str], dir: &Path) -> Result<Self, String> {
-        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(args)
-            .arg(dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(Mount { dir: dir.into() })
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-
-    fn remount(&self, opts: &str) {
-        let st = Command::new("mount")
-            .args(["-o", opts])
-            .arg(&self.dir)
-            .status()
-            .expect("run mount");
-        assert!(
-            st.success(),
-            "mount -o {opts} {} failed",
-            self.dir.display()
-        );
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Never leave a mount behind, even when something still holds it.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
 }
 
 /// A fresh shared read-write mapping of a new file of `len` bytes (allocated
