@@ -5,19 +5,10 @@
 
 use std::time::Duration;
 
-use mapstate::{ChangeStream, Event, Options, Writer};
+use mapstate::{ChangeStream, Event, Writer};
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf, Options) {
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    std::fs::create_dir(dir.path().join("live")).unwrap();
-    let p = dir.path().join("state");
-    let o = Options::new()
-        .create(true)
-        .len(1 << 16)
-        .max_size(1 << 20)
-        .live_dir(dir.path().join("live"));
-    (dir, p, o)
-}
+mod common;
+use common::small_state as setup;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

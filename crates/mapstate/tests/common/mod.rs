@@ -7,6 +7,21 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A new 64 KiB state (maximum 1 MiB) in a fresh temporary directory on
+/// disk, with its live image in that directory: the directory, the state's
+/// path, and the options that open it.
+pub(crate) fn small_state() -> (tempfile::TempDir, PathBuf, mapstate::Options) {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::create_dir(dir.path().join("live")).unwrap();
+    let p = dir.path().join("state");
+    let o = mapstate::Options::new()
+        .create(true)
+        .len(1 << 16)
+        .max_size(1 << 20)
+        .live_dir(dir.path().join("live"));
+    (dir, p, o)
+}
+
 /// Prints a skip note that `cargo test` shows even for passing tests (a write
 /// to the stderr handle bypasses the harness's output capture).
 pub(crate) fn skip(test: &str, why: &str) {
