@@ -22,7 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use mapstate_rs::{Options, Reader, Writer};
@@ -47,11 +47,44 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `target/<profile>/deps`, where cargo put this build's `libmapstate.a`
-/// and `libmapstate.so` (the test binary is there too).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.parent().expect("the deps directory").to_path_buf()
+/// `target/<profile>/deps`, holding `libmapstate.a` and `libmapstate.so`
+/// of this build (the test binary is there too). Cargo builds neither for
+/// an integration test (the crate has no rlib to link), so the first call
+/// runs `cargo build --lib` of this crate with the test's own profile and
+/// target directory: a no-op when they are fresh, and never a stale
+/// library from an earlier build.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let deps = exe.parent().expect("the deps directory");
+        let profile_dir = deps.parent().expect("target/<profile>");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(name) => name,
+            None => panic!("no profile in {}", exe.display()),
+        };
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--lib",
+                "-p",
+                env!("CARGO_PKG_NAME"),
+                "--profile",
+                profile,
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build of the C libraries failed:\n{}",
+            text(&out.stderr)
+        );
+        deps.to_path_buf()
+    })
 }
 
 /// Whether gcc runs; if not, says SKIPPED.
