@@ -4,16 +4,18 @@
 //! commit appends and publishes its record under that mutex, releases it,
 //! and then waits until the log is synced past its record. One waiting
 //! thread at a time is the *leader*: it notes the newest record appended so
-//! far, calls `fdatasync` on the log, and wakes everyone whose record that
-//! covered. Threads that commit while a sync runs are covered by the next
-//! one, so concurrent `Sync` commits share `fdatasync` calls.
+//! far, calls `fdatasync` on the log, publishes how far the log is durable
+//! and wakes everyone (one futex word, bumped after every sync). Threads
+//! that commit while a sync runs are covered by the next one, so concurrent
+//! `Sync` commits share `fdatasync` calls.
 //!
-//! Before it syncs, the leader waits for the `Sync` transactions already
-//! under way (counted in `pending`: entered, not yet appended) to append
-//! their records, for at most half the duration of the previous sync. The
-//! threads a sync wakes commit again at once, and without that short wait
-//! the next sync would start before they had appended, covering one or two
-//! commits instead of all of them.
+//! Before it syncs, the leader waits until as many commits are appended
+//! and not yet durable as there were threads inside `Sync` transactions at
+//! once (the *group*), for at most half the duration of the previous sync.
+//! The threads a sync wakes commit again at once, and without that short
+//! wait the next sync would start before they had appended, covering half
+//! of them. A wait that times out lowers the group to the commits it
+//! gathered, so threads that stopped committing cost one such wait.
 //!
 //! A `Sync` commit is visible to readers once published (just before its
 //! sync), and durable when `transaction` returns. A failed sync poisons the
@@ -21,23 +23,14 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::live::WAKE_ALL;
 use crate::region::{Durability, Txn, Writer};
 use crate::sys;
-
-/// Where the log is durable up to, and who is syncing it.
-#[derive(Debug, Default)]
-struct SyncState {
-    /// Every commit up to this sequence number is on stable storage.
-    durable: u64,
-    /// A thread is in `fdatasync` for the group.
-    leader: bool,
-    /// The error of a failed group sync (sticky).
-    failed: Option<String>,
-}
 
 /// A [`Writer`] shared by threads (`Send + Sync`), with group commit.
 #[derive(Debug)]
@@ -45,12 +38,23 @@ pub struct SharedWriter {
     writer: Mutex<Writer>,
     /// Sequence number of the newest record appended.
     appended: AtomicU64,
-    /// `Sync` transactions entered whose record is not appended yet.
-    pending: AtomicU64,
+    /// Every commit up to this sequence number is on stable storage.
+    durable: AtomicU64,
+    /// A thread is gathering or in `fdatasync` for the group.
+    leader: AtomicBool,
+    /// Bumped after every group sync; waiters sleep on it (futex).
+    epoch: AtomicU32,
+    /// The error of a failed group sync (sticky).
+    failed: OnceLock<String>,
+    /// Threads inside a `Sync` transaction (entered, not returned).
+    inside: AtomicU64,
+    /// How many commits the leader gathers before it syncs: the most
+    /// threads seen inside at once, lowered when a gather times out.
+    group: AtomicU64,
     /// Duration of the last group sync, in nanoseconds.
     last_sync_ns: AtomicU64,
-    sync: Mutex<SyncState>,
-    synced: Condvar,
+    /// Group syncs issued (`fdatasync` calls).
+    syncs: AtomicU64,
     log: File,
     log_path: PathBuf,
     durability: Durability,
@@ -70,13 +74,14 @@ impl SharedWriter {
         Ok(Self {
             writer: Mutex::new(writer),
             appended: AtomicU64::new(seq),
-            pending: AtomicU64::new(0),
+            durable: AtomicU64::new(seq),
+            leader: AtomicBool::new(false),
+            epoch: AtomicU32::new(0),
+            failed: OnceLock::new(),
+            inside: AtomicU64::new(0),
+            group: AtomicU64::new(1),
             last_sync_ns: AtomicU64::new(0),
-            sync: Mutex::new(SyncState {
-                durable: seq,
-                ..SyncState::default()
-            }),
-            synced: Condvar::new(),
+            syncs: AtomicU64::new(0),
             log,
             log_path,
             durability,
@@ -96,16 +101,14 @@ impl SharedWriter {
         durability: Durability,
         f: impl FnOnce(&mut Txn<'_>) -> Result<R>,
     ) -> Result<(u64, R)> {
-        if let Some(cause) = &lock(&self.sync).failed {
-            return Err(Error::Poisoned {
-                path: self.log_path.clone(),
-                cause: cause.clone(),
-            });
-        }
+        self.check_failed()?;
         let sync = durability == Durability::Sync;
-        let pending = Pending::enter(sync.then_some(&self.pending));
+        let _inside = sync.then(|| Inside::enter(self));
         let (seq, r) = {
             let mut w = lock(&self.writer);
+            if sync {
+                w.expect_synced_commits();
+            }
             let mut t = w.begin();
             let r = f(&mut t)?;
             // Appended and published here; a Sync commit is made durable
@@ -114,62 +117,100 @@ impl SharedWriter {
             self.appended.fetch_max(seq, Ordering::AcqRel);
             (seq, r)
         };
-        drop(pending);
-        if durability == Durability::Sync {
+        if sync {
             self.wait_durable(seq)?;
         }
         Ok((seq, r))
     }
 
-    /// Blocks until commit `seq` is on stable storage, leading a group
-    /// `fdatasync` when nobody else is.
-    fn wait_durable(&self, seq: u64) -> Result<()> {
-        let mut st = lock(&self.sync);
-        loop {
-            if let Some(cause) = &st.failed {
-                return Err(Error::Poisoned {
-                    path: self.log_path.clone(),
-                    cause: cause.clone(),
-                });
-            }
-            if st.durable >= seq {
-                return Ok(());
-            }
-            if st.leader {
-                st = self.synced.wait(st).unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            st.leader = true;
-            drop(st);
-            self.gather();
-            // Every record up to `target` was appended before this sync starts.
-            let target = self.appended.load(Ordering::Acquire);
-            let t0 = std::time::Instant::now();
-            let r = sys::fdatasync(sys::fd_of(&self.log));
-            self.last_sync_ns
-                .store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            st = lock(&self.sync);
-            st.leader = false;
-            match r {
-                Ok(()) => st.durable = st.durable.max(target),
-                Err(e) => {
-                    let msg = Error::io("fdatasync", &self.log_path, e).to_string();
-                    lock(&self.writer).set_poisoned(&msg);
-                    st.failed = Some(msg);
-                }
-            }
-            self.synced.notify_all();
+    /// `Poisoned` once a group sync has failed.
+    fn check_failed(&self) -> Result<()> {
+        match self.failed.get() {
+            Some(cause) => Err(Error::Poisoned {
+                path: self.log_path.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
-    /// Lets the `Sync` transactions under way append their records before
-    /// the leader syncs, for at most half the last sync's duration.
-    fn gather(&self) {
-        let limit = std::time::Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed) / 2);
-        let t0 = std::time::Instant::now();
-        while self.pending.load(Ordering::Acquire) > 0 && t0.elapsed() < limit {
+    /// Blocks until commit `seq` is on stable storage, leading a group
+    /// `fdatasync` when nobody else is.
+    fn wait_durable(&self, seq: u64) -> Result<()> {
+        loop {
+            // Read before the checks: a sync that ends after them bumps the
+            // epoch, so the futex wait below returns at once instead of
+            // missing its wake-up.
+            let epoch = self.epoch.load(Ordering::Acquire);
+            self.check_failed()?;
+            if self.durable.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            if self
+                .leader
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.lead();
+            } else {
+                sys::futex_wait_private(&self.epoch, epoch, None);
+            }
+        }
+    }
+
+    /// The leader's part: gathers, syncs the log, publishes the result and
+    /// wakes the waiters.
+    fn lead(&self) {
+        self.gather(self.durable.load(Ordering::Acquire));
+        // Every record up to `target` was appended before this sync starts.
+        let target = self.appended.load(Ordering::Acquire);
+        let t0 = Instant::now();
+        let r = sys::fdatasync(sys::fd_of(&self.log));
+        self.last_sync_ns.store(
+            u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        match r {
+            Ok(()) => {
+                self.durable.fetch_max(target, Ordering::AcqRel);
+            }
+            Err(e) => {
+                let msg = Error::io("fdatasync", &self.log_path, e).to_string();
+                lock(&self.writer).set_poisoned(&msg);
+                let _ = self.failed.set(msg);
+            }
+        }
+        self.leader.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        sys::futex_wake_private(&self.epoch, WAKE_ALL);
+    }
+
+    /// Lets the group's other commits append before the leader syncs:
+    /// returns once `group` commits past `base` are appended, or after half
+    /// the last sync's duration (and then lowers the group to what came).
+    fn gather(&self, base: u64) {
+        let limit = Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed) / 2);
+        let group = self.group.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        loop {
+            let batch = self.appended.load(Ordering::Acquire) - base;
+            if batch >= group {
+                return;
+            }
+            if t0.elapsed() >= limit {
+                self.group.store(batch.max(1), Ordering::Relaxed);
+                return;
+            }
             std::thread::yield_now();
         }
+    }
+
+    /// How many group syncs (`fdatasync` calls of the log) this handle has
+    /// issued: with the number of `Sync` commits, how many commits shared
+    /// each sync.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// The writer, for operations other than transactions (checkpoint,
@@ -186,23 +227,20 @@ impl SharedWriter {
     }
 }
 
-/// Counts a `Sync` transaction in `SharedWriter::pending` until its record
-/// is appended (or it fails).
-struct Pending<'a>(Option<&'a AtomicU64>);
+/// Counts a thread in `SharedWriter::inside` while it is in a `Sync`
+/// transaction, and raises the group to the most threads seen inside.
+struct Inside<'a>(&'a AtomicU64);
 
-impl<'a> Pending<'a> {
-    fn enter(counter: Option<&'a AtomicU64>) -> Self {
-        if let Some(c) = counter {
-            c.fetch_add(1, Ordering::AcqRel);
-        }
-        Self(counter)
+impl<'a> Inside<'a> {
+    fn enter(w: &'a SharedWriter) -> Self {
+        let n = w.inside.fetch_add(1, Ordering::AcqRel) + 1;
+        w.group.fetch_max(n, Ordering::Relaxed);
+        Self(&w.inside)
     }
 }
 
-impl Drop for Pending<'_> {
+impl Drop for Inside<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.0 {
-            c.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -18,6 +18,8 @@ use crate::sys::{self, MapKind, Protection, Reservation};
 pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
 /// Address space reserved for the log.
 const LOG_RESERVATION: u64 = 4 << 30;
+/// How far ahead of the head the writer initializes the log's blocks.
+const INIT_AHEAD: u64 = 1 << 20;
 
 /// An open log.
 #[derive(Debug)]
@@ -31,6 +33,12 @@ pub(crate) struct Log {
     pub(crate) head: u64,
     /// Chain value the next record is seeded with.
     pub(crate) chain: u64,
+    /// Whether commits are synced one by one (`Sync`), and so worth
+    /// [`Log::initialize_ahead`].
+    synced_commits: bool,
+    /// The file's blocks below this offset are written (initialized) on
+    /// disk, not merely allocated: see [`Log::initialize_ahead`].
+    initialized: u64,
 }
 
 /// A valid record found by [`Log::scan`].
@@ -131,6 +139,8 @@ impl Log {
             cap,
             head: PAGE,
             chain: 0,
+            synced_commits: false,
+            initialized: 0,
         })
     }
 
@@ -349,6 +359,51 @@ impl Log {
         self.map_to(want, Protection::ReadWrite)
     }
 
+    /// Notes that commits will be synced one by one from now on: appends
+    /// then [initialize the log ahead](Log::initialize_ahead).
+    pub(crate) fn expect_synced_commits(&mut self) {
+        self.synced_commits = true;
+    }
+
+    /// Writes zeros over the log's blocks from the head to [`INIT_AHEAD`]
+    /// past it, where they are not written yet. `fallocate` leaves blocks
+    /// *unwritten*: the first store to each one changes the file's extent
+    /// map, which the next `fdatasync` must write as well as the record (on
+    /// ext4 here, about 15 % more per sync when a group of commits fills a
+    /// page per sync). Writing them ahead, one MiB at a time, turns that
+    /// into one extent change per MiB. The zeros go in 4 KiB `pwrite`s,
+    /// which keep the page cache's folios small (a large folio would make
+    /// every sync write all of it). Best effort: a failed write changes
+    /// nothing but speed (the blocks stay allocated, and an I/O error
+    /// shows up in the next sync). Only for synced commits: unsynced ones
+    /// are written back by the kernel in bulk, where the extent changes
+    /// cost little, and at millions of commits a second the `pwrite`s would
+    /// cost more than they save.
+    fn initialize_ahead(&mut self) {
+        if self.initialized == 0 {
+            // Blocks already written (an earlier pass over the log) read as
+            // data; unwritten ones as a hole. Where holes are not reported,
+            // the whole file counts as written and nothing is done.
+            self.initialized = sys::next_hole(sys::fd_of(&self.file), self.head)
+                .unwrap_or(self.cap)
+                .max(self.head);
+        }
+        let want = (self.head + INIT_AHEAD).min(self.cap);
+        if self.initialized >= want {
+            return;
+        }
+        let zeros = [0_u8; PAGE as usize];
+        let end = (self.initialized + INIT_AHEAD).min(self.cap);
+        let mut at = self.initialized.next_multiple_of(PAGE);
+        while at < end {
+            if std::os::unix::fs::FileExt::write_all_at(&self.file, &zeros, at).is_err() {
+                break;
+            }
+            at += PAGE;
+        }
+        self.initialized = at.max(self.initialized);
+    }
+
     /// Empties the log: the next record goes to its start, chained from `salt`.
     pub(crate) fn reset(&mut self, salt: u64) {
         self.head = PAGE;
@@ -368,6 +423,9 @@ impl Log {
     ) {
         let data_len: u64 = ranges.iter().map(|r| r.1).sum();
         let total = format::record_len(ranges.len(), data_len);
+        if self.synced_commits {
+            self.initialize_ahead();
+        }
         let at = self.head as usize;
         let h = RecordHeader {
             chain: U64::new(0),

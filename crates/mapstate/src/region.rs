@@ -530,6 +530,11 @@ impl Writer {
         self.log.try_clone_file()
     }
 
+    /// Notes that commits are synced one by one from now on (group commit).
+    pub(crate) fn expect_synced_commits(&mut self) {
+        self.log.expect_synced_commits();
+    }
+
     /// Marks the writer failed (a sync made elsewhere failed).
     pub(crate) fn set_poisoned(&mut self, cause: &str) {
         self.poisoned.get_or_insert_with(|| cause.to_owned());
@@ -706,6 +711,9 @@ impl Writer {
             }
         }
         let seq = self.seq + 1;
+        if durability == Durability::Sync {
+            self.log.expect_synced_commits();
+        }
         self.log.append(seq, new_len, &ranges, &self.view);
         sys::crash::point(3);
         if durability == Durability::Sync {

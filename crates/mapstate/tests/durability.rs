@@ -415,15 +415,25 @@ fn concurrent_sync_commits_share_fdatasyncs() {
             for t in threads {
                 t.join().unwrap();
             }
-            mapstate::testing::disarm_syncs();
             let n = syncs.load(std::sync::atomic::Ordering::Relaxed);
-            let w = std::sync::Arc::into_inner(shared).unwrap().into_inner();
-            assert_eq!(w.seq(), 800, "every commit landed");
+            assert_eq!(shared.syncs(), n, "SharedWriter::syncs counts them");
             assert!(
                 n <= 400,
                 "800 Sync commits from 8 threads took {n} fdatasyncs: fewer than 2 a group"
             );
             println!("800 Sync commits, {n} fdatasyncs");
+            // One thread alone: the leader no longer waits for the seven
+            // others (the group shrinks); each commit gets its own sync.
+            for k in 0..50u64 {
+                shared
+                    .transaction(|t| t.write_at(0, &k.to_le_bytes()))
+                    .unwrap();
+            }
+            let alone = syncs.load(std::sync::atomic::Ordering::Relaxed) - n;
+            assert_eq!(alone, 50, "50 Sync commits of one thread, one sync each");
+            mapstate::testing::disarm_syncs();
+            let w = std::sync::Arc::into_inner(shared).unwrap().into_inner();
+            assert_eq!(w.seq(), 850, "every commit landed");
             drop(w);
             let mut r = Reader::open_with(d.path().join("state"), &o).unwrap();
             for i in 0..8u64 {
@@ -439,5 +449,104 @@ fn concurrent_sync_commits_share_fdatasyncs() {
         }
         Some(_) => {}
         None => in_child("concurrent_sync_commits_share_fdatasyncs", "group"),
+    }
+}
+
+#[test]
+fn a_failed_group_sync_fails_every_thread_and_reopen_keeps_their_commits() {
+    match child_mode().as_deref() {
+        Some("group-fail") => {
+            let d = fresh_dir();
+            let o = opts(d.path(), Durability::Sync);
+            let w = Writer::open(d.path().join("state"), &o).unwrap();
+            let shared = Arc::new(mapstate::SharedWriter::new(w).unwrap());
+            mapstate::testing::fail_syncs_after(30);
+            let threads: Vec<_> = (0..8u64)
+                .map(|i| {
+                    let s = shared.clone();
+                    std::thread::spawn(move || {
+                        // Commits until one fails; returns the last value
+                        // acknowledged as durable and the error.
+                        let mut last = None;
+                        for k in 1.. {
+                            let v = i * 1_000_000 + k;
+                            match s.transaction(|t| t.write_at(64 * (i + 1), &v.to_le_bytes())) {
+                                Ok(_) => last = Some(v),
+                                Err(e) => return (last, e),
+                            }
+                        }
+                        unreachable!()
+                    })
+                })
+                .collect();
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            for (i, (_, e)) in results.iter().enumerate() {
+                assert!(matches!(e, Error::Poisoned { .. }), "thread {i}: {e}");
+            }
+            // Sticky: the next transaction fails too, before running.
+            let e = shared.transaction(|_| Ok(())).unwrap_err();
+            assert!(matches!(e, Error::Poisoned { .. }), "{e}");
+            mapstate::testing::disarm_syncs();
+            drop(shared);
+            // Reopening recovers a state holding every acknowledged commit.
+            let mut r = Reader::open_with(d.path().join("state"), &o).unwrap();
+            for (i, (last, _)) in results.iter().enumerate() {
+                let mut b = [0u8; 8];
+                r.read_at(64 * (i as u64 + 1), &mut b).unwrap();
+                let got = u64::from_le_bytes(b);
+                if let Some(v) = last {
+                    assert!(got >= *v, "thread {i}: acknowledged {v}, reopened {got}");
+                }
+            }
+            println!("child ok");
+        }
+        Some(_) => {}
+        None => in_child(
+            "a_failed_group_sync_fails_every_thread_and_reopen_keeps_their_commits",
+            "group-fail",
+        ),
+    }
+}
+
+/// The logical block ranges (`first..=last`) of `path`'s unwritten
+/// (allocated, never written) extents, from `filefrag -v`; `None` without
+/// filefrag (Debian package `e2fsprogs`).
+fn unwritten_extents(path: &Path) -> Option<Vec<(u64, u64)>> {
+    let out = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "filefrag -v {}", path.display());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut ranges = Vec::new();
+    for line in text.lines().filter(|l| l.contains("unwritten")) {
+        // "   1:        1..    2047:   24741889..  24743935:   2047:   last,unwritten,eof"
+        let logical = line.split(':').nth(1).expect("a logical range");
+        let (a, b) = logical.split_once("..").expect("first..last");
+        ranges.push((a.trim().parse().unwrap(), b.trim().parse().unwrap()));
+    }
+    Some(ranges)
+}
+
+#[test]
+fn the_log_is_written_ahead_of_its_head_not_left_unwritten() {
+    // fallocate leaves the log's blocks unwritten; a store into one makes the
+    // next fdatasync also write the extent change. The writer writes zeros
+    // a MiB ahead of the head, so syncing a record writes only the record.
+    let d = fresh_dir();
+    let o = opts(d.path(), Durability::Sync);
+    let mut w = Writer::open(d.path().join("state"), &o).unwrap();
+    commit(&mut w, 1).unwrap();
+    let Some(unwritten) = unwritten_extents(&d.path().join("state-wal")) else {
+        eprintln!("SKIPPED: filefrag not found (Debian package e2fsprogs)");
+        return;
+    };
+    let ahead = (1 << 20) / PAGE as u64; // blocks
+    for (first, last) in unwritten {
+        assert!(
+            first > ahead,
+            "blocks {first}..={last} of the log are still unwritten, within a MiB of its start"
+        );
     }
 }

@@ -76,6 +76,13 @@ pub(crate) fn data_segments(fd: BorrowedFd<'_>, from: u64, to: u64) -> io::Resul
     Ok(out)
 }
 
+/// `lseek(fd, from, SEEK_HOLE)`: the start of the first hole at or after
+/// `from` (the file's end if none). On ext4, allocated but unwritten
+/// blocks count as a hole unless the page cache holds data for them.
+pub(crate) fn next_hole(fd: BorrowedFd<'_>, from: u64) -> io::Result<u64> {
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Hole(from)).map_err(Into::into)
+}
+
 /// `ftruncate(fd, len)`.
 pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     rustix::fs::ftruncate(fd, len).map_err(Into::into)
@@ -315,6 +322,25 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 /// `futex(word, FUTEX_WAKE, n)`: wakes up to `n` waiters in any process.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n).unwrap_or(0)
+}
+
+/// `futex(word, FUTEX_WAIT_PRIVATE, expected, timeout)`: as [`futex_wait`],
+/// for a word only this process's threads use (no cross-process lookup in
+/// the kernel).
+pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    use rustix::thread::futex;
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    // Every error (EAGAIN: the value changed, EINTR, ETIMEDOUT) means "look again".
+    let _ = futex::wait(word, futex::Flags::PRIVATE, expected, ts.as_ref());
+}
+
+/// `futex(word, FUTEX_WAKE_PRIVATE, n)`: wakes up to `n` of this process's
+/// threads waiting on `word` with [`futex_wait_private`].
+pub(crate) fn futex_wake_private(word: &AtomicU32, n: u32) -> usize {
+    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::PRIVATE, n).unwrap_or(0)
 }
 
 /// `CLOCK_MONOTONIC_COARSE` as a duration since boot: a few nanoseconds
