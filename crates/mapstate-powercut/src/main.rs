@@ -2,12 +2,14 @@
 //! power-cut tests, run under the qemu harness in `../shared/powercut`
 //! (see `scripts/powercut.sh`).
 //!
-//! - `workload MODE [INTERVAL_MS] [--shrink] [--control]` runs in the guest
-//!   (cwd on the ext4 disk): recovers `state.db`, then commits forever,
-//!   printing what each mode promises (`committed N`, `committed N T`,
-//!   `checkpointed N`). `--control` is the negative control: it opens the
-//!   state with `Durability::PageCache` whatever MODE promises, so the
-//!   checker must find lost commits (sync, periodic).
+//! - `workload MODE [INTERVAL_MS] [--shrink] [--control] [--threads N]`
+//!   runs in the guest (cwd on the ext4 disk): recovers `state.db`, then
+//!   commits forever, printing what each mode promises (`committed N`,
+//!   `committed N T`, `checkpointed N`). `--control` is the negative
+//!   control: it opens the state with `Durability::PageCache` whatever MODE
+//!   promises, so the checker must find lost commits (sync, periodic).
+//!   `--threads N` (sync only) commits from N threads on one `SharedWriter`,
+//!   so that group commit is what the power cuts test.
 //! - `check MODE [INTERVAL_MS] [--shrink] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG`
 //!   runs on the host after each cut: recovers a copy of the state as the
 //!   next boot would, checks that it is exactly one committed state, and
@@ -25,12 +27,13 @@ use std::process::ExitCode;
 use bounds::Mode;
 
 const USAGE: &str = "usage:
-  mapstate-powercut workload MODE [INTERVAL_MS] [--shrink] [--control]
+  mapstate-powercut workload MODE [INTERVAL_MS] [--shrink] [--control] [--threads N]
   mapstate-powercut check MODE [INTERVAL_MS] [--shrink] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG
 MODE: sync | periodic (needs INTERVAL_MS) | pagecache
 --shrink: the state's length follows a saw tooth (shrinks, then grows again)
 --fresh: the harness makes a new disk every cycle (no cross-cycle checks)
 --control: negative control: commit with PageCache durability whatever MODE promises
+--threads N: (sync) N threads commit through one SharedWriter (group commit)
 env PC_SLACK_MS: periodic slack added to the interval (default 250)";
 
 /// The flags of both subcommands.
@@ -43,6 +46,8 @@ pub(crate) struct Flags {
     pub(crate) fresh: bool,
     /// Negative control: `PageCache` durability whatever the mode.
     pub(crate) control: bool,
+    /// Threads committing through one `SharedWriter` (0: one `Writer`).
+    pub(crate) threads: usize,
 }
 
 /// `MODE [INTERVAL_MS]` and the flags, then the positional rest.
@@ -52,8 +57,16 @@ fn parse_common(args: &[String]) -> Result<(Mode, Flags, Vec<String>), String> {
     let mut interval = None;
     let mut f = Flags::default();
     let mut rest = Vec::new();
-    for a in it {
+    while let Some(a) = it.next() {
         match a.as_str() {
+            "--threads" => {
+                let n = it.next().ok_or("--threads needs a number")?;
+                f.threads = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--threads {n}: not a positive number"))?;
+            }
             "--shrink" => f.shrink = true,
             "--fresh" => f.fresh = true,
             "--control" => f.control = true,
@@ -65,6 +78,9 @@ fn parse_common(args: &[String]) -> Result<(Mode, Flags, Vec<String>), String> {
     }
     if interval.is_some() && name != "periodic" {
         return Err(format!("INTERVAL_MS is for periodic only, not {name}"));
+    }
+    if f.threads > 0 && name != "sync" {
+        return Err(format!("--threads is for sync only, not {name}"));
     }
     Ok((Mode::parse(name, interval)?, f, rest))
 }
@@ -122,6 +138,11 @@ mod tests {
         assert_eq!(m, Mode::Sync);
         assert!(f.shrink && f.control && !f.fresh);
         assert_eq!(rest.len(), 3);
+        let (_, f, _) = parse_common(&s(&["sync", "--threads", "4"])).unwrap();
+        assert_eq!(f.threads, 4);
+        assert!(parse_common(&s(&["sync", "--threads", "0"])).is_err());
+        assert!(parse_common(&s(&["sync", "--threads"])).is_err());
+        assert!(parse_common(&s(&["pagecache", "--threads", "2"])).is_err());
         assert!(parse_common(&s(&["periodic", "r"])).is_err());
         assert!(parse_common(&s(&["sync", "5"])).is_err());
         assert!(parse_common(&s(&["bogus"])).is_err());

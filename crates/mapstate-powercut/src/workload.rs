@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mapstate::{Durability, Options, Writer};
+use mapstate::{Durability, Options, SharedWriter, Txn, Writer};
 
 use crate::Flags;
 use crate::bounds::Mode;
@@ -83,9 +83,15 @@ fn say(out: &mut impl Write, line: std::fmt::Arguments<'_>) -> bool {
 /// Runs transaction `c`: the length, the counter (at 0 and across the page
 /// 0/1 boundary) and the pages of the plan.
 pub(crate) fn transaction(w: &mut Writer, c: u64, shrink: bool) -> mapstate::Result<u64> {
+    let mut t = w.begin();
+    fill(&mut t, c, shrink)?;
+    t.commit()
+}
+
+/// The changes of transaction `c` (see [`transaction`]), not committed.
+fn fill(t: &mut Txn<'_>, c: u64, shrink: bool) -> mapstate::Result<()> {
     let (kind, pages) = model::plan(c, shrink);
     let len = model::len_pages(c, shrink) * PAGE;
-    let mut t = w.begin();
     if t.len() != len {
         t.set_len(len)?;
     }
@@ -102,7 +108,68 @@ pub(crate) fn transaction(w: &mut Writer, c: u64, shrink: bool) -> mapstate::Res
             t.write_at(p * PAGE, &model::page_bytes(c, p))?;
         }
     }
-    t.commit()
+    Ok(())
+}
+
+/// `--threads N`: N threads commit the model's transactions through one
+/// `SharedWriter` (each reads the counter inside its transaction, so the
+/// commits stay one sequence) and print `committed C` once theirs returned.
+/// Lines may come out of order; the checker takes the largest.
+fn run_shared(w: Writer, threads: usize, shrink: bool) -> ExitCode {
+    let shared = match SharedWriter::new(w) {
+        Ok(s) => s,
+        Err(e) => {
+            say(
+                &mut std::io::stdout().lock(),
+                format_args!("error shared: {e}"),
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let one = |shared: &SharedWriter| -> Result<bool, String> {
+        let (_, c) = shared
+            .transaction(|t| {
+                let mut b = [0u8; 8];
+                t.read_at(0, &mut b)?;
+                let c = u64::from_le_bytes(b) + 1;
+                fill(t, c, shrink)?;
+                Ok(c)
+            })
+            .map_err(|e| format!("error commit: {e}"))?;
+        if !say(&mut std::io::stdout().lock(), format_args!("committed {c}")) {
+            return Ok(false);
+        }
+        let mut w = shared.lock();
+        if w.log_bytes() >= CHECKPOINT_LOG_BYTES {
+            let log = w.log_bytes();
+            w.checkpoint()
+                .map_err(|e| format!("error checkpoint {c}: {e}"))?;
+            say(
+                &mut std::io::stdout().lock(),
+                format_args!("checkpointed {c} log {log}"),
+            );
+        }
+        Ok(true)
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    match one(&shared) {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => {
+                            // At once: the other threads would go on until
+                            // the power goes, and the line must be seen.
+                            say(&mut std::io::stdout().lock(), format_args!("{e}"));
+                            std::process::exit(1);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    ExitCode::SUCCESS
 }
 
 /// The guest side: never returns while the power is on (unless an error).
@@ -157,6 +224,10 @@ pub(crate) fn run(mode: Mode, flags: Flags) -> ExitCode {
             t0.elapsed().as_millis()
         ),
     );
+    if flags.threads > 0 {
+        drop(out);
+        return run_shared(w, flags.threads, shrink);
+    }
     loop {
         c += 1;
         if let Err(e) = transaction(&mut w, c, shrink) {
