@@ -184,6 +184,7 @@ pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
     let r = Reader::open(path)?;
     let (len, seq) = (r.len(), r.seq());
     let durability = r.durability()?;
+    let writer_durability = r.writer_durability()?;
     let checkpoint = r.checkpoint_seq()?;
     let log_size = r.log_size()?;
     let log_used = r.log_bytes();
@@ -197,6 +198,7 @@ pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
             "{}",
             json!({"path": path, "len": len, "seq": seq,
                    "durability": util::durability_name(durability),
+                   "writer_durability": writer_durability.map(util::durability_name),
                    "checkpoint_seq": checkpoint,
                    "log": {"size": log_size, "used": log_used},
                    "writer": writer_json(lock), "live_image": live,
@@ -214,6 +216,12 @@ pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
             "  durability {} (chosen at creation, stored in the durable header)",
             util::durability_name(durability)
         );
+        if let Some(d) = writer_durability {
+            println!(
+                "  the writer commits with {} (the durability it opened the state with)",
+                util::durability_name(d)
+            );
+        }
         println!(
             "  log {} used of {} (records since the last checkpoint; a full log \
              checkpoints)",

@@ -10,7 +10,7 @@ use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use mapstate::{Options, Reader, Writer};
+use mapstate::{Durability, Options, Reader, Writer};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -759,6 +759,45 @@ fn bench_says_what_it_runs() {
         .stdout(contains("--quick --markdown w1"));
 }
 
+/// Checks `info --json`'s `map_sync` (`v`) against what the kernel answered
+/// and against `check-fs DIR`, in the same words; returns its text.
+fn map_sync_report_agrees_with_check_fs(v: &serde_json::Value, dir: &Path) -> String {
+    // MAP_SYNC: what the kernel answered, in the words check-fs uses.
+    let ms = &v["map_sync"];
+    let text = ms["text"].as_str().unwrap();
+    let fs = ms["fs"].as_str().unwrap();
+    match ms["supported"].as_bool() {
+        Some(false) => assert_eq!(
+            text,
+            format!("not supported ({} on {fs})", ms["errno"].as_str().unwrap())
+        ),
+        Some(true) => assert_eq!(text, format!("supported (DAX on {fs})")),
+        None => panic!("the probe failed: {ms}"),
+    }
+    if fs == "ext4" || fs == "tmpfs" {
+        assert_eq!(ms["supported"], false);
+        assert_eq!(ms["errno"], "EOPNOTSUPP");
+    }
+    let cf = json_of(
+        &mapstate()
+            .args(["--json", "check-fs", "--kills", "0"])
+            .arg(dir)
+            .assert()
+            .success(),
+    );
+    let check = cf["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "MAP_SYNC")
+        .expect("a MAP_SYNC check");
+    assert!(
+        check["result"].as_str().unwrap().starts_with(text),
+        "check-fs says {check}, info says {text:?}"
+    );
+    text.to_owned()
+}
+
 #[test]
 fn info_reports_durability_log_writer_live_image_and_map_sync() {
     let dir = tempfile::tempdir().unwrap();
@@ -794,39 +833,7 @@ fn info_reports_durability_log_writer_live_image_and_map_sync() {
         "{v}"
     );
 
-    // MAP_SYNC: what the kernel answered, in the words check-fs uses.
-    let ms = &v["map_sync"];
-    let text = ms["text"].as_str().unwrap();
-    let fs = ms["fs"].as_str().unwrap();
-    match ms["supported"].as_bool() {
-        Some(false) => assert_eq!(
-            text,
-            format!("not supported ({} on {fs})", ms["errno"].as_str().unwrap())
-        ),
-        Some(true) => assert_eq!(text, format!("supported (DAX on {fs})")),
-        None => panic!("the probe failed: {ms}"),
-    }
-    if fs == "ext4" || fs == "tmpfs" {
-        assert_eq!(ms["supported"], false);
-        assert_eq!(ms["errno"], "EOPNOTSUPP");
-    }
-    let cf = json_of(
-        &mapstate()
-            .args(["--json", "check-fs", "--kills", "0"])
-            .arg(dir.path())
-            .assert()
-            .success(),
-    );
-    let check = cf["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "MAP_SYNC")
-        .expect("a MAP_SYNC check");
-    assert!(
-        check["result"].as_str().unwrap().starts_with(text),
-        "check-fs says {check}, info says {text:?}"
-    );
+    let text = map_sync_report_agrees_with_check_fs(&v, dir.path());
     let out = stdout_of(&mapstate().args(["info", p]).assert().success());
     for want in [
         "durability sync".to_owned(),
@@ -839,8 +846,15 @@ fn info_reports_durability_log_writer_live_image_and_map_sync() {
         assert!(out.contains(&want), "{want:?} missing from:\n{out}");
     }
 
-    // With a writer running: its pid, the log in use, the checkpoint behind.
-    let mut w = Writer::open(&path, &Options::new()).unwrap();
+    // With a writer running: its pid and durability, the log in use, the
+    // checkpoint behind.
+    let v = json_of(&mapstate().args(["--json", "info", p]).assert().success());
+    assert_eq!(v["writer_durability"], serde_json::Value::Null, "no writer");
+    let mut w = Writer::open(
+        &path,
+        &Options::new().durability(Durability::Periodic(Duration::from_millis(250))),
+    )
+    .unwrap();
     let mut t = w.begin();
     t.write_at(0, b"xyz").unwrap();
     t.commit().unwrap();
@@ -852,9 +866,14 @@ fn info_reports_durability_log_writer_live_image_and_map_sync() {
     assert_eq!(v["seq"], 2);
     assert_eq!(v["checkpoint_seq"], 1);
     assert_eq!(v["log"]["used"], used);
+    assert_eq!(v["writer_durability"], "periodic:250.0ms");
     let out = stdout_of(&mapstate().args(["info", p]).assert().success());
     assert!(
         out.contains(&format!("writer pid {} has it open", std::process::id())),
+        "{out}"
+    );
+    assert!(
+        out.contains("the writer commits with periodic:250.0ms"),
         "{out}"
     );
     w.close().unwrap();

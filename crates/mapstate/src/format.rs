@@ -155,6 +155,10 @@ pub(crate) mod live {
     pub(crate) const LEN: u64 = 72;
     /// `AtomicU32` pid of the writer holding the lock (0: none).
     pub(crate) const WRITER_PID: u64 = 80;
+    /// `AtomicU64` the durability the writer commits with, set before
+    /// `WRITER_PID` (0: none or unknown; else the durable header's code
+    /// plus one in bits 56..64, its argument in bits 0..56).
+    pub(crate) const WRITER_DURABILITY: u64 = 88;
     /// `AtomicU32` futex word: bits 0..31 count the commits published and
     /// the wake-alls (modulo 2^31), bit 31 set by waiters before they sleep
     /// (the writer clears it when it wakes them, so a dead waiter costs one

@@ -338,6 +338,11 @@ impl Live {
         self.res.atomic_u32(live::WRITER_PID as usize)
     }
 
+    /// The writer's durability word (see `format::live::WRITER_DURABILITY`).
+    pub(crate) fn writer_durability(&self) -> &AtomicU64 {
+        self.res.atomic_u64(live::WRITER_DURABILITY as usize)
+    }
+
     /// The notification futex word.
     pub(crate) fn notify_word(&self) -> &AtomicU32 {
         self.res.atomic_u32(live::NOTIFY as usize)

@@ -41,9 +41,10 @@ pub enum Durability {
     /// close). No system call on the commit path.
     #[default]
     PageCache,
-    /// As `PageCache`; in addition the log is synced every interval, so a
-    /// power cut loses at most the commits of the last interval. (Until the
-    /// background syncer lands, this behaves as `PageCache`.)
+    /// As `PageCache`; in addition a background thread (`mapstate-syncer`)
+    /// `fdatasync`s the log every interval, so a power cut loses at most the
+    /// commits of the last interval (plus one sync's duration). No system
+    /// call on the commit path.
     Periodic(Duration),
     /// When `commit` returns, the commit is on stable storage: the log is
     /// `fdatasync`ed before the commit is published. One `fdatasync` per commit.
@@ -68,6 +69,19 @@ impl Durability {
             2 => Some(Durability::Sync),
             _ => None,
         }
+    }
+
+    /// One word for the live header: `code + 1` in the top byte, the
+    /// argument (clamped) below it.
+    fn to_word(self) -> u64 {
+        let (code, arg) = self.to_code();
+        ((code + 1) << 56) | arg.min((1 << 56) - 1)
+    }
+
+    /// Decodes [`Durability::to_word`]; `None` for 0 or an unknown code.
+    fn from_word(w: u64) -> Option<Self> {
+        let code = (w >> 56).checked_sub(1)?;
+        Self::from_code(code, w & ((1 << 56) - 1))
     }
 }
 
@@ -475,6 +489,9 @@ impl Writer {
         }
         w.map_view(len)?;
         w.live.publish_log(w.seq, w.log.head, w.log.chain);
+        w.live
+            .writer_durability()
+            .store(opts.durability.to_word(), Ordering::Relaxed);
         w.live.writer_pid().store(sys::getpid(), Ordering::Release);
         w.live.mtime = crate::notify::mtime::MtimeClock::new(opts.mtime);
         // A writer killed between publishing a commit and waking its waiters
@@ -1540,9 +1557,22 @@ impl Reader {
         Ok((pid != 0).then_some(pid))
     }
 
+    /// The durability the writer holding the state commits with (from the
+    /// [`Options`] it was opened with; a commit may still override it), or
+    /// `None` without a writer (or one that has not published it yet).
+    pub fn writer_durability(&self) -> Result<Option<Durability>> {
+        if self.writer_pid()?.is_none() {
+            return Ok(None);
+        }
+        Ok(Durability::from_word(
+            self.live.writer_durability().load(Ordering::Relaxed),
+        ))
+    }
+
     /// The durability mode stored in the durable header when the state was
     /// created (read from the file now). A writer's commits use the
-    /// durability of the [`Options`] it was opened with.
+    /// durability of the [`Options`] it was opened with
+    /// ([`Reader::writer_durability`]).
     pub fn durability(&self) -> Result<Durability> {
         let (h, _) = durable::read_header(&self.file, &self.path)?;
         Durability::from_code(h.durability.get(), h.durability_arg.get()).ok_or_else(|| {
@@ -1609,7 +1639,23 @@ pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::push_range;
+    use super::{Durability, push_range};
+    use std::time::Duration;
+
+    #[test]
+    fn the_live_header_word_round_trips_every_durability() {
+        for d in [
+            Durability::PageCache,
+            Durability::Sync,
+            Durability::Periodic(Duration::from_millis(250)),
+            Durability::Periodic(Duration::from_secs(3600)),
+        ] {
+            assert_ne!(d.to_word(), 0, "0 means no writer");
+            assert_eq!(Durability::from_word(d.to_word()), Some(d));
+        }
+        assert_eq!(Durability::from_word(0), None);
+        assert_eq!(Durability::from_word(9 << 56), None, "unknown code");
+    }
 
     #[test]
     fn push_range_extends_the_previous_range_only() {
