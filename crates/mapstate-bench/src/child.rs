@@ -36,7 +36,8 @@ pub(crate) struct ChildArgs {
     pub(crate) dir: PathBuf,
     /// Whether the parent runs `--quick`.
     pub(crate) quick: bool,
-    /// A workload-specific number (notify: events; reopen: state bytes).
+    /// A workload-specific number (notify: events; reopen: state bytes; w5
+    /// writer: commits per second to hold to, 0 for as fast as it can).
     pub(crate) arg: u64,
 }
 
@@ -255,13 +256,24 @@ pub(crate) fn timed_loop(mut parent: Parent, mut op: impl FnMut() -> Result<bool
 /// Parent side of w5: starts the writer and the reader on the state in
 /// `dir`, lets them run side by side for `params.w5`, and collects both.
 pub(crate) fn w5_parent(cx: &Ctx, system: &str, dir: &Path) -> Result<Measurement> {
+    w5_parent_paced(cx, system, dir, 0)
+}
+
+/// As [`w5_parent`], with the writer held to `writer_rate` commits per
+/// second (its `arg`; 0: as fast as it can).
+pub(crate) fn w5_parent_paced(
+    cx: &Ctx,
+    system: &str,
+    dir: &Path,
+    writer_rate: u64,
+) -> Result<Measurement> {
     let args = |role: &str| ChildArgs {
         system: system.to_owned(),
         workload: Workload::W5,
         role: role.to_owned(),
         dir: dir.to_owned(),
         quick: cx.params.quick,
-        arg: 0,
+        arg: if role == "writer" { writer_rate } else { 0 },
     };
     let mut writer = ChildProc::spawn(&args("writer"))?;
     let mut reader = ChildProc::spawn(&args("reader"))?;

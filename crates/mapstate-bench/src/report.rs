@@ -17,6 +17,10 @@ pub(crate) struct Measurement {
     pub(crate) p99_ns: Option<f64>,
     /// w5: commits per second of the writer process.
     pub(crate) writer_ops_per_sec: Option<f64>,
+    /// w5 again with the writer held to a set rate: reads per second.
+    pub(crate) paced_reads_per_sec: Option<f64>,
+    /// ... and the writer's commits per second in that run.
+    pub(crate) paced_writer_ops_per_sec: Option<f64>,
     /// Reads whose slot failed its checksum.
     pub(crate) torn: Option<u64>,
     /// w6: megabytes (10^6 B) of records per second.
@@ -81,6 +85,10 @@ pub(crate) struct Row {
     pub(crate) p99_ns: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) writer_ops_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) paced_reads_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) paced_writer_ops_per_sec: Option<f64>,
     /// Torn reads, summed over all runs (never a median).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) torn: Option<u64>,
@@ -175,6 +183,8 @@ impl Row {
             p50_ns: med(|m| m.p50_ns),
             p99_ns: med(|m| m.p99_ns),
             writer_ops_per_sec: med(|m| m.writer_ops_per_sec),
+            paced_reads_per_sec: med(|m| m.paced_reads_per_sec),
+            paced_writer_ops_per_sec: med(|m| m.paced_writer_ops_per_sec),
             torn,
             mb_per_sec: med(|m| m.mb_per_sec),
             disk_bytes: med_u64(|m| m.disk_bytes),
@@ -247,6 +257,9 @@ impl Row {
         let mut parts = Vec::new();
         if let Some(w) = self.writer_ops_per_sec {
             parts.push(format!("writer {}/s", si(w)));
+        }
+        if let (Some(r), Some(w)) = (self.paced_reads_per_sec, self.paced_writer_ops_per_sec) {
+            parts.push(format!("writer held to {}/s: {} reads/s", si(w), si(r)));
         }
         if let Some(t) = self.torn {
             parts.push(format!("torn {t}"));
