@@ -1236,11 +1236,15 @@ fn writer_session(
             w.max_size()
         ));
     }
-    let Got::Ok(mut r) = call(strategy, "reader beside the writer", || {
+    let mut r = match call(strategy, "reader beside the writer", || {
         Reader::open_with(&c.path, &o)
-    })?
-    else {
-        return oracle("Writer::open succeeded but Reader::open failed");
+    })? {
+        Got::Ok(r) => r,
+        // Past 1 TiB, the reader's reservation of the maximum size may not
+        // find the address space left beside the writer's (which reserves
+        // it twice) and those of the cases other test threads run.
+        Got::Err(l) if HUGE_MAX.get() && l.starts_with("Io: mmap (reserve)") => return Ok(()),
+        _ => return oracle("Writer::open succeeded but Reader::open failed"),
     };
     let (seq, mut want) = snapshot(strategy, "snapshot", &mut r)?;
     if seq != w.seq() || want.len() as u64 != w.len() {
