@@ -153,7 +153,7 @@ impl SharedWriter {
             {
                 self.lead();
             } else {
-                sys::futex_wait_private(&self.epoch, epoch, None);
+                sys::futex_wait_private(&self.epoch, epoch);
             }
         }
     }

@@ -324,17 +324,13 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n).unwrap_or(0)
 }
 
-/// `futex(word, FUTEX_WAIT_PRIVATE, expected, timeout)`: as [`futex_wait`],
-/// for a word only this process's threads use (no cross-process lookup in
-/// the kernel).
-pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+/// `futex(word, FUTEX_WAIT_PRIVATE, expected)`: as [`futex_wait`] without a
+/// timeout, for a word only this process's threads use (no cross-process
+/// lookup in the kernel).
+pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32) {
     use rustix::thread::futex;
-    let ts = timeout.map(|d| rustix::time::Timespec {
-        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(d.subsec_nanos()),
-    });
-    // Every error (EAGAIN: the value changed, EINTR, ETIMEDOUT) means "look again".
-    let _ = futex::wait(word, futex::Flags::PRIVATE, expected, ts.as_ref());
+    // Every error (EAGAIN: the value changed, EINTR) means "look again".
+    let _ = futex::wait(word, futex::Flags::PRIVATE, expected, None);
 }
 
 /// `futex(word, FUTEX_WAKE_PRIVATE, n)`: wakes up to `n` of this process's
