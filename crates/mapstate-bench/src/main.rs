@@ -234,6 +234,9 @@ fn run(opts: &Options) -> ExitCode {
             );
         }
     }
+    for system in &opts.systems {
+        system.cleanup(&cx);
+    }
     eprintln!(
         "mapstate-bench: total {:.1} s",
         start.elapsed().as_secs_f64()

@@ -91,3 +91,10 @@ pub mod testing {
         crate::sys::crash::arm(step, nth, signal);
     }
 }
+
+/// The README's example, compiled by `cargo test --doc` (not run: it would
+/// leave `state.db` in the crate's directory), so that what users copy
+/// first builds against this version.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -319,6 +319,14 @@ impl System for Mapstate {
         Ok(Outcome::Measured(m))
     }
 
+    fn cleanup(&self, cx: &Ctx) {
+        // The reopen state kept across runs has its live image on tmpfs
+        // (`/dev/shm`), which deleting the directory would leave behind.
+        if let Ok(dir) = cx.kept_dir(self.name(), Workload::Reopen) {
+            let _ = mapstate::remove(state_path(&dir), &Options::new());
+        }
+    }
+
     fn child(&self, args: &ChildArgs) -> Result<()> {
         let parent = Parent::new();
         let mut rng = Rng::from_entropy();

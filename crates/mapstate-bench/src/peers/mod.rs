@@ -28,6 +28,10 @@ pub(crate) trait System: Sync {
     /// workloads start children, which land in [`System::child`].
     fn run(&self, workload: Workload, cx: &Ctx) -> Result<Outcome>;
 
+    /// Removes what the system kept across runs outside `cx.base`, which
+    /// is deleted after it (called once, after the last workload).
+    fn cleanup(&self, _cx: &Ctx) {}
+
     /// The child side of a cross-process workload, in a child process.
     fn child(&self, args: &ChildArgs) -> Result<()> {
         Err(format!("{}: no child for {}", self.name(), args.workload.name()).into())
