@@ -74,6 +74,23 @@ fn json_of(a: &assert_cmd::assert::Assert) -> serde_json::Value {
     serde_json::from_str(stdout_of(a).trim()).expect("one JSON object")
 }
 
+/// The rest of a child's stdout (its pipe), and each of its lines parsed as
+/// a JSON object (`watch --json`).
+fn json_lines_of(child: &mut std::process::Child) -> (String, Vec<serde_json::Value>) {
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout piped")
+        .read_to_string(&mut out)
+        .unwrap();
+    let lines = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    (out, lines)
+}
+
 #[test]
 fn help_documents_exit_codes_and_an_example_per_subcommand() {
     mapstate().arg("--help").assert().success().stdout(
@@ -613,17 +630,7 @@ fn watch_prints_each_commit_as_it_happens() {
     let status = child.wait().unwrap();
     assert!(status.success());
     assert!(t.elapsed() < Duration::from_secs(10));
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (out, lines) = json_lines_of(&mut child);
     assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[1]["seq"], 2);
@@ -1159,17 +1166,7 @@ fn watch_json_prints_another_process_s_commits_in_order_with_ranges() {
     let ended = std::time::SystemTime::now();
     assert!(status.success(), "watch exits after --count lines");
     assert!(t.elapsed() < Duration::from_secs(20));
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (out, lines) = json_lines_of(&mut child);
     assert_eq!(lines.len() as u64, n, "{out}");
     for (l, (seq, ranges, widened)) in lines.iter().zip(&want) {
         assert_eq!(l["seq"], *seq, "{out}");
