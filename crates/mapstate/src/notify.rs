@@ -236,26 +236,42 @@ impl Drop for Watcher {
 }
 
 /// Sleeps once on the notification futex unless a commit newer than
-/// `after` is published or `stop` is set (re-checked after announcing the
-/// sleeper, exactly like the sequence number, so a [`stop_waiting`] that
-/// lands at any moment is never slept through). Returns on a wake-up, real
-/// or spurious, or a signal.
-pub(crate) fn wait_unless_stopped(r: &Reader, after: u64, stop: &AtomicBool) {
+/// `after` is published or `stop` (if given) is set; returns on a wake-up,
+/// real or spurious, a signal, or `timeout`.
+///
+/// Both conditions are re-checked after announcing the sleeper: the writer
+/// advances the word (clearing the bit) after publishing, so either we see
+/// its commit or it sees our bit and wakes us (the protocol
+/// `tests/loom_notify.rs` model-checks), and a [`stop_waiting`] that lands
+/// at any moment is never slept through.
+pub(crate) fn wait_once(
+    r: &Reader,
+    after: u64,
+    timeout: Option<Duration>,
+    stop: Option<&AtomicBool>,
+) {
     let live = r.live();
     let word = live.notify_word();
-    let done = || r.seq() > after || stop.load(Ordering::SeqCst);
+    let done = || r.seq() > after || stop.is_some_and(|s| s.load(Ordering::SeqCst));
     if live.can_register() {
         let expected = announce(word);
         if !done() {
-            crate::sys::futex_wait(word, expected, None);
+            crate::sys::futex_wait(word, expected, timeout);
         }
     } else {
-        // May not write the live image, so cannot ask to be woken: poll.
+        // May not write the live image, so cannot ask to be woken: sleep on
+        // the word with a short timeout instead (polling).
         let expected = word.load(Ordering::SeqCst);
+        let nap = Duration::from_millis(1);
         if !done() {
-            crate::sys::futex_wait(word, expected, Some(Duration::from_millis(1)));
+            crate::sys::futex_wait(word, expected, Some(timeout.map_or(nap, |t| t.min(nap))));
         }
     }
+}
+
+/// [`wait_once`] without a timeout, until `stop` (a watcher's thread).
+pub(crate) fn wait_unless_stopped(r: &Reader, after: u64, stop: &AtomicBool) {
+    wait_once(r, after, None, Some(stop));
 }
 
 /// Tells a thread in [`wait_unless_stopped`] on `r` to stop, and wakes it

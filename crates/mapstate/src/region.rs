@@ -1458,32 +1458,7 @@ impl Reader {
                 },
                 None => None,
             };
-            self.wait_once(after, remaining);
-        }
-    }
-
-    /// Sleeps once on the notification futex unless a commit newer than
-    /// `after` is already published; returns on a wake-up (real or
-    /// spurious), a signal, or the timeout.
-    pub(crate) fn wait_once(&self, after: u64, timeout: Option<Duration>) {
-        let word = self.live.notify_word();
-        if self.live.can_register() {
-            // Announce a sleeper, then sleep only if no commit came: the
-            // writer advances the word (clearing the bit) after publishing,
-            // so either we see its commit or it sees our bit and wakes us
-            // (the protocol `tests/loom_notify.rs` model-checks).
-            let expected = crate::notify::protocol::announce(word);
-            if self.seq() <= after {
-                sys::futex_wait(word, expected, timeout);
-            }
-        } else {
-            // May not write the live image, so cannot ask to be woken:
-            // sleep on the word with a short timeout instead (polling).
-            let expected = word.load(Ordering::SeqCst);
-            let nap = Duration::from_millis(1);
-            if self.seq() <= after {
-                sys::futex_wait(word, expected, Some(timeout.map_or(nap, |r| r.min(nap))));
-            }
+            crate::notify::wait_once(self, after, remaining, None);
         }
     }
 
