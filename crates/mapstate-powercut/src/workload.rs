@@ -111,6 +111,23 @@ fn fill(t: &mut Txn<'_>, c: u64, shrink: bool) -> mapstate::Result<()> {
     Ok(())
 }
 
+/// Checkpoints after commit `c` if `now` or the log holds
+/// [`CHECKPOINT_LOG_BYTES`]; returns the `checkpointed` line to print, or
+/// the `error` line.
+fn checkpoint_if_due(w: &mut Writer, c: u64, now: bool) -> Result<Option<String>, String> {
+    let log = w.log_bytes();
+    if !now && log < CHECKPOINT_LOG_BYTES {
+        return Ok(None);
+    }
+    let t = Instant::now();
+    w.checkpoint()
+        .map_err(|e| format!("error checkpoint {c}: {e}"))?;
+    Ok(Some(format!(
+        "checkpointed {c} log {log} in {} ms",
+        t.elapsed().as_millis()
+    )))
+}
+
 /// `--threads N`: N threads commit the model's transactions through one
 /// `SharedWriter` (each reads the counter inside its transaction, so the
 /// commits stay one sequence) and print `committed C` once theirs returned.
@@ -139,15 +156,8 @@ fn run_shared(w: Writer, threads: usize, shrink: bool) -> ExitCode {
         if !say(&mut std::io::stdout().lock(), format_args!("committed {c}")) {
             return Ok(false);
         }
-        let mut w = shared.lock();
-        if w.log_bytes() >= CHECKPOINT_LOG_BYTES {
-            let log = w.log_bytes();
-            w.checkpoint()
-                .map_err(|e| format!("error checkpoint {c}: {e}"))?;
-            say(
-                &mut std::io::stdout().lock(),
-                format_args!("checkpointed {c} log {log}"),
-            );
+        if let Some(line) = checkpoint_if_due(&mut shared.lock(), c, false)? {
+            say(&mut std::io::stdout().lock(), format_args!("{line}"));
         }
         Ok(true)
     };
@@ -244,21 +254,16 @@ pub(crate) fn run(mode: Mode, flags: Flags) -> ExitCode {
         if !ok {
             return ExitCode::SUCCESS;
         }
-        if (mode == Mode::PageCache && c % CHECKPOINT_EVERY == 0)
-            || w.log_bytes() >= CHECKPOINT_LOG_BYTES
-        {
-            let (t, log) = (Instant::now(), w.log_bytes());
-            if let Err(e) = w.checkpoint() {
-                say(&mut out, format_args!("error checkpoint {c}: {e}"));
+        let every = mode == Mode::PageCache && c % CHECKPOINT_EVERY == 0;
+        match checkpoint_if_due(&mut w, c, every) {
+            Ok(Some(line)) => {
+                say(&mut out, format_args!("{line}"));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                say(&mut out, format_args!("{e}"));
                 return ExitCode::from(1);
             }
-            say(
-                &mut out,
-                format_args!(
-                    "checkpointed {c} log {log} in {} ms",
-                    t.elapsed().as_millis()
-                ),
-            );
         }
     }
 }
