@@ -18,6 +18,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Marks the old name of a renamed function: calling it makes gcc and clang
+ * warn (-Wdeprecated-declarations) with the new name. The old names keep
+ * working. Define MAPSTATE_DEPRECATED(msg) as nothing before including this
+ * header to silence the warnings.
+ */
+#ifndef MAPSTATE_DEPRECATED
+#if defined(__GNUC__) || defined(__clang__)
+#define MAPSTATE_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#else
+#define MAPSTATE_DEPRECATED(msg)
+#endif
+#endif
+
 /**
  * Success.
  */
@@ -145,8 +159,8 @@
 #define MAPSTATE_E_BAD_HANDLE (-41)
 
 /**
- * `mapstate_begin()` while a transaction is open, or an operation that
- * needs no transaction open (`mapstate_checkpoint()`).
+ * `mapstate_writer_begin()` while a transaction is open, or an operation
+ * that needs no transaction open (`mapstate_writer_checkpoint()`).
  */
 #define MAPSTATE_E_TXN_OPEN (-42)
 
@@ -163,7 +177,8 @@
 #define MAPSTATE_E_BUSY (-44)
 
 /**
- * `mapstate_wait_for_change()` timed out before a newer commit was published.
+ * `mapstate_reader_wait_for_change()` timed out before a newer commit was
+ * published.
  */
 #define MAPSTATE_E_TIMEOUT (-45)
 
@@ -176,8 +191,8 @@
 /**
  * Durability mode: a returned commit survives any process crash and is
  * visible everywhere; it reaches the disk at the next checkpoint (when the
- * log fills up, on `mapstate_checkpoint()` or on close). No system call on
- * the commit path.
+ * log fills up, on `mapstate_writer_checkpoint()` or on close). No system
+ * call on the commit path.
  */
 #define MAPSTATE_PAGE_CACHE 0
 
@@ -345,7 +360,7 @@ int mapstate_writer_open(const char *path, const struct mapstate_options *opts, 
 /**
  * Starts a transaction. Nothing it changes is visible to anyone (other
  * processes, readers, even a reader in this process) until
- * `mapstate_commit()`; a crash or `mapstate_abort()` discards it.
+ * `mapstate_txn_commit()`; a crash or `mapstate_txn_abort()` discards it.
  *
  * Returns 0, `MAPSTATE_E_TXN_OPEN` if a transaction is already open,
  * `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
@@ -354,21 +369,21 @@ int mapstate_writer_open(const char *path, const struct mapstate_options *opts, 
  *
  * `w` is NULL or an open writer handle.
  */
-int mapstate_begin(struct mapstate_writer *w);
+int mapstate_writer_begin(struct mapstate_writer *w);
 
 /**
  * The open transaction's bytes, writable with plain stores: byte `i` of
  * the state is `(*data)[i]` for `i < *len` (the transaction's length).
  * Store into them freely (memcpy, a struct pointer, a C library filling a
- * buffer): `mapstate_commit()` finds the written pages and makes exactly
+ * buffer): `mapstate_txn_commit()` finds the written pages and makes exactly
  * those changes visible, all at once. Reading them shows the committed
  * state plus this transaction's changes.
  *
  * - `*data`: the address of byte 0 (page-aligned). It stays valid until the
- *   transaction ends (`mapstate_commit()`, `mapstate_abort()`,
+ *   transaction ends (`mapstate_txn_commit()`, `mapstate_txn_abort()`,
  *   `mapstate_writer_close()`); do not touch it after that. Stores past
  *   `*len` are undefined behaviour (they may fault).
- * - `*len`: the transaction's length; after `mapstate_set_len()` call this
+ * - `*len`: the transaction's length; after `mapstate_txn_set_len()` call this
  *   function again for the new length (and address).
  *
  * Returns 0, `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_INVALID` (`data` NULL),
@@ -387,11 +402,11 @@ int mapstate_txn_data(struct mapstate_writer *w, uint8_t **data, uint64_t *len);
  * size, writable with plain stores. Bytes past the state's length read as
  * zeros; stores past it grow the state with no call (a SIGSEGV handler
  * maps more as they happen, at the same address), and at
- * `mapstate_commit()` the length becomes the end of the last page written
+ * `mapstate_txn_commit()` the length becomes the end of the last page written
  * (a multiple of 4096, or the maximum size), unless the transaction called
- * `mapstate_set_len()`, whose length is kept. If the memory holding the
+ * `mapstate_txn_set_len()`, whose length is kept. If the memory holding the
  * live image runs out, the stores land in scratch pages and
- * `mapstate_commit()` fails with `MAPSTATE_E_NO_SPACE`, discarding the
+ * `mapstate_txn_commit()` fails with `MAPSTATE_E_NO_SPACE`, discarding the
  * transaction; a store in the 1 MiB just past the maximum size makes it
  * fail with `MAPSTATE_E_PAST_MAXIMUM`; stores further out are ordinary
  * segfaults.
@@ -423,7 +438,7 @@ int mapstate_txn_extend_on_write(struct mapstate_writer *w, uint8_t **data, uint
  *
  * `w` is NULL or an open writer handle.
  */
-int mapstate_set_len(struct mapstate_writer *w, uint64_t len);
+int mapstate_txn_set_len(struct mapstate_writer *w, uint64_t len);
 
 /**
  * Copies `len` bytes from `src` into the transaction at `offset` (an
@@ -442,7 +457,7 @@ int mapstate_set_len(struct mapstate_writer *w, uint64_t len);
  * `w` is NULL or an open writer handle; `src` is NULL or readable for
  * `len` bytes.
  */
-int mapstate_write(struct mapstate_writer *w, uint64_t offset, const void *src, uint64_t len);
+int mapstate_txn_write_at(struct mapstate_writer *w, uint64_t offset, const void *src, uint64_t len);
 
 /**
  * Commits the open transaction: every change becomes visible to every
@@ -452,7 +467,7 @@ int mapstate_write(struct mapstate_writer *w, uint64_t offset, const void *src, 
  * new state, then +1 per commit).
  *
  * Whatever it returns, the transaction is over: on failure it is discarded
- * (the state is as before `mapstate_begin()`), and pointers from
+ * (the state is as before `mapstate_writer_begin()`), and pointers from
  * `mapstate_txn_data()` are invalid.
  *
  * Returns 0, `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_POISONED` (an earlier sync
@@ -463,7 +478,7 @@ int mapstate_write(struct mapstate_writer *w, uint64_t offset, const void *src, 
  *
  * `w` is NULL or an open writer handle; `seq` is NULL or writable.
  */
-int mapstate_commit(struct mapstate_writer *w, uint64_t *seq);
+int mapstate_txn_commit(struct mapstate_writer *w, uint64_t *seq);
 
 /**
  * Discards the open transaction: the state stays as it was committed, and
@@ -476,7 +491,7 @@ int mapstate_commit(struct mapstate_writer *w, uint64_t *seq);
  *
  * `w` is NULL or an open writer handle.
  */
-int mapstate_abort(struct mapstate_writer *w);
+int mapstate_txn_abort(struct mapstate_writer *w);
 
 /**
  * `*seq` receives the sequence number of the last commit (0 for a new
@@ -517,7 +532,7 @@ int mapstate_writer_len(struct mapstate_writer *w, uint64_t *len);
  *
  * `w` is NULL or an open writer handle.
  */
-int mapstate_checkpoint(struct mapstate_writer *w);
+int mapstate_writer_checkpoint(struct mapstate_writer *w);
 
 /**
  * Closes a writer: aborts an open transaction, checkpoints, releases the
@@ -624,7 +639,7 @@ int mapstate_reader_open(const char *path, const struct mapstate_options *opts, 
  * `r` is NULL or an open reader handle; `buf` is NULL or writable for
  * `len` bytes; `seq` is NULL or writable.
  */
-int mapstate_read(struct mapstate_reader *r, uint64_t offset, void *buf, uint64_t len, uint64_t *seq);
+int mapstate_reader_read_at(struct mapstate_reader *r, uint64_t offset, void *buf, uint64_t len, uint64_t *seq);
 
 /**
  * `*seq` receives the sequence number of the last published commit.
@@ -640,7 +655,7 @@ int mapstate_reader_seq(struct mapstate_reader *r, uint64_t *seq);
 
 /**
  * `*len` receives the state's length as of the last published commit (a
- * commit may change it right after: `mapstate_read()` reports
+ * commit may change it right after: `mapstate_reader_read_at()` reports
  * `MAPSTATE_E_OUT_OF_BOUNDS` if the state shrank meanwhile).
  *
  * Returns 0, `MAPSTATE_E_INVALID` (`len` NULL), `MAPSTATE_E_BAD_HANDLE`, or
@@ -655,23 +670,25 @@ int mapstate_reader_len(struct mapstate_reader *r, uint64_t *len);
 /**
  * Sleeps until a commit newer than `after_seq` is published (by a writer
  * in any process), or `timeout_ms` milliseconds pass (a negative
- * `timeout_ms`, or one of 2^40 or more, waits without limit; 0 only checks). Waiters sleep on a
- * futex in the shared live image and use no CPU; a commit with nobody
- * waiting costs the writer no system call. `*out_seq` (if `out_seq` is not
- * NULL) receives the newest sequence number, also on timeout.
+ * `timeout_ms`, or one of 2^40 or more, waits without limit; 0 only
+ * checks). Waiters sleep on a futex in the shared live image and use no
+ * CPU; a commit with nobody waiting costs the writer no system call.
+ * `*out_seq` (if `out_seq` is not NULL) receives the newest sequence
+ * number, also on timeout.
  *
- * Typical loop: `seq = 0; for (;;) { mapstate_wait_for_change(r, seq, -1,
- * &seq); mapstate_read(r, ...); }`.
+ * Typical loop: `seq = 0; for (;;) { mapstate_reader_wait_for_change(r,
+ * seq, -1, &seq); mapstate_reader_read_at(r, ...); }`.
  *
- * Returns 0 (a newer commit exists), `MAPSTATE_E_TIMEOUT` (none within the
- * timeout), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`. The handle is
- * busy while the call sleeps.
+ * Returns 0 (a newer commit exists: `*out_seq > after_seq`),
+ * `MAPSTATE_E_TIMEOUT` (none within the timeout: `*out_seq <= after_seq`),
+ * `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`. The handle is busy while
+ * the call sleeps.
  *
  * # Safety
  *
  * `r` is NULL or an open reader handle; `out_seq` is NULL or writable.
  */
-int mapstate_wait_for_change(struct mapstate_reader *r, uint64_t after_seq, int64_t timeout_ms, uint64_t *out_seq);
+int mapstate_reader_wait_for_change(struct mapstate_reader *r, uint64_t after_seq, int64_t timeout_ms, uint64_t *out_seq);
 
 /**
  * Closes a reader and frees the handle.
@@ -679,7 +696,7 @@ int mapstate_wait_for_change(struct mapstate_reader *r, uint64_t after_seq, int6
  * Returns 0, `MAPSTATE_E_BAD_HANDLE` (NULL, or closed already: a double
  * close is reported, not a crash, as long as no new handle got the same
  * address meanwhile), or `MAPSTATE_E_BUSY` (in use by another thread, for
- * example sleeping in `mapstate_wait_for_change()`: not closed).
+ * example sleeping in `mapstate_reader_wait_for_change()`: not closed).
  *
  * # Safety
  *
@@ -687,6 +704,79 @@ int mapstate_wait_for_change(struct mapstate_reader *r, uint64_t after_seq, int6
  * already, no handle opened since may have the same address.
  */
 int mapstate_reader_close(struct mapstate_reader *r);
+
+/**
+ * Deprecated: the old name of `mapstate_writer_begin()`, which it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_writer_begin()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_writer_begin() instead") int mapstate_begin(struct mapstate_writer *w);
+
+/**
+ * Deprecated: the old name of `mapstate_writer_checkpoint()`, which it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_writer_checkpoint()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_writer_checkpoint() instead") int mapstate_checkpoint(struct mapstate_writer *w);
+
+/**
+ * Deprecated: the old name of `mapstate_txn_set_len()`, which it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_txn_set_len()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_txn_set_len() instead") int mapstate_set_len(struct mapstate_writer *w, uint64_t len);
+
+/**
+ * Deprecated: the old name of `mapstate_txn_write_at()`, which it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_txn_write_at()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_txn_write_at() instead") int mapstate_write(struct mapstate_writer *w, uint64_t offset, const void *src, uint64_t len);
+
+/**
+ * Deprecated: the old name of `mapstate_txn_commit()`, which it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_txn_commit()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_txn_commit() instead") int mapstate_commit(struct mapstate_writer *w, uint64_t *seq);
+
+/**
+ * Deprecated: the old name of `mapstate_txn_abort()`, which it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_txn_abort()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_txn_abort() instead") int mapstate_abort(struct mapstate_writer *w);
+
+/**
+ * Deprecated: the old name of `mapstate_reader_read_at()`, which it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_reader_read_at()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_reader_read_at() instead") int mapstate_read(struct mapstate_reader *r, uint64_t offset, void *buf, uint64_t len, uint64_t *seq);
+
+/**
+ * Deprecated: the old name of `mapstate_reader_wait_for_change()`, which
+ * it calls.
+ *
+ * # Safety
+ *
+ * As for `mapstate_reader_wait_for_change()`.
+ */
+MAPSTATE_DEPRECATED("renamed: use mapstate_reader_wait_for_change() instead") int mapstate_wait_for_change(struct mapstate_reader *r, uint64_t after_seq, int64_t timeout_ms, uint64_t *out_seq);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -65,8 +65,8 @@ pub const MAPSTATE_E_INVALID: c_int = -40;
 /// The handle is not an open handle of the expected kind: already closed,
 /// never opened, or a reader passed where a writer is expected.
 pub const MAPSTATE_E_BAD_HANDLE: c_int = -41;
-/// `mapstate_begin()` while a transaction is open, or an operation that
-/// needs no transaction open (`mapstate_checkpoint()`).
+/// `mapstate_writer_begin()` while a transaction is open, or an operation
+/// that needs no transaction open (`mapstate_writer_checkpoint()`).
 pub const MAPSTATE_E_TXN_OPEN: c_int = -42;
 /// A transaction operation (commit, abort, data, write, `set_len`) without an
 /// open transaction.
@@ -74,7 +74,8 @@ pub const MAPSTATE_E_NO_TXN: c_int = -43;
 /// The handle is in use by another thread right now: use each handle from
 /// one thread at a time.
 pub const MAPSTATE_E_BUSY: c_int = -44;
-/// `mapstate_wait_for_change()` timed out before a newer commit was published.
+/// `mapstate_reader_wait_for_change()` timed out before a newer commit was
+/// published.
 pub const MAPSTATE_E_TIMEOUT: c_int = -45;
 /// A bug in mapstate: a Rust panic was caught at the API boundary. The
 /// handle may be unusable; close it.

@@ -15,7 +15,12 @@
 //! - `options`: `mapstate_options`;
 //! - `writer`: open, begin, the writable bytes, commit, abort, close;
 //! - `attach`: `mapstate_attach`/`mapstate_detach`, the AIX `shmat(SHM_MAP)` pair;
-//! - `reader`: open, consistent copies, waiting for a change, close.
+//! - `reader`: open, consistent copies, waiting for a change, close;
+//! - `deprecated`: the old names of renamed functions, calling the new ones.
+//!
+//! Names follow `mapstate_<object>_<verb>`, as the Rust API does
+//! (`mapstate_writer_begin` is `Writer::begin`, `mapstate_txn_commit` is
+//! `Txn::commit`, `mapstate_reader_read_at` is `Reader::read_at`).
 
 // The workspace denies `unsafe` outside `mapstate::sys`; this crate is the
 // FFI boundary, where C hands over raw pointers, so it needs `unsafe` to
@@ -34,6 +39,9 @@ mod attach;
 
 mod reader;
 
+// Last in the header: the old names.
+mod deprecated;
+
 pub use attach::{MAPSTATE_ATTACH_CREATE, mapstate_attach, mapstate_detach};
 pub use error::{
     MAPSTATE_E_BAD_HANDLE, MAPSTATE_E_BUSY, MAPSTATE_E_CORRUPT, MAPSTATE_E_FALLOCATE_UNSUPPORTED,
@@ -50,13 +58,20 @@ pub use options::{
     mapstate_options_default,
 };
 pub use reader::{
-    MapstateReader, mapstate_read, mapstate_reader_close, mapstate_reader_len,
-    mapstate_reader_open, mapstate_reader_seq, mapstate_wait_for_change,
+    MapstateReader, mapstate_reader_close, mapstate_reader_len, mapstate_reader_open,
+    mapstate_reader_read_at, mapstate_reader_seq, mapstate_reader_wait_for_change,
 };
 pub use writer::{
-    MapstateWriter, mapstate_abort, mapstate_begin, mapstate_checkpoint, mapstate_commit,
-    mapstate_set_len, mapstate_txn_data, mapstate_txn_extend_on_write, mapstate_write,
-    mapstate_writer_close, mapstate_writer_len, mapstate_writer_open, mapstate_writer_seq,
+    MapstateWriter, mapstate_txn_abort, mapstate_txn_commit, mapstate_txn_data,
+    mapstate_txn_extend_on_write, mapstate_txn_set_len, mapstate_txn_write_at,
+    mapstate_writer_begin, mapstate_writer_checkpoint, mapstate_writer_close, mapstate_writer_len,
+    mapstate_writer_open, mapstate_writer_seq,
+};
+// Re-exported like the rest; deprecated for C callers, not for this crate.
+#[allow(deprecated)]
+pub use deprecated::{
+    mapstate_abort, mapstate_begin, mapstate_checkpoint, mapstate_commit, mapstate_read,
+    mapstate_set_len, mapstate_wait_for_change, mapstate_write,
 };
 
 /// The version of this library, such as `"0.1.0"`. A static string: never

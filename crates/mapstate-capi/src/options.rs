@@ -4,15 +4,15 @@ use std::ffi::c_char;
 use std::ptr;
 use std::time::Duration;
 
-use mapstate_rs::{DEFAULT_RESERVATION, Durability, Options};
+use mapstate_rs::{DEFAULT_RESERVATION, Durability, WriterOptions};
 
 use crate::error::Failure;
 use crate::handle;
 
 /// Durability mode: a returned commit survives any process crash and is
 /// visible everywhere; it reaches the disk at the next checkpoint (when the
-/// log fills up, on `mapstate_checkpoint()` or on close). No system call on
-/// the commit path.
+/// log fills up, on `mapstate_writer_checkpoint()` or on close). No system
+/// call on the commit path.
 pub const MAPSTATE_PAGE_CACHE: u32 = 0;
 /// Durability mode: as `MAPSTATE_PAGE_CACHE`, and a background thread syncs
 /// the log every `periodic_ms` milliseconds, so a power cut loses at most
@@ -76,13 +76,14 @@ pub extern "C" fn mapstate_options_default() -> MapstateOptions {
     }
 }
 
-/// The library's options from `opts` (NULL: the defaults).
+/// The library's writer options from `opts` (NULL: the defaults); a
+/// reader takes `.reader()` of them (its live directory).
 ///
 /// # Safety
 ///
 /// `opts` is NULL or points to a `MapstateOptions` whose `live_dir` is NULL
 /// or a NUL-terminated string.
-pub(crate) unsafe fn from_c(opts: *const MapstateOptions) -> Result<Options, Failure> {
+pub(crate) unsafe fn from_c(opts: *const MapstateOptions) -> Result<WriterOptions, Failure> {
     let o = if opts.is_null() {
         mapstate_options_default()
     } else {
@@ -106,7 +107,7 @@ pub(crate) unsafe fn from_c(opts: *const MapstateOptions) -> Result<Options, Fai
             )));
         }
     };
-    let mut out = Options::new()
+    let mut out = WriterOptions::new()
         .create(o.create)
         .wait_for_lock(o.wait_for_lock)
         .len(o.len)

@@ -67,7 +67,7 @@ pub unsafe extern "C" fn mapstate_reader_open(
         let path = unsafe { handle::path(path, "path") }?;
         // SAFETY: the caller promises options or NULL.
         let opts = unsafe { options::from_c(opts) }?;
-        let r = Reader::open_with(&path, &opts)?;
+        let r = opts.reader().open(&path)?;
         let h = Handle::open(READER_MAGIC, r);
         // SAFETY: `out` is non-NULL and writable (above).
         unsafe { out.write(h.cast()) };
@@ -92,7 +92,7 @@ pub unsafe extern "C" fn mapstate_reader_open(
 /// `r` is NULL or an open reader handle; `buf` is NULL or writable for
 /// `len` bytes; `seq` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_read(
+pub unsafe extern "C" fn mapstate_reader_read_at(
     r: *mut MapstateReader,
     offset: u64,
     buf: *mut c_void,
@@ -131,7 +131,7 @@ pub unsafe extern "C" fn mapstate_reader_seq(r: *mut MapstateReader, seq: *mut u
 }
 
 /// `*len` receives the state's length as of the last published commit (a
-/// commit may change it right after: `mapstate_read()` reports
+/// commit may change it right after: `mapstate_reader_read_at()` reports
 /// `MAPSTATE_E_OUT_OF_BOUNDS` if the state shrank meanwhile).
 ///
 /// Returns 0, `MAPSTATE_E_INVALID` (`len` NULL), `MAPSTATE_E_BAD_HANDLE`, or
@@ -154,23 +154,25 @@ pub unsafe extern "C" fn mapstate_reader_len(r: *mut MapstateReader, len: *mut u
 
 /// Sleeps until a commit newer than `after_seq` is published (by a writer
 /// in any process), or `timeout_ms` milliseconds pass (a negative
-/// `timeout_ms`, or one of 2^40 or more, waits without limit; 0 only checks). Waiters sleep on a
-/// futex in the shared live image and use no CPU; a commit with nobody
-/// waiting costs the writer no system call. `*out_seq` (if `out_seq` is not
-/// NULL) receives the newest sequence number, also on timeout.
+/// `timeout_ms`, or one of 2^40 or more, waits without limit; 0 only
+/// checks). Waiters sleep on a futex in the shared live image and use no
+/// CPU; a commit with nobody waiting costs the writer no system call.
+/// `*out_seq` (if `out_seq` is not NULL) receives the newest sequence
+/// number, also on timeout.
 ///
-/// Typical loop: `seq = 0; for (;;) { mapstate_wait_for_change(r, seq, -1,
-/// &seq); mapstate_read(r, ...); }`.
+/// Typical loop: `seq = 0; for (;;) { mapstate_reader_wait_for_change(r,
+/// seq, -1, &seq); mapstate_reader_read_at(r, ...); }`.
 ///
-/// Returns 0 (a newer commit exists), `MAPSTATE_E_TIMEOUT` (none within the
-/// timeout), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`. The handle is
-/// busy while the call sleeps.
+/// Returns 0 (a newer commit exists: `*out_seq > after_seq`),
+/// `MAPSTATE_E_TIMEOUT` (none within the timeout: `*out_seq <= after_seq`),
+/// `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`. The handle is busy while
+/// the call sleeps.
 ///
 /// # Safety
 ///
 /// `r` is NULL or an open reader handle; `out_seq` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_wait_for_change(
+pub unsafe extern "C" fn mapstate_reader_wait_for_change(
     r: *mut MapstateReader,
     after_seq: u64,
     timeout_ms: i64,
@@ -184,15 +186,29 @@ pub unsafe extern "C" fn mapstate_wait_for_change(
             .filter(|&ms| ms < 1 << 40)
             .map(Duration::from_millis);
         // SAFETY: as promised by the caller.
-        let n = unsafe { with(r, |rd| Ok(rd.wait_for_change(after_seq, timeout))) }?;
+        let newest = unsafe {
+            with(r, |rd| {
+                // `None`: the timeout passed first; `*out_seq` still
+                // receives the newest sequence number.
+                Ok(rd
+                    .wait_for_change(after_seq, timeout)
+                    .unwrap_or_else(|| rd.seq()))
+            })
+        }?;
         // SAFETY: the caller promises `out_seq` is NULL or writable.
-        unsafe { handle::put(out_seq, n) };
-        if n > after_seq {
+        unsafe { handle::put(out_seq, newest) };
+        // `Some(n)` has `n > after_seq`: success. After `None`, a commit
+        // may have landed since the deadline: that is a success too, so
+        // that a timeout never hands out a newer sequence number (a caller
+        // looping on `*out_seq` would skip that commit).
+        if newest > after_seq {
             Ok(())
         } else {
             Err(Failure::new(
                 MAPSTATE_E_TIMEOUT,
-                format!("no commit after {after_seq} within {timeout_ms} ms (the last is {n})"),
+                format!(
+                    "no commit after {after_seq} within {timeout_ms} ms (the last is {newest})"
+                ),
             ))
         }
     })
@@ -203,7 +219,7 @@ pub unsafe extern "C" fn mapstate_wait_for_change(
 /// Returns 0, `MAPSTATE_E_BAD_HANDLE` (NULL, or closed already: a double
 /// close is reported, not a crash, as long as no new handle got the same
 /// address meanwhile), or `MAPSTATE_E_BUSY` (in use by another thread, for
-/// example sleeping in `mapstate_wait_for_change()`: not closed).
+/// example sleeping in `mapstate_reader_wait_for_change()`: not closed).
 ///
 /// # Safety
 ///

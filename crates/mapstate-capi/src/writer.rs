@@ -99,7 +99,7 @@ impl Drop for WriterState {
 fn no_txn() -> Failure {
     Failure::new(
         MAPSTATE_E_NO_TXN,
-        "no transaction is open: call mapstate_begin() first",
+        "no transaction is open: call mapstate_writer_begin() first",
     )
 }
 
@@ -159,7 +159,7 @@ pub unsafe extern "C" fn mapstate_writer_open(
         let path = unsafe { handle::path(path, "path") }?;
         // SAFETY: the caller promises options or NULL.
         let opts = unsafe { options::from_c(opts) }?;
-        let w = Writer::open(&path, &opts)?;
+        let w = opts.open(&path)?;
         let h = Handle::open(WRITER_MAGIC, WriterState::new(w));
         // SAFETY: `out` is non-NULL and writable (above).
         unsafe { out.write(h.cast()) };
@@ -169,7 +169,7 @@ pub unsafe extern "C" fn mapstate_writer_open(
 
 /// Starts a transaction. Nothing it changes is visible to anyone (other
 /// processes, readers, even a reader in this process) until
-/// `mapstate_commit()`; a crash or `mapstate_abort()` discards it.
+/// `mapstate_txn_commit()`; a crash or `mapstate_txn_abort()` discards it.
 ///
 /// Returns 0, `MAPSTATE_E_TXN_OPEN` if a transaction is already open,
 /// `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
@@ -178,7 +178,7 @@ pub unsafe extern "C" fn mapstate_writer_open(
 ///
 /// `w` is NULL or an open writer handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_begin(w: *mut MapstateWriter) -> c_int {
+pub unsafe extern "C" fn mapstate_writer_begin(w: *mut MapstateWriter) -> c_int {
     // SAFETY: as promised by the caller.
     entry(|| unsafe { with(w, WriterState::begin) })
 }
@@ -186,15 +186,15 @@ pub unsafe extern "C" fn mapstate_begin(w: *mut MapstateWriter) -> c_int {
 /// The open transaction's bytes, writable with plain stores: byte `i` of
 /// the state is `(*data)[i]` for `i < *len` (the transaction's length).
 /// Store into them freely (memcpy, a struct pointer, a C library filling a
-/// buffer): `mapstate_commit()` finds the written pages and makes exactly
+/// buffer): `mapstate_txn_commit()` finds the written pages and makes exactly
 /// those changes visible, all at once. Reading them shows the committed
 /// state plus this transaction's changes.
 ///
 /// - `*data`: the address of byte 0 (page-aligned). It stays valid until the
-///   transaction ends (`mapstate_commit()`, `mapstate_abort()`,
+///   transaction ends (`mapstate_txn_commit()`, `mapstate_txn_abort()`,
 ///   `mapstate_writer_close()`); do not touch it after that. Stores past
 ///   `*len` are undefined behaviour (they may fault).
-/// - `*len`: the transaction's length; after `mapstate_set_len()` call this
+/// - `*len`: the transaction's length; after `mapstate_txn_set_len()` call this
 ///   function again for the new length (and address).
 ///
 /// Returns 0, `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_INVALID` (`data` NULL),
@@ -232,11 +232,11 @@ pub unsafe extern "C" fn mapstate_txn_data(
 /// size, writable with plain stores. Bytes past the state's length read as
 /// zeros; stores past it grow the state with no call (a SIGSEGV handler
 /// maps more as they happen, at the same address), and at
-/// `mapstate_commit()` the length becomes the end of the last page written
+/// `mapstate_txn_commit()` the length becomes the end of the last page written
 /// (a multiple of 4096, or the maximum size), unless the transaction called
-/// `mapstate_set_len()`, whose length is kept. If the memory holding the
+/// `mapstate_txn_set_len()`, whose length is kept. If the memory holding the
 /// live image runs out, the stores land in scratch pages and
-/// `mapstate_commit()` fails with `MAPSTATE_E_NO_SPACE`, discarding the
+/// `mapstate_txn_commit()` fails with `MAPSTATE_E_NO_SPACE`, discarding the
 /// transaction; a store in the 1 MiB just past the maximum size makes it
 /// fail with `MAPSTATE_E_PAST_MAXIMUM`; stores further out are ordinary
 /// segfaults.
@@ -287,7 +287,7 @@ pub unsafe extern "C" fn mapstate_txn_extend_on_write(
 ///
 /// `w` is NULL or an open writer handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_set_len(w: *mut MapstateWriter, len: u64) -> c_int {
+pub unsafe extern "C" fn mapstate_txn_set_len(w: *mut MapstateWriter, len: u64) -> c_int {
     // SAFETY: as promised by the caller.
     entry(|| unsafe { with(w, |s| Ok(s.txn()?.set_len(len)?)) })
 }
@@ -308,7 +308,7 @@ pub unsafe extern "C" fn mapstate_set_len(w: *mut MapstateWriter, len: u64) -> c
 /// `w` is NULL or an open writer handle; `src` is NULL or readable for
 /// `len` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_write(
+pub unsafe extern "C" fn mapstate_txn_write_at(
     w: *mut MapstateWriter,
     offset: u64,
     src: *const c_void,
@@ -342,7 +342,7 @@ pub unsafe extern "C" fn mapstate_write(
 /// new state, then +1 per commit).
 ///
 /// Whatever it returns, the transaction is over: on failure it is discarded
-/// (the state is as before `mapstate_begin()`), and pointers from
+/// (the state is as before `mapstate_writer_begin()`), and pointers from
 /// `mapstate_txn_data()` are invalid.
 ///
 /// Returns 0, `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_POISONED` (an earlier sync
@@ -353,7 +353,7 @@ pub unsafe extern "C" fn mapstate_write(
 ///
 /// `w` is NULL or an open writer handle; `seq` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_commit(w: *mut MapstateWriter, seq: *mut u64) -> c_int {
+pub unsafe extern "C" fn mapstate_txn_commit(w: *mut MapstateWriter, seq: *mut u64) -> c_int {
     entry(|| {
         // SAFETY: as promised by the caller.
         let n = unsafe {
@@ -382,7 +382,7 @@ pub unsafe extern "C" fn mapstate_commit(w: *mut MapstateWriter, seq: *mut u64) 
 ///
 /// `w` is NULL or an open writer handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_abort(w: *mut MapstateWriter) -> c_int {
+pub unsafe extern "C" fn mapstate_txn_abort(w: *mut MapstateWriter) -> c_int {
     entry(|| {
         // SAFETY: as promised by the caller.
         unsafe {
@@ -448,7 +448,7 @@ pub unsafe extern "C" fn mapstate_writer_len(w: *mut MapstateWriter, len: *mut u
 ///
 /// `w` is NULL or an open writer handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mapstate_checkpoint(w: *mut MapstateWriter) -> c_int {
+pub unsafe extern "C" fn mapstate_writer_checkpoint(w: *mut MapstateWriter) -> c_int {
     // SAFETY: as promised by the caller.
     entry(|| unsafe { with(w, |s| Ok(s.writer()?.checkpoint()?)) })
 }

@@ -13,7 +13,9 @@
 //! - `bad_input.c`: misuse and bad files return the documented codes and
 //!   messages;
 //! - the C example in `README.md` compiles and keeps its counter;
-//! - `aix_attach.c`: the AIX `shmat(SHM_MAP)`-style pair.
+//! - `aix_attach.c`: the AIX `shmat(SHM_MAP)`-style pair;
+//! - `old_names.c`: the old names of renamed functions still link (static
+//!   and shared) and work, and gcc warns at each call, naming the new one.
 //!
 //! Without gcc each test prints SKIPPED and passes (Debian package `gcc`).
 
@@ -25,7 +27,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
-use mapstate_rs::{Options, Reader, Writer};
+use mapstate_rs::{Writer, WriterOptions};
 
 const CFLAGS: &[&str] = &["-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror"];
 /// What the static library needs besides itself (`rustc --print native-static-libs`).
@@ -305,8 +307,8 @@ impl State {
         }
     }
 
-    fn options(&self) -> Options {
-        Options::new().live_dir(&self.live)
+    fn options(&self) -> WriterOptions {
+        Writer::options().live_dir(&self.live)
     }
 
     /// The live image file (the committed state every process maps).
@@ -354,7 +356,9 @@ fn a_killed_c_writer_leaves_exactly_its_last_commit() {
         p.assert_valid(&state, n, &format!("{n} commits, live image rebuilt"));
 
         // A writer's open is the recovery; its close checkpoints.
-        Writer::open(&state.path, &state.options())
+        state
+            .options()
+            .open(&state.path)
             .expect("recover")
             .close()
             .expect("checkpoint and close");
@@ -376,7 +380,10 @@ fn the_validator_fails_on_a_torn_state() {
     p.assert_valid(&state, 5, "5 commits");
 
     // The Rust model of record.h agrees with what the C writer committed.
-    let (seq, bytes) = Reader::open_with(&state.path, &state.options())
+    let (seq, bytes) = state
+        .options()
+        .reader()
+        .open(&state.path)
         .expect("reader")
         .snapshot()
         .expect("snapshot");
@@ -426,7 +433,7 @@ fn the_validator_fails_on_a_torn_state() {
     // The writer's uncommitted transaction, published as if it had
     // committed: the first half of the slots from commit 6 and half of the
     // next record. This is what a torn commit would leave.
-    let mut w = Writer::open(&state.path, &state.options()).expect("writer");
+    let mut w = state.options().open(&state.path).expect("writer");
     let mut t = w.begin();
     for slot in 0..slots / 2 {
         t.write_at(offsets[slot as usize], &record(6, slot, slots))
@@ -513,5 +520,86 @@ fn the_readme_example_compiles_and_counts() {
     }
     // The example uses the default live directory (/dev/shm): remove its
     // live image along with the state.
-    mapstate_rs::remove(dir.path().join("counter.db"), &Options::new()).expect("remove");
+    Writer::open(dir.path().join("counter.db"))
+        .expect("open the example's state")
+        .remove()
+        .expect("remove");
+}
+
+/// The old names and the new functions they were renamed to (the aliases
+/// in `src/deprecated.rs`).
+const RENAMED: &[(&str, &str)] = &[
+    ("mapstate_begin", "mapstate_writer_begin"),
+    ("mapstate_checkpoint", "mapstate_writer_checkpoint"),
+    ("mapstate_set_len", "mapstate_txn_set_len"),
+    ("mapstate_write", "mapstate_txn_write_at"),
+    ("mapstate_commit", "mapstate_txn_commit"),
+    ("mapstate_abort", "mapstate_txn_abort"),
+    ("mapstate_read", "mapstate_reader_read_at"),
+    (
+        "mapstate_wait_for_change",
+        "mapstate_reader_wait_for_change",
+    ),
+];
+
+#[test]
+fn the_old_names_still_link_and_work() {
+    if !have_gcc() {
+        return;
+    }
+    for link in [Link::Static, Link::Shared] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).expect("mkdir bin");
+        let exe = compile("old_names", link, &bin);
+        let out = run(Command::new(&exe).arg(dir.path()));
+        let stdout = text(&out.stdout);
+        println!("{stdout}");
+        assert!(
+            out.status.success() && stdout.contains("\n0 failed"),
+            "old_names: {:?}\n{stdout}{}",
+            out.status,
+            text(&out.stderr)
+        );
+        for (old, _) in RENAMED {
+            assert!(
+                stdout.contains(&format!("ok   {old}")),
+                "{old} not called: {stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_header_marks_the_old_names_deprecated() {
+    if !have_gcc() {
+        return;
+    }
+    // old_names.c without its pragma: every old name warns, naming the new
+    // function, and -Werror turns that into a failure.
+    let out = Command::new("gcc")
+        .env("LC_ALL", "C") // plain quotes in the messages
+        .args(CFLAGS)
+        .arg("-fsyntax-only")
+        .arg("-DOLD_NAMES_WARN")
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(crate_dir().join("tests/c/old_names.c"))
+        .output()
+        .expect("run gcc");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "gcc accepted the old names silently");
+    for (old, new) in RENAMED {
+        let warning = format!("'{old}' is deprecated: renamed: use {new}() instead");
+        assert!(
+            stderr.contains(&warning),
+            "no warning {warning:?} from gcc:\n{stderr}"
+        );
+    }
+    // The new names and everything else compile without a warning (the
+    // other C programs build with -Werror too).
+    assert!(
+        !stderr.contains("'mapstate_txn_commit' is deprecated"),
+        "{stderr}"
+    );
 }

@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mapstate::{Error, Flush, MapOptions, Options, Writer};
+use mapstate::{Error, Filesystem, Flush, FsClass, MapOptions, Writer};
 use serde_json::{Value, json};
 
 use crate::util::{
@@ -23,89 +23,25 @@ use crate::util::{
 /// The width of the text report.
 const WIDTH: usize = 80;
 
-/// How the filesystem type bears on mapstate.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum FsClass {
-    /// A local disk filesystem: every guarantee can hold.
-    Disk,
-    /// In memory: nothing survives a reboot or power cut.
-    Tmpfs,
-    /// Usable with care (overlayfs).
-    Warn,
-    /// mapstate's guarantees cannot hold there (NFS, FUSE, ramfs).
-    Refuse,
-    /// Not known: the checks below tell what works.
-    Unknown,
-}
-
-/// What a filesystem's statfs magic means for mapstate: (name, class, why).
-fn describe_fs(magic: i64) -> (&'static str, FsClass, &'static str) {
-    match magic {
-        0xEF53 => (
-            "ext4",
-            FsClass::Disk,
-            "a local disk filesystem (ext2/3/4 share this magic; ext2/3 refuse fallocate)",
-        ),
-        0x5846_5342 => ("xfs", FsClass::Disk, "a local disk filesystem"),
-        0x9123_683E => (
-            "btrfs",
-            FsClass::Disk,
-            "a local disk filesystem (copy-on-write)",
-        ),
-        0xF2F5_2010 => ("f2fs", FsClass::Disk, "a local flash filesystem"),
-        0x2FC1_2FC1 => ("zfs", FsClass::Disk, "a local disk filesystem"),
-        0x0102_1994 => (
-            "tmpfs",
-            FsClass::Tmpfs,
-            "in memory: states survive process crashes but nothing survives a reboot or a power cut",
-        ),
-        0x6969 => (
-            "nfs",
-            FsClass::Refuse,
-            "refused: clients on other machines see stores through mappings late or never, and \
-             locks over NFS are emulated; use a local filesystem",
-        ),
-        0x6573_5546 => (
-            "fuse",
-            FsClass::Refuse,
-            "refused: shared writable mappings and fsync are whatever the FUSE server makes of \
-             them (many refuse or ignore them); use a local filesystem",
-        ),
-        0x8584_58f6 => (
-            "ramfs",
-            FsClass::Refuse,
-            "refused: no fallocate and no size limit (a full memory is an OOM kill); use tmpfs",
-        ),
-        0x794C_7630 => (
-            "overlayfs",
-            FsClass::Warn,
-            "works for files created in the upper layer; a state shipped in a lower (image) layer \
-             is copied up on first write, and mappings made before that see the old copy: put \
-             states on a volume (a bind mount) instead",
-        ),
-        _ => (
-            "unknown",
-            FsClass::Unknown,
-            "not a filesystem mapstate knows: the checks below tell what works",
-        ),
-    }
-}
-
-/// The filesystem under `dir`: (statfs name, mount-table type, class, what it means).
+/// The filesystem under `dir`: (its name, as shown with its source, class,
+/// what it means).
 fn classify(dir: &Path) -> Result<(String, String, FsClass, String), String> {
-    let st = rustix::fs::statfs(dir).map_err(|e| format!("statfs of {}: {e}", dir.display()))?;
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
-    let magic = st.f_type as i64;
-    let (mtype, source) = util::mount_type(dir).unwrap_or_else(|| ("?".into(), "?".into()));
-    let (name, class, why) = describe_fs(magic);
-    let shown = if mtype == "?" {
-        name.to_owned()
-    } else if source == mtype || source == "none" {
-        mtype
-    } else {
-        format!("{mtype} on {source}")
+    let fs = Filesystem::of(dir).map_err(|e| e.to_string())?;
+    let why = match fs.class {
+        FsClass::Unsuitable => format!("refused: {}", fs.note),
+        FsClass::Unknown => format!("{}: the checks below tell what works", fs.note),
+        _ => fs.note.to_owned(),
     };
-    Ok((name.to_owned(), shown, class, why.to_owned()))
+    // The mount table tells ext4 from ext2, which share a statfs magic.
+    let Some((name, source)) = util::mount_type(dir) else {
+        return Ok((fs.name.into(), fs.name.into(), fs.class, why));
+    };
+    let shown = if source == name || source == "none" {
+        name.clone()
+    } else {
+        format!("{name} on {source}")
+    };
+    Ok((name, shown, fs.class, why))
 }
 
 /// One line of the report.
@@ -239,11 +175,11 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
         name: "filesystem",
         result: format!("{fs_shown}: {why}"),
         ok: match class {
-            FsClass::Refuse => Some(false),
+            FsClass::Unsuitable => Some(false),
             FsClass::Disk => Some(true),
             _ => None,
         },
-        warn: matches!(class, FsClass::Tmpfs | FsClass::Warn | FsClass::Unknown),
+        warn: matches!(class, FsClass::Memory | FsClass::Limited | FsClass::Unknown),
     });
 
     step(&pb, "fallocate");
@@ -283,7 +219,7 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
                 "p50 {}, p99 {} ({n} syncs after a 4 KiB write): a Sync commit costs about this{}",
                 human_duration(*p50),
                 human_duration(*p99),
-                if class == FsClass::Tmpfs {
+                if class == FsClass::Memory {
                     " (a no-op on tmpfs)"
                 } else if *p50 < Duration::from_micros(15) {
                     "; this fast, the device may acknowledge flushes from a volatile cache"
@@ -360,9 +296,9 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
 
     step(&pb, "writer lock");
     let state = s.join("lock.state");
-    let opts = Options::new().create(true).len(1 << 16);
-    let lock = Writer::open(&state, &opts).map(|w| {
-        let second = Writer::open(&state, &opts);
+    let opts = Writer::options().create(true).len(1 << 16);
+    let lock = opts.open(&state).map(|w| {
+        let second = opts.open(&state);
         drop(w);
         second
     });
@@ -397,7 +333,9 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
         ok: Some(notify.is_ok()),
         warn: false,
     });
-    let _ = mapstate::remove(&state, &Options::new());
+    if let Ok(w) = Writer::open(&state) {
+        let _ = w.remove();
+    }
 
     let mut torture = None;
     if kills > 0 {
@@ -419,7 +357,12 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
             Ok((torn, lost)) => Check {
                 name: "kill torture",
                 result: format!(
-                    "{kills} SIGKILLs of a committing writer: {torn} torn, {lost} lost"
+                    "{kills} SIGKILLs of a committing writer{}: {torn} torn, {lost} lost",
+                    if crate::torture::has_step_kills() {
+                        ""
+                    } else {
+                        " at random moments"
+                    }
                 ),
                 ok: Some(*torn == 0 && *lost == 0),
                 warn: false,
@@ -439,7 +382,7 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
     checks.push(Check {
         name: "msync",
         result: match &amp {
-            _ if class == FsClass::Tmpfs => {
+            _ if class == FsClass::Memory => {
                 "nothing to measure: msync writes nothing on tmpfs".into()
             }
             Ok((Some(bytes), took)) if *bytes > 4096 => format!(
@@ -467,7 +410,7 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
     pb.finish_and_clear();
 
     // Verdicts, one per guarantee of the contract.
-    let refused = class == FsClass::Refuse;
+    let refused = class == FsClass::Unsuitable;
     let mut verdicts: Vec<(&str, Option<bool>, String)> = Vec::new();
     let torture_ok = match torture {
         Some(Some((0, 0))) => Some(true),
@@ -499,7 +442,7 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
         } else {
             None
         },
-        if class == FsClass::Tmpfs {
+        if class == FsClass::Memory {
             "does not apply: tmpfs keeps nothing across a power cut or reboot".into()
         } else if refused {
             format!("does not hold on {fs_name}")
@@ -575,7 +518,7 @@ pub(crate) fn run(dir: &Path, kills: u64, json: bool) -> CmdResult {
             let mark = match holds {
                 Some(true) => "yes",
                 Some(false) => "NO",
-                None if class == FsClass::Tmpfs && g.starts_with("power") => "n/a",
+                None if class == FsClass::Memory && g.starts_with("power") => "n/a",
                 None => "?",
             };
             println!("{}", util::wrap(&format!("  {mark:<4} "), g, WIDTH));
@@ -591,19 +534,9 @@ mod tests {
 
     #[test]
     fn filesystems_get_the_right_verdict() {
-        assert_eq!(describe_fs(0xEF53).1, FsClass::Disk);
-        assert_eq!(describe_fs(0x0102_1994).1, FsClass::Tmpfs);
-        for (magic, name) in [
-            (0x6969, "nfs"),
-            (0x6573_5546, "fuse"),
-            (0x8584_58f6, "ramfs"),
-        ] {
-            let (n, class, why) = describe_fs(magic);
-            assert_eq!((n, class), (name, FsClass::Refuse));
-            assert!(why.starts_with("refused"));
-        }
-        assert_eq!(describe_fs(0x794C_7630).1, FsClass::Warn);
-        assert_eq!(describe_fs(0x1234).1, FsClass::Unknown);
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let (name, _, class, _) = classify(dir.path()).unwrap();
+        assert_eq!((name.as_str(), class), ("tmpfs", FsClass::Memory));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
-use mapstate::{Durability, Flush, MapOptions, Options, Reader, Writer};
+use mapstate::{Durability, Flush, MapOptions, Reader, Writer};
 use serde_json::{Map, Value, json};
 
 use crate::util::{self, CmdResult, EXIT_FAILURE, EXIT_OK, Failure, human, human_duration};
@@ -112,7 +112,7 @@ impl Drop for Watcher {
 /// waits; returns how long after `commit()` was called the watcher woke.
 pub(crate) fn notify_latency(path: &Path) -> Result<Duration, String> {
     let watcher = Watcher::spawn(path, 1)?;
-    let mut w = Writer::open(path, &Options::new()).map_err(|e| e.to_string())?;
+    let mut w = Writer::open(path).map_err(|e| e.to_string())?;
     let mut t = w.begin();
     t.write_at(0, &[1, 2, 3, 4, 5, 6, 7, 8])
         .map_err(|e| e.to_string())?;
@@ -146,7 +146,9 @@ struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = mapstate::remove(&self.0, &Options::new());
+        if let Ok(w) = Writer::open(&self.0) {
+            let _ = w.remove();
+        }
     }
 }
 
@@ -183,17 +185,18 @@ pub(crate) fn run(parent: Option<&Path>, json: bool) -> CmdResult {
     o.put("filesystem", json!(fs));
 
     // 1. Create.
-    let opts = Options::new().create(true).len(INITIAL).max_size(MAX);
-    let mut w = Writer::open(&path, &opts)?;
+    let opts = Writer::options().create(true).len(INITIAL).max_size(MAX);
+    let mut w = opts.open(&path)?;
     o.say(format!(
         "1. create\n   demo.state: {} of zeros, may grow to {}",
         human(INITIAL),
         human(MAX)
     ));
     o.say("   files: demo.state (durable image), demo.state-wal (redo log),");
-    if let Some(l) = util::live_image(&path) {
-        o.say(format!("          {} (live image)", l.display()));
-    }
+    o.say(format!(
+        "          {} (live image)",
+        w.files().live().display()
+    ));
     let counter = commit_and_watch(&mut o, &path, &mut w)?;
     let filled = growth(&mut o, dir.path(), w, counter + 1)?;
     let ok = kills(&mut o, &path, filled)?;
@@ -212,7 +215,7 @@ pub(crate) fn run(parent: Option<&Path>, json: bool) -> CmdResult {
             ": a state was TORN (a bug: please report it)"
         }
     ));
-    o.say("next: mapstate create my.state --size 1MiB");
+    o.say("next: mapstate create my.state --len 1MiB");
     o.say("      mapstate watch my.state                  (in another terminal)");
     o.say("      mapstate set my.state --offset 0 --str hello");
     if json {
@@ -317,9 +320,9 @@ fn growth(o: &mut Out, dir: &Path, mut w: Writer, counter: u64) -> Result<u64, F
 /// whether both reopened states were intact.
 fn kills(o: &mut Out, path: &Path, filled: u64) -> Result<bool, Failure> {
     o.say("\n4. SIGKILL");
-    let (pid, status) = run_child(path, "kill-mid-txn", true)?;
+    let (pid, status) = run_child(path, "kill-mid-txn", "half")?;
     let t0 = Instant::now();
-    let reopened = Writer::open(path, &Options::new())?;
+    let reopened = Writer::open(path)?;
     let reopen = t0.elapsed();
     drop(reopened);
     let (c, bad) = check_region(path, filled)?;
@@ -345,33 +348,44 @@ fn kills(o: &mut Out, path: &Path, filled: u64) -> Result<bool, Failure> {
         }
     ));
 
-    let (pid, status) = run_child(path, "crash-in-commit", false)?;
+    let (pid, status) = run_child(path, "kill-in-commit", "committing")?;
     let t0 = Instant::now();
-    let recovered = Writer::open(path, &Options::new())?;
+    let recovered = Writer::open(path)?;
     let recovery = t0.elapsed();
     drop(recovered);
-    let (c2, bad2) = check_region(path, filled + 1)?;
+    // The kill lands somewhere inside commit(): before its log record was
+    // complete (recovery cuts the record off: the old state), or after
+    // (recovery replays it: the new one). Never in between.
+    let (c2, _) = check_region(path, filled)?;
+    let (_, bad2) = check_region(path, c2)?;
+    let finished = c2 == filled + 1;
     o.say(format!(
-        "   another writer (pid {pid}) was {} inside commit(), with half\n   \
-         of its {} ranges copied into the shared live image (crash hook, step 5)",
+        "   another writer (pid {pid}) was {} inside commit()\n   \
+         of a transaction rewriting all {} in {} ranges",
         describe(status),
+        human(REGION_LEN),
         REGION_LEN / CHUNK + 1
     ));
-    let intact2 = bad2 == 0 && c2 == filled + 1;
+    let intact2 = bad2 == 0 && (c2 == filled || finished);
     o.say(format!(
-        "   recovered in {}: the redo log held the whole commit; replaying it\n   \
-         finished the copy: counter = {c2}; {}",
+        "   recovered in {}: {}:\n   counter = {c2}; {}",
         human_duration(recovery),
+        if finished {
+            "the redo log held the whole commit; replaying it\n   finished it"
+        } else {
+            "its redo-log record was not complete, so\n   recovery cut it off"
+        },
         if intact2 {
             format!("all {} hold commit {c2}'s bytes: whole", human(REGION_LEN))
         } else {
-            format!("{bad2} bytes differ from commit {}: TORN", filled + 1)
+            format!("{bad2} bytes differ from commit {c2}: TORN")
         }
     ));
     o.put(
         "kills",
         json!({"mid_transaction": {"intact": intact1, "reopen_us": reopen.as_micros() as u64},
-               "inside_commit": {"intact": intact2, "recovery_us": recovery.as_micros() as u64}}),
+               "inside_commit": {"intact": intact2, "replayed": finished,
+                                 "recovery_us": recovery.as_micros() as u64}}),
     );
     Ok(intact1 && intact2)
 }
@@ -447,7 +461,8 @@ fn stable_address(dir: &Path) -> Result<String, Failure> {
 
 /// Runs a demo child and waits for it: with `kill`, kills it with SIGKILL
 /// once it says it has written half of its transaction.
-fn run_child(path: &Path, mode: &str, kill: bool) -> Result<(u32, ExitStatus), Failure> {
+/// Runs a demo writer child, and kills it (SIGKILL) when it prints `kill_on`.
+fn run_child(path: &Path, mode: &str, kill_on: &str) -> Result<(u32, ExitStatus), Failure> {
     let exe = std::env::current_exe().map_err(err)?;
     let mut c = Command::new(exe)
         .arg("demo-child")
@@ -460,7 +475,7 @@ fn run_child(path: &Path, mode: &str, kill: bool) -> Result<(u32, ExitStatus), F
     let pid = c.id();
     let out = BufReader::new(c.stdout.take().expect("piped"));
     for line in out.lines().map_while(Result::ok) {
-        if kill && line.starts_with("half") {
+        if line.starts_with(kill_on) {
             c.kill().map_err(err)?; // SIGKILL
             break;
         }
@@ -471,7 +486,7 @@ fn run_child(path: &Path, mode: &str, kill: bool) -> Result<(u32, ExitStatus), F
 
 /// The counter and how many bytes of the region differ from commit `c`'s fill.
 fn check_region(path: &Path, c: u64) -> Result<(u64, u64), Failure> {
-    let mut r = Reader::open(path)?;
+    let r = Reader::open(path)?;
     let mut counter = [0u8; 8];
     let mut region = vec![0u8; REGION_LEN as usize];
     r.read_many(&mut [(0, &mut counter[..]), (REGION, &mut region[..])])?;
@@ -482,7 +497,7 @@ fn check_region(path: &Path, c: u64) -> Result<(u64, u64), Failure> {
 
 /// The median time of `commit()` of a 64-byte change, over `n` commits.
 fn commit_cost(path: &Path, d: Durability, n: usize) -> Result<Duration, Failure> {
-    let mut w = Writer::open(path, &Options::new().durability(d))?;
+    let mut w = Writer::options().durability(d).open(path)?;
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let mut t = w.begin();
@@ -516,7 +531,7 @@ fn msync_cost(dir: &Path) -> Result<Duration, Failure> {
 
 /// The demo's writer processes (hidden `demo-child PATH MODE`).
 pub(crate) fn child(path: &Path, mode: &str) -> CmdResult {
-    let mut w = Writer::open(path, &Options::new())?;
+    let mut w = Writer::open(path)?;
     let mut t = w.begin();
     let mut b = [0u8; 8];
     t.read_at(0, &mut b)?;
@@ -536,9 +551,6 @@ pub(crate) fn child(path: &Path, mode: &str) -> CmdResult {
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
         }
-    }
-    if mode == "crash-in-commit" {
-        mapstate::testing::crash_at(5, 1);
     }
     writeln!(out, "committing")
         .and_then(|()| out.flush())

@@ -38,7 +38,7 @@ Sizes take units: 4096, 0x1000, 64KiB, 1MiB, 1.5GiB (powers of 1024).
 const EXAMPLES: &str = "\
 Examples:
   mapstate demo                                   the whole product in under a minute
-  mapstate create state.db --size 1MiB            a new state of 1 MiB of zeros
+  mapstate create state.db --len 1MiB             a new state of 1 MiB of zeros
   mapstate set state.db --offset 0 --str hello    one commit, through the writer lock
   mapstate get state.db --offset 0 --len 5        the bytes of one committed state
   mapstate watch state.db                         a line per commit, as it happens
@@ -69,16 +69,16 @@ struct Cli {
 enum Command {
     /// Create a new state: a file of zeros, its redo log and its live image.
     #[command(
-        after_help = "Example:\n  mapstate create state.db --size 1MiB --max-size 1GiB --durability sync"
+        after_help = "Example:\n  mapstate create state.db --len 1MiB --max-size 1GiB --durability sync"
     )]
     Create {
         /// The state's durable file (must not exist).
         path: PathBuf,
-        /// Its length.
-        #[arg(long, value_parser = parse_size, default_value = "4KiB")]
-        size: u64,
+        /// Its length (`--size` is an old name of this option).
+        #[arg(long, alias = "size", value_parser = parse_size, default_value = "4KiB")]
+        len: u64,
         /// The largest length it may grow to (address space is reserved for
-        /// it, not memory or disk). Default: 1 GiB, or the size if larger.
+        /// it, not memory or disk). Default: 1 GiB, or the length if larger.
         #[arg(long, value_parser = parse_size)]
         max_size: Option<u64>,
         /// Durability of commits: pagecache, periodic:1s or sync.
@@ -106,8 +106,8 @@ enum Command {
         /// The state's durable file.
         path: PathBuf,
         /// Wait for a running writer to close instead of failing (exit 4).
-        #[arg(long)]
-        wait: bool,
+        #[arg(long, alias = "wait")]
+        wait_for_lock: bool,
     },
     /// Print a line (or a JSON object with --json) for each commit as it is published.
     #[command(after_help = "Examples:\n  mapstate watch state.db\n  \
@@ -147,11 +147,11 @@ enum Command {
         hex: bool,
     },
     /// Change bytes of a state in one transaction, through the writer lock
-    /// (fails with the holder's pid, exit 4, unless --wait).
+    /// (fails with the holder's pid, exit 4, unless --wait-for-lock).
     #[command(
         group(ArgGroup::new("data").required(true).args(["hex", "str"])),
         after_help = "Examples:\n  mapstate set state.db --offset 0 --str hello\n  \
-            mapstate set state.db --offset 0x100 --hex 'de ad be ef' --wait\n\n\
+            mapstate set state.db --offset 0x100 --hex 'de ad be ef' --wait-for-lock\n\n\
             The commit is checkpointed before `set` returns: it is on disk."
     )]
     Set {
@@ -170,8 +170,8 @@ enum Command {
         #[arg(long)]
         grow: bool,
         /// Wait for the running writer to close instead of failing.
-        #[arg(long)]
-        wait: bool,
+        #[arg(long, alias = "wait")]
+        wait_for_lock: bool,
     },
     /// Hexdump (xxd-like) a range of one committed state; --json gives base64.
     #[command(after_help = "Examples:\n  mapstate dump state.db\n  \
@@ -190,11 +190,14 @@ enum Command {
         #[arg(long)]
         hex: bool,
     },
-    /// Kill a committing writer with SIGKILL N times (at random moments and
-    /// at every numbered step of the commit path) while a reader process
-    /// checks every snapshot; the last line is `N kills, X torn, Y lost`.
-    #[command(after_help = "Example:\n  mapstate torture --kills 300\n\n\
-        Exit code 3 if any commit was torn or lost.")]
+    /// Kill a committing writer with SIGKILL N times (at random moments and,
+    /// in a build with the `testing` feature, at every numbered step of the
+    /// commit and checkpoint paths) while a reader process checks every
+    /// snapshot; the last line is `N kills, X torn, Y lost`.
+    #[command(
+        after_help = "Example:\n  cargo run --release --features testing -- torture --kills 300\n\n\
+        Exit code 3 if any commit was torn or lost."
+    )]
     Torture {
         /// How many times to kill the writer.
         #[arg(long, default_value_t = 100)]
@@ -272,13 +275,16 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Create {
             path,
-            size,
+            len,
             max_size,
             durability,
-        } => state::create(&path, size, max_size, durability, json),
+        } => state::create(&path, len, max_size, durability, json),
         Command::Info { path } => state::info(&path, json),
         Command::Verify { path } => state::verify(&path, json),
-        Command::Recover { path, wait } => state::recover(&path, wait, json),
+        Command::Recover {
+            path,
+            wait_for_lock,
+        } => state::recover(&path, wait_for_lock, json),
         Command::Watch {
             path,
             count,
@@ -296,10 +302,10 @@ fn main() -> ExitCode {
             hex,
             str,
             grow,
-            wait,
+            wait_for_lock,
         } => {
             let data = hex.map_or_else(|| str.unwrap_or_default().into_bytes(), |b| b.0);
-            state::set(&path, offset, &data, grow, wait, json)
+            state::set(&path, offset, &data, grow, wait_for_lock, json)
         }
         Command::Dump {
             path,

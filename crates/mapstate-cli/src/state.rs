@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use mapstate::{Durability, Error, Event, Options, Reader, Writer};
+use mapstate::{Durability, Error, Event, Reader, StateFiles, Writer};
 use serde_json::{Value, json};
 
 use crate::util::{
@@ -48,12 +48,12 @@ pub(crate) fn create(
             return Err(Error::from_open(path, e).into());
         }
     }
-    let opts = Options::new()
+    let opts = Writer::options()
         .create(true)
         .len(size)
         .max_size(max)
         .durability(durability);
-    let w = match Writer::open(path, &opts) {
+    let w = match opts.open(path) {
         Ok(w) => w,
         Err(e) => {
             let _ = std::fs::remove_file(path);
@@ -62,7 +62,7 @@ pub(crate) fn create(
     };
     let (len, max) = (w.len(), w.max_size());
     w.close()?;
-    let files = files(path, None);
+    let files = files(path);
     if json {
         println!(
             "{}",
@@ -117,27 +117,29 @@ struct StateFile {
     on_disk: u64,
 }
 
-/// The files of the state at `path` that exist; `live` is its live image
-/// (found by the library's naming when `None`).
-fn files(path: &Path, live: Option<PathBuf>) -> Vec<StateFile> {
-    let mut out = Vec::new();
-    let mut add = |role, p: PathBuf| {
-        if let Ok(md) = std::fs::metadata(&p) {
-            out.push(StateFile {
+/// The files of the state at `path` that exist (`StateFiles` names them).
+fn files(path: &Path) -> Vec<StateFile> {
+    let Ok(names) = StateFiles::of(path, None) else {
+        return Vec::new();
+    };
+    let roles = [
+        ("durable image", names.durable()),
+        ("redo log", names.log()),
+        ("journal", names.journal()),
+        ("live image", names.live()),
+    ];
+    roles
+        .into_iter()
+        .filter_map(|(role, p)| {
+            let md = std::fs::metadata(p).ok()?;
+            Some(StateFile {
                 role,
-                path: p,
+                path: p.into(),
                 len: md.len(),
                 on_disk: md.blocks() * 512,
-            });
-        }
-    };
-    add("durable image", path.into());
-    add("redo log", util::companion(path, "-wal"));
-    add("journal", util::companion(path, "-ckpt"));
-    if let Some(live) = live.or_else(|| util::live_image(path)) {
-        add("live image", live);
-    }
-    out
+            })
+        })
+        .collect()
 }
 
 fn files_json(files: &[StateFile]) -> Value {
@@ -192,7 +194,7 @@ pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
     let live = r.live_path().to_path_buf();
     drop(r);
     let map_sync = util::map_sync_report(path);
-    let files = files(path, Some(live.clone()));
+    let files = files(path);
     if json {
         println!(
             "{}",
@@ -251,7 +253,7 @@ pub(crate) fn verify(path: &Path, json: bool) -> CmdResult {
             e.into()
         }
     };
-    let mut live = Reader::open(path).map_err(fail)?;
+    let live = Reader::open(path).map_err(fail)?;
     let (seq, len) = (live.seq(), live.len());
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -268,9 +270,9 @@ pub(crate) fn verify(path: &Path, json: bool) -> CmdResult {
         None
     } else {
         let scratch = scratch_dir().map_err(|e| Failure::new(EXIT_FAILURE, e))?;
-        let opts = Options::new().live_dir(scratch.path());
+        let opts = Writer::options().live_dir(scratch.path());
         let spin = util::spinner("verify: rebuilding the state from the files on disk", !json);
-        let r = Reader::open_with(path, &opts).map_err(fail)?;
+        let r = opts.reader().open(path).map_err(fail)?;
         spin.finish_and_clear();
         Some((scratch, r))
     };
@@ -389,7 +391,7 @@ fn scratch_dir() -> Result<tempfile::TempDir, String> {
 
 /// Opens a writer, saying whose lock is in the way; with `wait`, waits for it.
 fn open_writer(path: &Path, wait: bool, json: bool) -> Result<Writer, Failure> {
-    match Writer::open(path, &Options::new()) {
+    match Writer::open(path) {
         Err(Error::Locked { pid, .. }) if wait => {
             if !json {
                 eprintln!(
@@ -398,12 +400,12 @@ fn open_writer(path: &Path, wait: bool, json: bool) -> Result<Writer, Failure> {
                     pid.map_or_else(String::new, |p| format!(" (held by pid {p})"))
                 );
             }
-            Ok(Writer::open(path, &Options::new().wait_for_lock(true))?)
+            Ok(Writer::options().wait_for_lock(true).open(path)?)
         }
         Err(Error::Locked { pid, .. }) => Err(Failure::new(
             EXIT_LOCKED,
             format!(
-                "{} is locked by another writer{}: stop that process, or pass --wait to wait for it",
+                "{} is locked by another writer{}: stop that process, or pass --wait-for-lock to wait for it",
                 path.display(),
                 pid.map_or_else(
                     || " (its pid is not recorded)".into(),
@@ -418,7 +420,7 @@ fn open_writer(path: &Path, wait: bool, json: bool) -> Result<Writer, Failure> {
 /// `recover`: open as a writer (which is recovery), report, checkpoint, close.
 pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
     // Read-only look before: is there a live image to reuse?
-    let had_live = util::live_image(path).is_some();
+    let had_live = StateFiles::of(path, None).is_ok_and(|f| f.live().exists());
     let t = Instant::now();
     let w = open_writer(path, wait, json)?;
     let open_time = t.elapsed();
@@ -478,7 +480,7 @@ fn check_range(offset: u64, len: u64, size: u64) -> Result<(), Failure> {
 
 /// `get`: bytes of one committed state.
 pub(crate) fn get(path: &Path, offset: u64, len: u64, hex: bool, json: bool) -> CmdResult {
-    let mut r = Reader::open(path)?;
+    let r = Reader::open(path)?;
     check_range(offset, len, r.len())?;
     let mut buf = vec![0u8; len as usize];
     let seq = r.read_at(offset, &mut buf)?;
@@ -567,7 +569,7 @@ pub(crate) fn set(
 
 /// `dump`: an xxd-like dump of a range of one committed state.
 pub(crate) fn dump(path: &Path, offset: u64, len: Option<u64>, hex: bool, json: bool) -> CmdResult {
-    let mut r = Reader::open(path)?;
+    let r = Reader::open(path)?;
     let size = r.len();
     let len = len.unwrap_or_else(|| size.saturating_sub(offset));
     check_range(offset, len, size)?;

@@ -12,6 +12,10 @@
 //! consistent, no page is newer than `c`, and every page of transaction `c`
 //! carries `c`. A commit is lost if the reopened counter is below the last
 //! one the child reported as returned.
+//!
+//! The kills at numbered steps need the library's crash hooks, which only a
+//! build with the `testing` feature has (`cargo run --release --features
+//! testing -- torture`); without them every kill is at a random moment.
 
 #![allow(
     clippy::similar_names,
@@ -25,17 +29,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mapstate::{Options, Reader, Writer};
+use mapstate::{Reader, Writer, WriterOptions};
 
 const PAGE: u64 = 4096;
 const PAGES: u64 = 2048;
-/// Numbered steps of the commit (1–7) and checkpoint (12–15) paths.
-const STEPS: [u32; 11] = [1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15];
 /// The child checkpoints after every this many commits.
 const CHECKPOINT_EVERY: u64 = 31;
 
-fn options() -> Options {
-    Options::new()
+/// The numbers of the steps of the commit and checkpoint paths the child
+/// can be killed at (every step the child reaches for sure), if this build
+/// has the crash hooks.
+fn steps() -> Vec<u32> {
+    #[cfg(feature = "testing")]
+    {
+        use mapstate::testing::Step;
+        Step::ALL
+            .into_iter()
+            .filter(|s| *s != Step::ReplayHalf)
+            .map(Step::number)
+            .collect()
+    }
+    #[cfg(not(feature = "testing"))]
+    Vec::new()
+}
+
+/// Whether this build can kill the child at numbered steps.
+pub(crate) fn has_step_kills() -> bool {
+    !steps().is_empty()
+}
+
+fn options() -> WriterOptions {
+    Writer::options()
         .create(true)
         .len(PAGES * PAGE)
         .max_size(PAGES * PAGE)
@@ -146,10 +170,13 @@ fn check(s: &[u8]) -> Result<u64, String> {
 
 /// The child: recover, then commit forever, reporting each returned commit.
 pub(crate) fn child(path: &Path, step: u32, nth: u64) -> mapstate::Result<()> {
-    if step > 0 {
-        mapstate::testing::crash_at(step, nth);
+    #[cfg(feature = "testing")]
+    if let Some(s) = mapstate::testing::Step::from_number(step) {
+        mapstate::testing::crash_at(s, nth);
     }
-    let mut w = Writer::open(path, &options())?;
+    #[cfg(not(feature = "testing"))]
+    let _ = (step, nth);
+    let mut w = options().open(path)?;
     let mut c = u64::from_le_bytes(w.begin().as_slice()[..8].try_into().expect("8 bytes"));
     let mut out = std::io::stdout().lock();
     loop {
@@ -190,7 +217,7 @@ pub(crate) fn reader(path: &Path) -> mapstate::Result<()> {
         let _ = std::io::stdin().lines().count();
         s2.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let mut r = Reader::open(path)?;
+    let r = Reader::open(path)?;
     let (mut reads, mut torn) = (0u64, 0u64);
     let mut buf = vec![0u8; (PAGES * PAGE) as usize];
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -226,8 +253,9 @@ enum Outcome {
 fn kill_round(path: &Path, k: u64, rng: &mut Rng, last: &mut u64) -> mapstate::Result<Outcome> {
     // Every other kill is at a numbered step (the hook kills the child
     // itself there); the others at a random moment.
-    let (step, nth) = if k % 2 == 0 {
-        let step = STEPS[(k / 2) as usize % STEPS.len()];
+    let steps = steps();
+    let (step, nth) = if k % 2 == 0 && !steps.is_empty() {
+        let step = steps[(k / 2) as usize % steps.len()];
         // Checkpoints run every CHECKPOINT_EVERY commits: reach one soon.
         let nth = if step >= 12 {
             1 + rng.below(3)
@@ -266,7 +294,7 @@ fn kill_round(path: &Path, k: u64, rng: &mut Rng, last: &mut u64) -> mapstate::R
     }
     let _ = c.wait();
     // Reopen as a writer would (recovery), then check the state.
-    if let Err(e) = Writer::open(path, &options()) {
+    if let Err(e) = options().open(path) {
         eprintln!("kill {k}: reopen failed: {e}");
         return Ok(Outcome::Torn);
     }
@@ -311,8 +339,10 @@ pub(crate) fn run_observed(
         }
     };
     let path = dir.join("torture.state");
-    let _ = mapstate::remove(&path, &options());
-    drop(Writer::open(&path, &options())?);
+    if let Ok(w) = options().create(false).open(&path) {
+        w.remove()?;
+    }
+    drop(options().open(&path)?);
     let mut rd = spawn(&["torture-reader".into(), path.display().to_string()], true)
         .map_err(|e| io_err(&path, e))?;
     let mut rng = Rng::new(seed);
@@ -345,7 +375,7 @@ pub(crate) fn run_observed(
     if report_reader {
         eprintln!("reader: {}", out.trim());
     }
-    let _ = mapstate::remove(&path, &options());
+    options().open(&path)?.remove()?;
     Ok((torn, lost))
 }
 

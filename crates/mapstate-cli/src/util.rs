@@ -472,27 +472,6 @@ pub(crate) fn writer_of(r: &mapstate::Reader) -> WriterLock {
     }
 }
 
-/// The symbolic name of an errno (`EOPNOTSUPP`), or `errno N`.
-pub(crate) fn errno_name(n: i32) -> String {
-    match n {
-        libc_errno::EOPNOTSUPP => "EOPNOTSUPP".into(),
-        libc_errno::EINVAL => "EINVAL".into(),
-        libc_errno::ENODEV => "ENODEV".into(),
-        libc_errno::EACCES => "EACCES".into(),
-        libc_errno::EPERM => "EPERM".into(),
-        _ => format!("errno {n}"),
-    }
-}
-
-/// The errno values [`errno_name`] knows (Linux, every architecture).
-mod libc_errno {
-    pub(super) const EPERM: i32 = 1;
-    pub(super) const EACCES: i32 = 13;
-    pub(super) const ENODEV: i32 = 19;
-    pub(super) const EINVAL: i32 = 22;
-    pub(super) const EOPNOTSUPP: i32 = 95;
-}
-
 /// What the kernel answered to `MAP_SHARED_VALIDATE | MAP_SYNC` on one file,
 /// in the words `info` and `check-fs` both print.
 pub(crate) struct MapSyncReport {
@@ -525,8 +504,8 @@ pub(crate) fn map_sync_report(path: &Path) -> MapSyncReport {
             text: format!("supported (DAX on {fs})"),
             fs,
         },
-        Ok(mapstate::MapSyncSupport::Unsupported { errno }) => {
-            let name = errno_name(errno);
+        Ok(u @ mapstate::MapSyncSupport::Unsupported { .. }) => {
+            let name = u.errno_name().unwrap_or_default();
             MapSyncReport {
                 supported: Some(false),
                 text: format!("not supported ({name} on {fs})"),
@@ -548,23 +527,6 @@ pub(crate) fn map_sync_report(path: &Path) -> MapSyncReport {
             fs,
         },
     }
-}
-
-/// Where the live image of the state at `path` is, if it exists, without
-/// opening the state (`Reader::live_path` says it for an open one). This
-/// follows the library's naming (`/dev/shm/mapstate-DEV-INO.live`, else
-/// `NAME-live`).
-pub(crate) fn live_image(path: &Path) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(path).ok()?;
-    let shm = Path::new("/dev/shm").join(format!("mapstate-{:x}-{}.live", md.dev(), md.ino()));
-    if shm.is_file() {
-        return Some(shm);
-    }
-    let mut beside = path.as_os_str().to_owned();
-    beside.push("-live");
-    let beside = std::path::PathBuf::from(beside);
-    beside.is_file().then_some(beside)
 }
 
 /// Checks that `dir` (given as option `what`) is a directory this process
@@ -602,13 +564,6 @@ pub(crate) fn check_dir(dir: &Path, what: &str) -> Result<(), Failure> {
             )
         }),
     }
-}
-
-/// `path` with `suffix` appended to its file name (`NAME-wal`).
-pub(crate) fn companion(path: &Path, suffix: &str) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    s.into()
 }
 
 /// The filesystem type of `path` as the kernel names it in the mount

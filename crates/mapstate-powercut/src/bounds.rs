@@ -3,7 +3,7 @@
 //!
 //! Lines the workload prints (see `workload.rs`):
 //! - `start MODE` when it starts;
-//! - `recovered C` once `Writer::open` (recovery) returned, `C` the counter found;
+//! - `recovered C` once `WriterOptions::open` (recovery) returned, `C` the counter found;
 //! - `committed N` (sync, pagecache) or `committed N T` (periodic, `T` in ms
 //!   since the workload started) after commit `N` returned;
 //! - `checkpointed N` after `Writer::checkpoint` returned (pagecache: every

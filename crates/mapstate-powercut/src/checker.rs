@@ -4,7 +4,7 @@
 //! 1. Copies `ROOTDIR/state.db` and its `-wal` and `-ckpt` companions into a
 //!    temporary directory (recovery writes files; the extracted tree stays
 //!    as the cut left it, for a post-mortem).
-//! 2. Recovers the copy with `Writer::open` and a fresh, empty live
+//! 2. Recovers the copy with `WriterOptions::open` and a fresh, empty live
 //!    directory: the guest's live image (tmpfs) died with the power, so the
 //!    state is rebuilt from the durable image, the checkpoint journal and
 //!    the log exactly as the next boot does. A recovery error is a violation.
@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use mapstate::{Options, Reader, Writer};
+use mapstate::Reader;
 
 use crate::bounds::{self, Cycle, Mode};
 use crate::workload::{STATE, options};
@@ -75,9 +75,9 @@ fn copy_state(root: &Path, dir: &Path) -> Result<bool, String> {
 
 /// Recovers the copy as the next boot would and returns `(seq, snapshot)`.
 fn recover(path: &Path, mode: Mode, live: &Path) -> mapstate::Result<(u64, u64, Vec<u8>)> {
-    let w = Writer::open(path, &options(mode).live_dir(live))?;
+    let w = options(mode).live_dir(live).open(path)?;
     let wseq = w.seq();
-    let mut r = Reader::open_with(path, &Options::new().live_dir(live))?;
+    let r = Reader::options().live_dir(live).open(path)?;
     let (rseq, snap) = r.snapshot()?;
     // Keep the writer open until the snapshot is taken (no checkpoint in
     // between); dropping it afterwards may checkpoint the copy: harmless.
@@ -263,7 +263,7 @@ mod tests {
         let p = root.join(STATE);
         let mode = Mode::PageCache;
         {
-            let mut w = Writer::open(&p, &options(mode).live_dir(&live)).unwrap();
+            let mut w = options(mode).live_dir(&live).open(&p).unwrap();
             for c in 1..=150 {
                 crate::workload::transaction(&mut w, c, false).unwrap();
                 if c == 64 {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mapstate::{Durability, Options, SharedWriter, Txn, Writer};
+use mapstate::{Durability, SharedWriter, Txn, Writer, WriterOptions};
 
 use crate::Flags;
 use crate::bounds::Mode;
@@ -30,13 +30,13 @@ pub(crate) const CHECKPOINT_LOG_BYTES: u64 = 4 << 20;
 
 /// The options the workload opens the state with; the checker opens it
 /// with the same ones (plus its own live directory), as the next boot would.
-pub(crate) fn options(mode: Mode) -> Options {
+pub(crate) fn options(mode: Mode) -> WriterOptions {
     let d = match mode {
         Mode::Sync => Durability::Sync,
         Mode::Periodic { interval_ms } => Durability::Periodic(Duration::from_millis(interval_ms)),
         Mode::PageCache => Durability::PageCache,
     };
-    Options::new()
+    Writer::options()
         .create(true)
         .len(INITIAL_PAGES * PAGE)
         .max_size(MAX_SIZE)
@@ -208,7 +208,7 @@ pub(crate) fn run(mode: Mode, flags: Flags) -> ExitCode {
             }
         ),
     );
-    let mut w = match Writer::open(STATE, &opts) {
+    let mut w = match opts.open(STATE) {
         Ok(w) => w,
         Err(e) => {
             say(&mut out, format_args!("error open (recovery): {e}"));

@@ -279,6 +279,12 @@ pub(crate) fn errno_name(e: &io::Error) -> ErrnoName {
     ErrnoName(e.raw_os_error())
 }
 
+/// The symbolic name of errno `n`, such as `ENOSPC` (`errno N` for one
+/// without a name here).
+pub(crate) fn errno_name_of(n: i32) -> String {
+    ErrnoName(Some(n)).to_string()
+}
+
 /// Displays an errno by its symbolic name.
 pub(crate) struct ErrnoName(Option<i32>);
 

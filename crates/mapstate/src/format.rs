@@ -28,6 +28,14 @@ pub(crate) const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"RCD1");
 /// torn header write leaves the other slot intact.
 pub(crate) const HEADER_SLOTS: [u64; 2] = [0, 2048];
 
+/// `DurableHeader::durability` of `Durability::PageCache`.
+pub(crate) const DURABILITY_PAGE_CACHE: u64 = 0;
+/// `DurableHeader::durability` of `Durability::Periodic` (the interval in
+/// milliseconds in `durability_arg`).
+pub(crate) const DURABILITY_PERIODIC: u64 = 1;
+/// `DurableHeader::durability` of `Durability::Sync`.
+pub(crate) const DURABILITY_SYNC: u64 = 2;
+
 /// xxh3-64 of `bytes`, seeded.
 pub(crate) fn hash(seed: u64, bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(bytes, seed)
@@ -52,7 +60,7 @@ pub(crate) struct DurableHeader {
     pub max_size: U64,
     /// Seed of the log records written after `checkpoint_seq`.
     pub log_salt: U64,
-    /// The durability mode chosen at creation (see `Durability::to_code`).
+    /// The durability mode chosen at creation (`DURABILITY_*`).
     pub durability: U64,
     /// Its parameter (the interval of `Periodic`, in milliseconds).
     pub durability_arg: U64,

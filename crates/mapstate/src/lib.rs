@@ -1,96 +1,108 @@
 //! mapstate: a memory-mapped file made safe to use as a Linux program's
-//! persistent state.
-//!
-//! This crate root only re-exports; each module is one concept:
-//! - [`map`](crate::Mapping): a file mapped at a stable address inside a
-//!   reserved range, with every mmap knob (msync, madvise, mlock, mprotect,
-//!   populate, `MAP_SYNC`) behind safe, checked methods;
-//! - [`Offset`]: typed relative pointers that stay valid across growth;
-//! - [`Error`]: typed errors that carry the path, the operation and the errno.
-//!
-//! All system calls live in one private `sys` module, the only place with
-//! `unsafe` code; `docs/SOUNDNESS.md` argues why the safe API is sound.
+//! persistent state. A program changes its state with plain stores or
+//! explicit writes, commits, and every other process sees the commit at
+//! once, whole: a SIGKILL at any instruction never tears the state and
+//! never loses a commit that returned, and a power cut never tears it
+//! either ([`Durability`] says how many recent commits it may take).
 //!
 //! ```
 //! # fn main() -> mapstate::Result<()> {
-//! use mapstate::{Mapping, Offset};
-//! let dir = tempfile::tempdir().unwrap();
-//! let mut m = Mapping::options().create(true).len(4096).open(dir.path().join("counter"))?;
-//! let hits: Offset<u64> = Offset::new(0);
-//! let n = m.read(hits)?;
-//! m.write(hits, &(n + 1))?;
-//! let base = m.as_ptr();
-//! m.grow_to(1 << 20)?; // grows the file with fallocate: no SIGBUS on a full disk
-//! assert_eq!(m.as_ptr(), base); // at the same address
+//! use mapstate::{Offset, Reader, Writer};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("state.db");
+//! // The writer: one per state, in any process.
+//! let mut w = Writer::options().create(true).len(1 << 20).open(&path)?;
+//! let counter: Offset<u64> = Offset::new(64);
+//! let mut t = w.begin();
+//! t.write_at(0, b"hello")?;            // an explicit change
+//! *t.get_mut(counter)? += 1;           // a typed one (zerocopy types)
+//! t.as_mut_slice()[4096] = 7;          // a free store, found at commit
+//! let seq = t.commit()?;               // all or nothing, visible to everyone
+//!
+//! // A reader, here or in another process: consistent copies, and a wait
+//! // for the next commit that sleeps on a futex in the shared file.
+//! let r = Reader::open(&path)?;
+//! assert_eq!(r.read(counter)?, 1);
+//! assert_eq!(r.wait_for_change(seq - 1, None), Some(seq));
+//! # w.remove()?; // and its live image in /dev/shm
 //! # Ok(()) }
 //! ```
+//!
+//! # The pieces
+//!
+//! A state is four images (`docs/DESIGN.md` has the whole design, the
+//! commit and recovery steps, and what a crash at each leaves):
+//! - the **durable image**, the file the user names, consistent on disk as
+//!   of the last checkpoint;
+//! - the **redo log** beside it, which every commit appends to;
+//! - the **live image** on tmpfs, the committed state now, which every
+//!   process maps ([`Reader`]);
+//! - the **writer's view**, a private copy-on-write mapping of the live
+//!   image that a transaction ([`Txn`]) changes, so a killed writer leaves
+//!   the shared state untouched.
+//!
+//! [`StateFiles`] names the files. [`SharedWriter`] shares one writer
+//! between threads with group commit; [`Watcher`] (and `ChangeStream` with
+//! the `tokio` feature) deliver change events inside a process;
+//! [`Mapping`] is a plain file mapping with every mmap knob behind safe
+//! methods and extend-on-write.
+//!
+//! # Soundness
+//!
+//! All system calls and every `unsafe` block live in one private `sys`
+//! module. Readers never get references into memory another process may
+//! change: they get copies validated by a sequence lock, or raw pointers.
+//! `docs/SOUNDNESS.md` argues why the safe API is sound.
 #![deny(unsafe_code)]
 
-mod durable;
+// The layers, lowest first; a module imports only from layers below it
+// (`tests/layers.rs` checks this):
+// 1. sys, error
+// 2. testing, filesystem, format, offset, change, signals, mtime
+// 3. fs, options
+// 4. map, then probe
+// 5. store (the four images; layered inside, see store/mod.rs)
+// 6. writer (and its transactions), then reader
+// 7. shared, notify
+mod change;
 mod error;
+mod filesystem;
 mod format;
-mod group;
-mod live;
-mod log;
+mod fs;
 mod map;
+mod mtime;
 mod notify;
 mod offset;
+mod options;
 mod probe;
-mod region;
+mod reader;
+mod shared;
 pub mod signals;
+mod store;
 mod sys;
+#[cfg(feature = "testing")]
+pub mod testing;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unreachable_pub)]
+mod testing;
+mod writer;
 
+pub use change::{Change, Event};
 pub use error::{Error, Result};
-pub use group::SharedWriter;
-pub use map::{DEFAULT_RESERVATION, MAX_RESERVATION, MapOptions, MapSync, Mapping};
+pub use filesystem::{Filesystem, FsClass};
+pub use fs::MAX_RESERVATION;
+pub use map::{MapOptions, MapSync, Mapping};
 #[cfg(feature = "tokio")]
 pub use notify::ChangeStream;
-pub use notify::{Change, Changes, Event, Watcher};
+pub use notify::Watcher;
 pub use offset::Offset;
+pub use options::{DEFAULT_RESERVATION, Durability, ReaderOptions, WriterOptions};
 pub use probe::{MapSyncSupport, probe_map_sync};
-pub use region::{Durability, Options, Reader, Txn, Writer, remove};
+pub use reader::{Changes, Reader};
+pub use shared::SharedWriter;
+pub use store::StateFiles;
 pub use sys::{Advice, Discard, Flush, Protection};
-
-/// Hooks for crash tests (`mapstate torture`); not part of the stable API.
-#[doc(hidden)]
-pub mod testing {
-    /// Kills this process with SIGKILL when a commit, checkpoint or recovery
-    /// reaches numbered `step` for the `nth` time (see `docs/DESIGN.md`).
-    pub fn crash_at(step: u32, nth: u64) {
-        crate::sys::crash::arm(step, nth, 9);
-    }
-
-    /// Makes every `fdatasync`/`fsync` after the next `n` successful ones
-    /// fail with EIO, as a dying disk would.
-    pub fn fail_syncs_after(n: u64) {
-        crate::sys::sync_hooks::fail_after(n);
-    }
-
-    /// Calls `f(fd, before)` before (`true`) and after (`false`) every
-    /// `fdatasync`/`fsync` mapstate makes; `None` removes it.
-    #[allow(clippy::type_complexity)]
-    pub fn observe_syncs(f: Option<Box<dyn FnMut(i32, bool) + Send>>) {
-        crate::sys::sync_hooks::observe(f);
-    }
-
-    /// Removes the sync hooks.
-    pub fn disarm_syncs() {
-        crate::sys::sync_hooks::disarm();
-    }
-
-    /// Makes the userfaultfd write tracker unavailable, as on a kernel
-    /// before 6.7: free stores are then found by comparing the view with
-    /// the live image.
-    pub fn disable_write_tracking() {
-        crate::sys::uffd::DISABLED.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Sends `signal` to this process when a commit reaches `step` for the
-    /// `nth` time (to show that termination signals wait for the commit).
-    pub fn signal_at(step: u32, nth: u64, signal: u32) {
-        crate::sys::crash::arm(step, nth, signal);
-    }
-}
+pub use writer::{Txn, Writer};
 
 /// The README's example, compiled by `cargo test --doc` (not run: it would
 /// leave `state.db` in the crate's directory), so that what users copy

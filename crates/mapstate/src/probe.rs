@@ -27,6 +27,14 @@ impl MapSyncSupport {
     pub fn is_supported(self) -> bool {
         self == Self::Supported
     }
+
+    /// The symbolic name of the refusal's errno (`EOPNOTSUPP`), if refused.
+    pub fn errno_name(self) -> Option<String> {
+        match self {
+            Self::Unsupported { errno } => Some(crate::error::errno_name_of(errno)),
+            Self::Supported => None,
+        }
+    }
 }
 
 /// Asks the kernel whether the file at `path` can be mapped with

@@ -66,7 +66,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use mapstate::{Durability, Error, MAX_RESERVATION, Options, Reader, Writer};
+use mapstate::{Durability, Error, MAX_RESERVATION, Reader, Writer, WriterOptions};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
@@ -585,8 +585,8 @@ fn live_name(durable: &Path) -> String {
     format!("mapstate-{:x}-{}.live", md.dev(), md.ino())
 }
 
-fn opts(live_dir: &Path) -> Options {
-    Options::new().live_dir(live_dir)
+fn opts(live_dir: &Path) -> WriterOptions {
+    Writer::options().live_dir(live_dir)
 }
 
 fn goldens() -> &'static [Golden] {
@@ -625,7 +625,7 @@ fn new_state(
         .len(len)
         .max_size(max)
         .durability(d);
-    let w = Writer::open(&path, &o).unwrap();
+    let w = o.open(&path).unwrap();
     (path, live, w)
 }
 
@@ -642,7 +642,9 @@ fn capture(name: &'static str, path: &Path, live_dir: &Path) -> Golden {
     let ckpt = fs::read(companion(path, "-ckpt")).ok();
     let live = fs::read(live_dir.join(live_name(path)))
         .expect("the live image is where the tests expect it");
-    let (seq, content) = Reader::open_with(path, &opts(live_dir))
+    let (seq, content) = opts(live_dir)
+        .reader()
+        .open(path)
         .unwrap()
         .snapshot()
         .unwrap();
@@ -1163,7 +1165,7 @@ fn exercise_inner(strategy: &'static str, c: &CaseDir, ex: &Expect) -> Result<()
     } else {
         "writer"
     };
-    match call(strategy, step, || Writer::open(&c.path, &o))? {
+    match call(strategy, step, || o.open(&c.path))? {
         Got::Ok(w) => writer_session(strategy, c, ex, w),
         Got::Err(l) => {
             if ex.must_open {
@@ -1176,11 +1178,9 @@ fn exercise_inner(strategy: &'static str, c: &CaseDir, ex: &Expect) -> Result<()
             }
             // Opening again after a refusal works or errors cleanly.
             call(strategy, "reader (after refused writer)", || {
-                Reader::open_with(&c.path, &o).map(drop)
+                o.reader().open(&c.path).map(drop)
             })?;
-            call(strategy, "writer (again)", || {
-                Writer::open(&c.path, &o).map(drop)
-            })?;
+            call(strategy, "writer (again)", || o.open(&c.path).map(drop))?;
             Ok(())
         }
         Got::Known => Ok(()),
@@ -1188,10 +1188,8 @@ fn exercise_inner(strategy: &'static str, c: &CaseDir, ex: &Expect) -> Result<()
 }
 
 fn first_reader(strategy: &'static str, c: &CaseDir, ex: &Expect) -> Result<(), Failure> {
-    match call(strategy, "reader", || {
-        Reader::open_with(&c.path, &opts(&c.live))
-    })? {
-        Got::Ok(mut r) => {
+    match call(strategy, "reader", || opts(&c.live).reader().open(&c.path))? {
+        Got::Ok(r) => {
             if let Some(rf) = ex.refusal {
                 return oracle(format!("Reader::open succeeded, expected {rf:?}"));
             }
@@ -1237,7 +1235,7 @@ fn writer_session(
         ));
     }
     let mut r = match call(strategy, "reader beside the writer", || {
-        Reader::open_with(&c.path, &o)
+        o.reader().open(&c.path)
     })? {
         Got::Ok(r) => r,
         // Past 1 TiB, the reader's reservation of the maximum size may not
@@ -1299,13 +1297,10 @@ fn reopen_unchanged(
     want: &[u8],
 ) -> Result<(), Failure> {
     let o = opts(&c.live);
-    let Got::Ok(w) = call(strategy, "reopen", || Writer::open(&c.path, &o))? else {
+    let Got::Ok(w) = call(strategy, "reopen", || o.open(&c.path))? else {
         return oracle("the state does not reopen after a clean close");
     };
-    let Got::Ok(mut r) = call(strategy, "reader after reopen", || {
-        Reader::open_with(&c.path, &o)
-    })?
-    else {
+    let Got::Ok(mut r) = call(strategy, "reader after reopen", || o.reader().open(&c.path))? else {
         return oracle("no reader after reopening");
     };
     let got = snapshot(strategy, "snapshot after reopen", &mut r)?;
@@ -1317,7 +1312,7 @@ fn reopen_unchanged(
     }
     drop((r, w));
     c.remove_live_images();
-    let Got::Ok(mut r) = call(strategy, "rebuild", || Reader::open_with(&c.path, &o))? else {
+    let Got::Ok(mut r) = call(strategy, "rebuild", || o.reader().open(&c.path))? else {
         return oracle("the live image cannot be rebuilt after a clean close");
     };
     let got = snapshot(strategy, "snapshot after rebuild", &mut r)?;
@@ -2014,7 +2009,7 @@ fn run_random_case(case: &RandomCase) -> Result<(), Failure> {
     if case.create && bytes.is_empty() {
         // An empty file opened with `create` becomes a new state.
         let o = opts(&c.live).create(true);
-        return match call(s, "writer (create)", || Writer::open(&c.path, &o).map(drop))? {
+        return match call(s, "writer (create)", || o.open(&c.path).map(drop))? {
             Got::Ok(()) => Ok(()),
             _ => oracle("Writer::open with create refused an empty file"),
         };
@@ -2029,7 +2024,7 @@ fn run_random_case(case: &RandomCase) -> Result<(), Failure> {
     };
     if case.create {
         let o = opts(&c.live).create(true);
-        match call(s, "writer (create)", || Writer::open(&c.path, &o).map(drop))? {
+        match call(s, "writer (create)", || o.open(&c.path).map(drop))? {
             Got::Err(l) if want.matches(&l) => {}
             Got::Err(l) => {
                 return oracle(format!("Writer::open (create) gave {l}, expected {want:?}"));
@@ -2260,8 +2255,8 @@ fn header_refusals() {
             files.install(&c);
             let o = opts(&c.live);
             for (who, r) in [
-                ("Writer::open", Writer::open(&c.path, &o).map(drop)),
-                ("Reader::open", Reader::open_with(&c.path, &o).map(drop)),
+                ("Writer::open", o.open(&c.path).map(drop)),
+                ("Reader::open", o.reader().open(&c.path).map(drop)),
             ] {
                 let got = r.as_ref().map_err(label);
                 assert!(
@@ -2884,13 +2879,11 @@ fn assert_no_panic(c: &CaseDir) {
     for (who, r) in [
         (
             "Writer::open",
-            panic::catch_unwind(AssertUnwindSafe(|| Writer::open(&c.path, &o).map(drop))),
+            panic::catch_unwind(AssertUnwindSafe(|| o.open(&c.path).map(drop))),
         ),
         (
             "Reader::open",
-            panic::catch_unwind(AssertUnwindSafe(|| {
-                Reader::open_with(&c.path, &o).map(drop)
-            })),
+            panic::catch_unwind(AssertUnwindSafe(|| o.reader().open(&c.path).map(drop))),
         ),
     ] {
         assert!(r.is_ok(), "{who} panicked");
@@ -3043,8 +3036,8 @@ fn child_open() {
     let dir = PathBuf::from(dir);
     let o = opts(&dir.join("live"));
     let path = dir.join("state");
-    println!("reader: {:?}", Reader::open_with(&path, &o).map(drop));
-    println!("writer: {:?}", Writer::open(&path, &o).map(drop));
+    println!("reader: {:?}", o.reader().open(&path).map(drop));
+    println!("writer: {:?}", o.open(&path).map(drop));
 }
 
 /// durable.rs `read_journal` checks the journal's target header only for its
@@ -3071,8 +3064,8 @@ fn journal_target_is_not_validated() {
         f.ckpt = Some(Image::full(build_journal(g, &case).0));
     });
     let o = opts(&c.live);
-    let first = Writer::open(&c.path, &o).map(drop);
-    let second = Writer::open(&c.path, &o).map(drop);
+    let first = o.open(&c.path).map(drop);
+    let second = o.open(&c.path).map(drop);
     assert!(
         first.is_err() || second.is_ok(),
         "the first open succeeded, the second fails: {second:?}"
@@ -3089,20 +3082,20 @@ fn journal_target_is_not_validated() {
 fn shrunk_bytes_come_back_after_a_rebuild() {
     let c = CaseDir::new();
     let o = opts(&c.live).create(true).len(3 * PAGE).max_size(1 << 20);
-    let mut w = Writer::open(&c.path, &o).unwrap();
+    let mut w = o.open(&c.path).unwrap();
     commit(&mut w, |t| t.write_at(9000, &[0xff]).unwrap());
     w.checkpoint().unwrap();
     commit(&mut w, |t| t.set_len(PAGE).unwrap());
     w.checkpoint().unwrap();
     commit(&mut w, |t| t.set_len(3 * PAGE).unwrap());
-    let before = Reader::open_with(&c.path, &o).unwrap().snapshot().unwrap();
+    let before = o.reader().open(&c.path).unwrap().snapshot().unwrap();
     assert_eq!(
         before.1[9000], 0,
         "the live image reads the grown range as zeros"
     );
     w.close().unwrap();
     c.remove_live_images();
-    let after = Reader::open_with(&c.path, &o).unwrap().snapshot().unwrap();
+    let after = o.reader().open(&c.path).unwrap().snapshot().unwrap();
     assert_eq!(
         after.1[9000], 0,
         "after the rebuild, a byte deleted by the shrink is back"
@@ -3123,14 +3116,16 @@ fn commits_from_a_shrink_on_are_lost_after_a_reboot() {
         .len(3 * PAGE)
         .max_size(1 << 20)
         .durability(Durability::Sync);
-    let mut w = Writer::open(&c.path, &o).unwrap();
+    let mut w = o.open(&c.path).unwrap();
     commit(&mut w, |t| t.write_at(0, b"one").unwrap());
     commit(&mut w, |t| t.set_len(PAGE).unwrap());
     commit(&mut w, |t| t.write_at(0, b"three").unwrap());
     // A power cut: no checkpoint at close; the reboot empties tmpfs.
     std::mem::forget(w);
     c.remove_live_images();
-    let (seq, bytes) = Reader::open_with(&c.path, &opts(&c.live))
+    let (seq, bytes) = opts(&c.live)
+        .reader()
+        .open(&c.path)
         .unwrap()
         .snapshot()
         .unwrap();
@@ -3159,14 +3154,14 @@ fn huge_checkpoint_seq_wraps_the_sequence_lock() {
         f.durable = Some(Image::full(d));
     });
     let o = opts(&c.live);
-    let Ok(mut w) = Writer::open(&c.path, &o) else {
+    let Ok(mut w) = o.open(&c.path) else {
         return; // refused: fixed
     };
     let seq = w.begin().commit().unwrap_or(0);
     let mut t = w.begin();
     t.write_at(0, &[1]).unwrap();
     let seq = t.commit().unwrap_or(seq);
-    let seen = Reader::open_with(&c.path, &o).unwrap().seq();
+    let seen = o.reader().open(&c.path).unwrap().seq();
     assert_eq!(seen, seq, "the commit returned {seq}, readers see {seen}");
 }
 
@@ -3228,7 +3223,7 @@ fn odd_log_position_generation_hangs_the_writer() {
 fn checkpoint_cost_follows_the_maximum_size() {
     let c = CaseDir::new();
     let o = opts(&c.live).create(true).len(PAGE).max_size(1 << 45);
-    let mut w = Writer::open(&c.path, &o).unwrap();
+    let mut w = o.open(&c.path).unwrap();
     commit(&mut w, |t| t.write_at(0, &[1]).unwrap());
     let start = Instant::now();
     w.checkpoint().unwrap();
@@ -3251,6 +3246,6 @@ fn the_largest_maximum_size_cannot_be_written() {
         .create(true)
         .len(PAGE)
         .max_size(MAX_RESERVATION);
-    let r = Writer::open(&c.path, &o).map(drop);
+    let r = o.open(&c.path).map(drop);
     assert!(r.is_ok(), "{:?}", r.map_err(|e| label(&e)));
 }

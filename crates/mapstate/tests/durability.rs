@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use mapstate::{Durability, Error, Options, Reader, Writer};
+use mapstate::{Durability, Error, Writer, WriterOptions};
 
 const PAGE: usize = 4096;
 const LEN: u64 = 64 * 1024;
@@ -43,8 +43,8 @@ fn in_child(name: &str, role: &str) {
     );
 }
 
-fn opts(dir: &Path, d: Durability) -> Options {
-    Options::new()
+fn opts(dir: &Path, d: Durability) -> WriterOptions {
+    Writer::options()
         .create(true)
         .len(LEN)
         .max_size(LEN)
@@ -214,7 +214,7 @@ fn model(durability: Durability, seed: u64, cut_every: u64) {
     })));
     // A small log, so that it fills and restarts (with a checkpoint) often.
     let o = opts(d.path(), durability).log_size(256 << 10);
-    let mut w = Writer::open(d.path().join("state"), &o).unwrap();
+    let mut w = o.open(d.path().join("state")).unwrap();
     for c in 1..=300u64 {
         commit(&mut w, c).unwrap();
         if durability == Durability::Sync {
@@ -227,7 +227,7 @@ fn model(durability: Durability, seed: u64, cut_every: u64) {
         if c % 101 == 0 {
             // A writer that closes and reopens: recovery runs under the model too.
             drop(w);
-            w = Writer::open(d.path().join("state"), &o).unwrap();
+            w = o.open(d.path().join("state")).unwrap();
         }
     }
     drop(w);
@@ -241,10 +241,12 @@ fn model(durability: Durability, seed: u64, cut_every: u64) {
     );
     for (i, cut) in m.cuts.iter().enumerate() {
         let o = opts(&cut.dir, durability).create(false);
-        let got = match Writer::open(cut.dir.join("state"), &o) {
+        let got = match o.open(cut.dir.join("state")) {
             Ok(w) => {
                 drop(w);
-                let (_, s) = Reader::open_with(cut.dir.join("state"), &o)
+                let (_, s) = o
+                    .reader()
+                    .open(cut.dir.join("state"))
                     .unwrap()
                     .snapshot()
                     .unwrap();
@@ -301,7 +303,7 @@ fn a_failed_sync_is_sticky_and_reopen_recovers() {
             let d = fresh_dir();
             let o = opts(d.path(), Durability::Sync);
             let p = d.path().join("state");
-            let mut w = Writer::open(&p, &o).unwrap();
+            let mut w = o.open(&p).unwrap();
             for c in 1..=10 {
                 commit(&mut w, c).unwrap();
             }
@@ -320,8 +322,8 @@ fn a_failed_sync_is_sticky_and_reopen_recovers() {
             }
             assert!(matches!(w.checkpoint(), Err(Error::Poisoned { .. })));
             drop(w);
-            let mut w = Writer::open(&p, &o.clone().create(false)).unwrap();
-            let (_, s) = Reader::open_with(&p, &o).unwrap().snapshot().unwrap();
+            let mut w = o.clone().create(false).open(&p).unwrap();
+            let (_, s) = o.reader().open(&p).unwrap().snapshot().unwrap();
             // Every commit that returned is there; the one whose sync failed
             // may be too (its record may have reached the disk), never torn.
             let got = check(&s).unwrap();
@@ -331,6 +333,43 @@ fn a_failed_sync_is_sticky_and_reopen_recovers() {
         }
         Some(_) => {}
         None => in_child("a_failed_sync_is_sticky_and_reopen_recovers", "sticky"),
+    }
+}
+
+/// A commit that fails after the transaction's ranges were gathered (here:
+/// the log is full and the checkpoint that would empty it cannot sync)
+/// discards the transaction: the view reads as the committed state again.
+#[test]
+fn a_failed_commit_leaves_nothing_in_the_view() {
+    match child_mode().as_deref() {
+        Some("failed-commit") => {
+            let d = fresh_dir();
+            let o = opts(d.path(), Durability::PageCache).log_size(64 << 10);
+            let p = d.path().join("state");
+            let mut w = o.open(&p).unwrap();
+            let mut t = w.begin();
+            t.write_at(8192, &vec![1; 40 << 10]).unwrap();
+            t.commit().unwrap();
+            mapstate::testing::fail_syncs_after(0);
+            let mut t = w.begin();
+            t.write_at(0, b"uncommitted").unwrap();
+            t.write_at(16384, &vec![2; 40 << 10]).unwrap();
+            t.commit()
+                .expect_err("the checkpoint's journal cannot sync");
+            mapstate::testing::disarm_syncs();
+            let mut b = [9u8; 11];
+            w.begin().read_at(0, &mut b).unwrap();
+            assert_eq!(
+                b, [0; 11],
+                "the failed transaction's bytes stayed in the view"
+            );
+            println!("child ok");
+        }
+        Some(_) => {}
+        None => in_child(
+            "a_failed_commit_leaves_nothing_in_the_view",
+            "failed-commit",
+        ),
     }
 }
 
@@ -348,7 +387,7 @@ fn periodic_syncs_in_the_background_and_reports_failures() {
             mapstate::testing::observe_syncs(Some(Box::new(move |fd, before| {
                 let _ = tx.lock().unwrap().send((fd, before));
             })));
-            let mut w = Writer::open(d.path().join("state"), &o).unwrap();
+            let mut w = o.open(d.path().join("state")).unwrap();
             while rx.try_recv().is_ok() {} // the syncs of creating the state
             commit(&mut w, 1).unwrap();
             // The syncer thread syncs the log without any call from us.
@@ -391,7 +430,7 @@ fn concurrent_sync_commits_share_fdatasyncs() {
         Some("group") => {
             let d = fresh_dir();
             let o = opts(d.path(), Durability::Sync);
-            let w = Writer::open(d.path().join("state"), &o).unwrap();
+            let w = o.open(d.path().join("state")).unwrap();
             let shared = std::sync::Arc::new(mapstate::SharedWriter::new(w).unwrap());
             let syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let count = syncs.clone();
@@ -435,7 +474,7 @@ fn concurrent_sync_commits_share_fdatasyncs() {
             let w = std::sync::Arc::into_inner(shared).unwrap().into_inner();
             assert_eq!(w.seq(), 850, "every commit landed");
             drop(w);
-            let mut r = Reader::open_with(d.path().join("state"), &o).unwrap();
+            let r = o.reader().open(d.path().join("state")).unwrap();
             for i in 0..8u64 {
                 let mut b = [0u8; 8];
                 r.read_at(64 * (i + 1), &mut b).unwrap();
@@ -458,7 +497,7 @@ fn a_failed_group_sync_fails_every_thread_and_reopen_keeps_their_commits() {
         Some("group-fail") => {
             let d = fresh_dir();
             let o = opts(d.path(), Durability::Sync);
-            let w = Writer::open(d.path().join("state"), &o).unwrap();
+            let w = o.open(d.path().join("state")).unwrap();
             let shared = Arc::new(mapstate::SharedWriter::new(w).unwrap());
             mapstate::testing::fail_syncs_after(30);
             let threads: Vec<_> = (0..8u64)
@@ -489,7 +528,7 @@ fn a_failed_group_sync_fails_every_thread_and_reopen_keeps_their_commits() {
             mapstate::testing::disarm_syncs();
             drop(shared);
             // Reopening recovers a state holding every acknowledged commit.
-            let mut r = Reader::open_with(d.path().join("state"), &o).unwrap();
+            let r = o.reader().open(d.path().join("state")).unwrap();
             for (i, (last, _)) in results.iter().enumerate() {
                 let mut b = [0u8; 8];
                 r.read_at(64 * (i as u64 + 1), &mut b).unwrap();
@@ -547,7 +586,7 @@ fn the_log_is_written_ahead_of_its_head_not_left_unwritten() {
     // a MiB ahead of the head, so syncing a record writes only the record.
     let d = fresh_dir();
     let o = opts(d.path(), Durability::Sync);
-    let mut w = Writer::open(d.path().join("state"), &o).unwrap();
+    let mut w = o.open(d.path().join("state")).unwrap();
     commit(&mut w, 1).unwrap();
     let Some(unwritten) = unwritten_extents(&d.path().join("state-wal")) else {
         return;

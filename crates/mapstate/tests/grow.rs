@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mapstate::{Error, Options, Reader, Writer};
+use mapstate::{Error, Writer, WriterOptions};
 
 mod common;
 use common::{Mount, is_root, skip};
@@ -28,8 +28,8 @@ fn no_tracking_if_asked() {
     }
 }
 
-fn opts(live: &Path, max: u64) -> Options {
-    Options::new()
+fn opts(live: &Path, max: u64) -> WriterOptions {
+    Writer::options()
         .create(true)
         .len(PAGE)
         .max_size(max)
@@ -39,7 +39,7 @@ fn opts(live: &Path, max: u64) -> Options {
 /// Set in the child run of `every_test_again_without_write_tracking`.
 const NO_TRACKING: &str = "MAPSTATE_GROW_NO_TRACKING";
 
-fn setup(max: u64) -> (tempfile::TempDir, PathBuf, Options) {
+fn setup(max: u64) -> (tempfile::TempDir, PathBuf, WriterOptions) {
     no_tracking_if_asked();
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let live = dir.path().join("shm");
@@ -53,8 +53,8 @@ fn pattern(off: u64) -> u8 {
     (off.wrapping_mul(0x9e37_79b9) >> 13) as u8 | 1
 }
 
-fn read_all(p: &Path, o: &Options) -> (u64, Vec<u8>) {
-    let mut r = Reader::open_with(p, o).unwrap();
+fn read_all(p: &Path, o: &WriterOptions) -> (u64, Vec<u8>) {
+    let r = o.reader().open(p).unwrap();
     r.snapshot().unwrap()
 }
 
@@ -63,7 +63,7 @@ fn plain_stores_far_past_the_end_from_several_threads() {
     const THREADS: u64 = 4;
     const SPAN: u64 = 24 * MIB;
     let (d, p, o) = setup(256 * MIB);
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     t.write_at(0, b"head").unwrap();
     assert_eq!(t.len(), PAGE);
@@ -116,7 +116,7 @@ fn plain_stores_far_past_the_end_from_several_threads() {
 #[test]
 fn reads_past_the_end_are_zero_and_do_not_grow() {
     let (_d, p, o) = setup(64 * MIB);
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     let all = t.extend_on_write();
     let far = (40 * MIB) as usize;
@@ -147,7 +147,7 @@ fn reads_past_the_end_are_zero_and_do_not_grow() {
 #[test]
 fn an_aborted_growth_leaves_nothing() {
     let (_d, p, o) = setup(64 * MIB);
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     t.extend_on_write()[(5 * MIB) as usize] = 9;
     drop(t);
@@ -163,7 +163,7 @@ fn an_aborted_growth_leaves_nothing() {
 fn a_store_past_the_maximum_fails_the_commit() {
     let max = 2 * MIB;
     let (_d, p, o) = setup(max);
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     t.write_at(0, b"kept").unwrap();
     t.commit().unwrap();
@@ -212,7 +212,7 @@ fn a_full_live_filesystem_fails_the_commit_and_keeps_earlier_ones() {
     no_tracking_if_asked();
     let p = dir.path().join("state");
     let o = opts(&live, 64 * MIB);
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     let all = t.extend_on_write();
     for off in (0..256 * 1024).step_by(PAGE as usize) {
@@ -287,7 +287,7 @@ fn a_full_state_filesystem_fails_the_commit_and_keeps_earlier_ones() {
     let live = dir.path().join("shm");
     std::fs::create_dir(&live).unwrap();
     let o = opts(&live, 256 * MIB).log_size(2 * MIB);
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut committed = 0u64;
     let mut err = None;
     // Grow by 2 MiB a commit until the 16 MiB filesystem is full.
@@ -346,7 +346,7 @@ fn a_null_dereference_elsewhere_still_dies_with_sigsegv() {
     }
     if !role.is_empty() {
         let (_d, p, o) = setup(64 * MIB);
-        let mut w = Writer::open(&p, &o).unwrap();
+        let mut w = o.open(&p).unwrap();
         let mut t = w.begin();
         t.extend_on_write()[(3 * MIB) as usize] = 1;
         t.commit().unwrap();
@@ -510,8 +510,8 @@ fn a_growable_mapping_on_a_full_filesystem_reports_no_space() {
 #[test]
 fn a_readers_pointer_reaches_what_later_commits_added() {
     let (_d, p, o) = setup(256 * MIB);
-    let mut w = Writer::open(&p, &o).unwrap();
-    let r = Reader::open_with(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let r = o.reader().open(&p).unwrap();
     let base = r.as_ptr();
     let mut t = w.begin();
     t.extend_on_write()[(100 * MIB) as usize] = 0x5a;

@@ -1,5 +1,5 @@
 //! A loom model of the wait/wake protocol: the very source of
-//! `src/notify/protocol.rs` ([`announce`], [`advance`]), compiled here
+//! `src/store/notify_word.rs` ([`announce`], [`advance`]), compiled here
 //! against loom's atomics and checked over every interleaving (and every
 //! weak-memory outcome loom explores, within a preemption bound) of two
 //! waiters and a writer that publishes two commits with a new writer's
@@ -23,7 +23,7 @@
 //! -1 the library once passed); a word holding the sequence number with a
 //! wake-all that adds one to it (the ABA of `protocol::advance`).
 
-#[path = "../src/notify/protocol.rs"]
+#[path = "../src/store/notify_word.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod protocol;
 

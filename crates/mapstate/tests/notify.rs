@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mapstate::{Event, Options, Reader, Watcher, Writer};
+use mapstate::{Event, Watcher, Writer};
 
 mod common;
 use common::small_state as setup;
@@ -27,8 +27,8 @@ fn changes(events: &[Event]) -> Vec<(u64, Vec<std::ops::Range<u64>>, bool)> {
 #[test]
 fn each_change_carries_its_ranges() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let r = Reader::open_with(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let r = o.reader().open(&p).unwrap();
     let mut t = w.begin();
     t.write_at(100, &[1; 10]).unwrap();
     t.commit().unwrap();
@@ -54,8 +54,8 @@ fn each_change_carries_its_ranges() {
 #[test]
 fn a_reader_that_falls_behind_is_told_what_it_missed() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let r = Reader::open_with(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let r = o.reader().open(&p).unwrap();
     for i in 0..100u64 {
         let mut t = w.begin();
         t.write_at(i * 8, &i.to_le_bytes()).unwrap();
@@ -87,8 +87,8 @@ fn a_reader_that_falls_behind_is_told_what_it_missed() {
 #[test]
 fn subscriptions_get_the_commits_that_touch_their_range() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let watcher = Watcher::spawn(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let watcher = o.reader().open(&p).and_then(Watcher::new).unwrap();
     let low = watcher.subscribe(0..100);
     let high = watcher.subscribe(1000..2000);
     for (i, off) in [(1u64, 10), (2, 1500), (3, 50), (4, 5000)] {
@@ -127,8 +127,8 @@ fn asleep_on(tid: i32, addr: usize) -> bool {
 #[test]
 fn one_commit_wakes_every_sleeping_waiter() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let r = std::sync::Arc::new(Reader::open_with(&p, &o).unwrap());
+    let mut w = o.open(&p).unwrap();
+    let r = std::sync::Arc::new(o.reader().open(&p).unwrap());
     // The notification word: at byte 128 of the live header, the page
     // before the data.
     let word = r.as_ptr() as usize - 4096 + 128;
@@ -160,7 +160,7 @@ fn one_commit_wakes_every_sleeping_waiter() {
                 tids.len()
             )
         });
-        assert_eq!(seen, 1);
+        assert_eq!(seen, Some(1));
     }
 }
 
@@ -168,16 +168,16 @@ fn one_commit_wakes_every_sleeping_waiter() {
 fn child() -> Option<()> {
     let role = std::env::var("MAPSTATE_NOTIFY_CHILD").ok()?;
     let args: Vec<String> = role.split(',').map(str::to_owned).collect();
-    let o = Options::new().live_dir(&args[2]);
+    let o = Writer::options().live_dir(&args[2]);
     match args[0].as_str() {
         // Waits until it has seen commit `target`, printing what it sees.
         "waiter" => {
-            let r = Reader::open_with(&args[1], &o).unwrap();
+            let r = o.reader().open(&args[1]).unwrap();
             let target: u64 = args[3].parse().unwrap();
             let mut seen = r.seq();
             println!("ready {seen}");
             while seen < target {
-                seen = r.wait_for_change(seen, None);
+                seen = r.wait_for_change(seen, None).expect("no timeout");
                 println!("saw {seen}");
                 std::io::stdout().flush().unwrap();
             }
@@ -185,7 +185,7 @@ fn child() -> Option<()> {
         }
         // Commits forever (until killed), a commit every so often.
         "writer" => {
-            let mut w = Writer::open(&args[1], &o.wait_for_lock(true)).unwrap();
+            let mut w = o.wait_for_lock(true).open(&args[1]).unwrap();
             println!("ready {}", w.seq());
             loop {
                 let mut t = w.begin();
@@ -197,7 +197,7 @@ fn child() -> Option<()> {
         }
         // Sleeps in wait_for_change for a long time (the CPU check).
         "idle" => {
-            let r = Reader::open_with(&args[1], &o).unwrap();
+            let r = o.reader().open(&args[1]).unwrap();
             println!("ready");
             r.wait_for_change(r.seq(), Some(Duration::from_secs(30)));
         }
@@ -288,7 +288,7 @@ fn no_waiter_sleeps_through_a_commit_across_processes_and_kills() {
         return;
     }
     let (d, p, o) = setup();
-    drop(Writer::open(&p, &o).unwrap());
+    drop(o.open(&p).unwrap());
     let live = d.path().join("live");
     let arg =
         |role: &str, target: u64| format!("{role},{},{},{target}", p.display(), live.display());
@@ -321,7 +321,7 @@ fn no_waiter_sleeps_through_a_commit_across_processes_and_kills() {
     }
     // A last writer's commit must wake every live waiter: each must report
     // a sequence number at least as new as that commit.
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     t.write_at(8, b"last").unwrap();
     let last = t.commit().unwrap();
@@ -356,7 +356,7 @@ fn an_idle_waiter_uses_no_cpu() {
         return;
     }
     let (d, p, o) = setup();
-    drop(Writer::open(&p, &o).unwrap());
+    drop(o.open(&p).unwrap());
     let role = format!("idle,{},{},0", p.display(), d.path().join("live").display());
     let mut c = spawn(T, &role);
     c.line_starting("ready", Instant::now() + STEP);
@@ -400,7 +400,11 @@ fn mtimes(files: &[std::path::PathBuf]) -> Vec<std::time::SystemTime> {
 fn a_commit_sets_the_mtime_of_the_state_files() {
     let (d, p, o) = setup();
     // Zero: every commit sets it.
-    let mut w = Writer::open(&p, &o.clone().mtime_interval(Some(Duration::ZERO))).unwrap();
+    let mut w = o
+        .clone()
+        .mtime_interval(Some(Duration::ZERO))
+        .open(&p)
+        .unwrap();
     let files = state_files(&d, &p);
     for i in 0..3u64 {
         age(&files);
@@ -415,7 +419,7 @@ fn a_commit_sets_the_mtime_of_the_state_files() {
     drop(w);
     // Off: commits leave it alone (the live image's page is dirty already,
     // so the kernel does not set it either).
-    let mut w = Writer::open(&p, &o.clone().mtime_interval(None)).unwrap();
+    let mut w = o.clone().mtime_interval(None).open(&p).unwrap();
     let mut t = w.begin();
     t.write_at(0, b"x").unwrap();
     t.commit().unwrap();
@@ -433,7 +437,7 @@ fn a_commit_sets_the_mtime_of_the_state_files() {
 fn mtime_updates_are_rate_limited_but_never_skip_a_quiet_period() {
     let (d, p, o) = setup();
     let every = Duration::from_millis(200);
-    let mut w = Writer::open(&p, &o.mtime_interval(Some(every))).unwrap();
+    let mut w = o.mtime_interval(Some(every)).open(&p).unwrap();
     let files = state_files(&d, &p);
     let commit = |w: &mut Writer, v: u8| {
         let mut t = w.begin();

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mapstate::{ChangeStream, Event, Writer};
+use mapstate::{ChangeStream, Event};
 
 mod common;
 use common::small_state as setup;
@@ -29,8 +29,8 @@ async fn next(s: &mut ChangeStream) -> Event {
 #[test]
 fn the_stream_yields_every_commit_in_order_with_its_ranges() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let mut s = ChangeStream::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let mut s = o.reader().open(&p).and_then(ChangeStream::new).unwrap();
     let rt = runtime();
     // Commits made by another thread while the task waits on the stream.
     let writer = std::thread::spawn(move || {
@@ -74,8 +74,8 @@ fn the_stream_yields_every_commit_in_order_with_its_ranges() {
 #[test]
 fn a_consumer_that_falls_behind_is_told_what_it_missed() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let mut s = ChangeStream::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let mut s = o.reader().open(&p).and_then(ChangeStream::new).unwrap();
     // Far more commits than the channel and the ring hold, before the
     // consumer reads anything.
     for i in 0..1000u64 {
@@ -109,13 +109,13 @@ fn a_consumer_that_falls_behind_is_told_what_it_missed() {
 #[test]
 fn dropping_the_stream_stops_its_thread() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let s = ChangeStream::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let s = o.reader().open(&p).and_then(ChangeStream::new).unwrap();
     let t = std::time::Instant::now();
     drop(s);
     assert!(t.elapsed() < Duration::from_secs(5), "the drop returned");
     // And a stream whose consumer never reads, with its channel full.
-    let s = ChangeStream::open(&p, &o).unwrap();
+    let s = o.reader().open(&p).and_then(ChangeStream::new).unwrap();
     for i in 0..200u64 {
         let mut t = w.begin();
         t.write_at(0, &i.to_le_bytes()).unwrap();

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mapstate::{Durability, Options, Reader, SharedWriter, Writer};
+use mapstate::{Durability, Reader, SharedWriter, Writer, WriterOptions};
 
 use crate::child::{
     ChildArgs, Parent, notify_parent, notify_waiter, reopen_parent, timed_loop, w5_parent,
@@ -31,8 +31,8 @@ fn state_path(dir: &Path) -> PathBuf {
     dir.join("state.db")
 }
 
-fn options(len: u64, durability: Durability) -> Options {
-    Options::new()
+fn options(len: u64, durability: Durability) -> WriterOptions {
+    Writer::options()
         .create(true)
         .len(len)
         .max_size(len)
@@ -41,7 +41,7 @@ fn options(len: u64, durability: Durability) -> Options {
 
 /// A new state of `len` bytes of slots in `dir`, returned open for writing.
 fn create_state(dir: &Path, len: u64, durability: Durability) -> Result<Writer> {
-    let mut w = Writer::open(state_path(dir), &options(len, durability))?;
+    let mut w = options(len, durability).open(state_path(dir))?;
     let chunk = 16 << 20;
     let mut buf = vec![0_u8; chunk as usize];
     let mut off = 0;
@@ -72,8 +72,15 @@ fn w5(cx: &Ctx, name: &str) -> Result<Measurement> {
     m.notes = format!(
         "writer process: {PAGE_CACHE}; reader process: Reader::read_at (sequence lock, never blocks the writer); {CHECKED}; a second run holds the writer to {W5_PACED_RATE} commits/s (torn counts both runs)"
     );
-    mapstate::remove(state_path(dir.path()), &Options::new())?;
+    remove(&state_path(dir.path()))?;
     Ok(m)
+}
+
+/// Deletes the state at `path` (all its files, the live image on tmpfs
+/// included), taking its writer lock to do so.
+fn remove(path: &Path) -> Result<()> {
+    Writer::open(path)?.remove()?;
+    Ok(())
 }
 
 /// One transaction that overwrites `n` random slots.
@@ -181,7 +188,7 @@ fn w1(cx: &Ctx, dir: &Path, rng: &mut Rng) -> Result<Measurement> {
 const TIMED_CHECKPOINTS: usize = 3;
 
 /// Reads slot `k`; whether it is whole.
-fn read_slot(r: &mut Reader, k: u64) -> Result<bool> {
+fn read_slot(r: &Reader, k: u64) -> Result<bool> {
     let mut b = [0_u8; SLOT_BYTES];
     r.read_at(k * SLOT_BYTES as u64, &mut b)?;
     Ok(Slot::check_bytes(&b))
@@ -193,7 +200,7 @@ fn reopen(cx: &Ctx) -> Result<Measurement> {
     let dir = cx.kept_dir("mapstate", Workload::Reopen)?;
     let done = dir.join("populated");
     if !done.exists() {
-        let _ = mapstate::remove(state_path(&dir), &Options::new());
+        let _ = remove(&state_path(&dir));
         drop(create_state(&dir, p.reopen_bytes, Durability::PageCache)?);
         std::fs::write(&done, b"")?;
     }
@@ -202,10 +209,7 @@ fn reopen(cx: &Ctx) -> Result<Measurement> {
     let mut m = reopen_parent(cx, "mapstate", &dir, || {
         // The writer's recovery: finish a checkpoint if one was
         // cut, replay the log records the live image lacks.
-        let mut w = Writer::open(
-            state_path(&dir),
-            &options(p.reopen_bytes, Durability::PageCache),
-        )?;
+        let mut w = options(p.reopen_bytes, Durability::PageCache).open(state_path(&dir))?;
         let k = rng.below(slots) as u64;
         let mut b = [0_u8; SLOT_BYTES];
         w.begin().read_at(k * SLOT_BYTES as u64, &mut b)?;
@@ -232,7 +236,7 @@ impl System for Mapstate {
             Workload::W1 => {
                 let dir = cx.tempdir()?;
                 let m = w1(cx, dir.path(), &mut rng)?;
-                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                remove(&state_path(dir.path()))?;
                 m
             }
             Workload::W2 | Workload::W3 => {
@@ -251,7 +255,7 @@ impl System for Mapstate {
                     PAGE_CACHE.to_owned()
                 };
                 drop(w);
-                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                remove(&state_path(dir.path()))?;
                 m
             }
             Workload::W2x8 => {
@@ -274,17 +278,17 @@ impl System for Mapstate {
                     commits as f64 / shared.syncs().max(1) as f64
                 );
                 drop(shared);
-                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                remove(&state_path(dir.path()))?;
                 m
             }
 
             Workload::W4 => {
                 let dir = cx.tempdir()?;
                 drop(create_state(dir.path(), STATE, Durability::PageCache)?);
-                let mut r = Reader::open(state_path(dir.path()))?;
+                let r = Reader::open(state_path(dir.path()))?;
                 let mut torn = 0_u64;
                 let mut m = measure(p, || {
-                    torn += u64::from(!read_slot(&mut r, rng.below(STATE_SLOTS) as u64)?);
+                    torn += u64::from(!read_slot(&r, rng.below(STATE_SLOTS) as u64)?);
                     Ok(())
                 })?;
                 m.torn = Some(torn);
@@ -292,7 +296,7 @@ impl System for Mapstate {
                     "Reader::read_at: a copy validated by the live image's sequence lock; {CHECKED}"
                 );
                 drop(r);
-                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                remove(&state_path(dir.path()))?;
                 m
             }
             Workload::W5 => w5(cx, self.name())?,
@@ -309,7 +313,7 @@ impl System for Mapstate {
                     "push: the waiter process sleeps in Reader::wait_for_change (a futex in the live image), then reads slot 0; PageCache commits; t0 taken before the commit",
                 );
                 drop(w);
-                mapstate::remove(state_path(dir.path()), &Options::new())?;
+                remove(&state_path(dir.path()))?;
                 m
             }
             Workload::W6 => super::mapstate_grow::w6(cx)?,
@@ -323,7 +327,7 @@ impl System for Mapstate {
         // The reopen state kept across runs has its live image on tmpfs
         // (`/dev/shm`), which deleting the directory would leave behind.
         if let Ok(dir) = cx.kept_dir(self.name(), Workload::Reopen) {
-            let _ = mapstate::remove(state_path(&dir), &Options::new());
+            let _ = remove(&state_path(&dir));
         }
     }
 
@@ -333,7 +337,7 @@ impl System for Mapstate {
         let path = state_path(&args.dir);
         match (args.workload, args.role.as_str()) {
             (Workload::W5, "writer") => {
-                let mut w = Writer::open(&path, &Options::new())?;
+                let mut w = Writer::open(&path)?;
                 // Held to `arg` commits/s when asked: each commit waits
                 // (spinning: sleeps are far coarser) for its time slot.
                 let period = (args.arg > 0).then(|| Duration::from_secs(1) / args.arg as u32);
@@ -349,21 +353,24 @@ impl System for Mapstate {
                 })
             }
             (Workload::W5, "reader") => {
-                let mut r = Reader::open(&path)?;
-                timed_loop(parent, || read_slot(&mut r, rng.below(STATE_SLOTS) as u64))
+                let r = Reader::open(&path)?;
+                timed_loop(parent, || read_slot(&r, rng.below(STATE_SLOTS) as u64))
             }
             (Workload::Notify, "waiter") => {
-                let mut r = Reader::open(&path)?;
+                let r = Reader::open(&path)?;
                 let mut seen = r.seq();
                 notify_waiter(parent, args.arg, |_| {
-                    seen = r.wait_for_change(seen, None);
+                    // No timeout: it returns only with a newer commit.
+                    seen = r
+                        .wait_for_change(seen, None)
+                        .ok_or("wait_for_change without a timeout returned no commit")?;
                     let mut b = [0_u8; SLOT_BYTES];
                     r.read_at(0, &mut b)?;
                     Ok(Slot::from_bytes(&b).map_or(0, |s| s.value()))
                 })
             }
             (Workload::Reopen, "writer") => {
-                let mut w = Writer::open(&path, &Options::new())?;
+                let mut w = Writer::open(&path)?;
                 let slots = (args.arg / SLOT_BYTES as u64) as usize;
                 write_until_killed(parent, || commit_slots(&mut w, &mut rng, 1, slots))
             }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use mapstate::{Durability, MapOptions, Mapping, Options, Writer};
+use mapstate::{Durability, MapOptions, Mapping, Writer};
 
 use crate::harness::{Ctx, MIB, Result, disk_bytes, nanos};
 use crate::peers::{APPEND_RECORD, Fill, append_records, grow_figures};
@@ -58,14 +58,14 @@ fn append_writer(dir: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
     let path = dir.join("w6-state");
     let live = dir.join("w6-live");
     std::fs::create_dir_all(&live)?;
-    let opts = Options::new()
+    let opts = Writer::options()
         .create(true)
         .len(0)
         .max_size(4 * total)
         .durability(Durability::PageCache)
         .live_dir(&live);
     let start = Instant::now();
-    let mut w = Writer::open(&path, &opts)?;
+    let mut w = opts.open(&path)?;
     let per_commit = (MIB as usize) / APPEND_RECORD;
     let n = total as usize / APPEND_RECORD;
     let mut i = 0;
@@ -83,7 +83,9 @@ fn append_writer(dir: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
     }
     w.close()?;
     let secs = start.elapsed().as_secs_f64();
-    mapstate::remove(&path, &opts)?;
+    // Not timed: deletes the state's files (its live image included),
+    // opening the existing state again to hold its writer lock.
+    opts.create(false).open(&path)?.remove()?;
     Ok(secs)
 }
 

@@ -136,13 +136,13 @@ static void *wait_thread(void *arg) {
     struct waiter *wt = arg;
     /* BUSY if the main thread is inside a call right now: try again. */
     do
-        wt->rc = mapstate_wait_for_change(wt->r, wt->after, -1, &wt->seq);
+        wt->rc = mapstate_reader_wait_for_change(wt->r, wt->after, -1, &wt->seq);
     while (wt->rc == MAPSTATE_E_BUSY);
     return NULL;
 }
 
 /* A reader handle used by two threads at once: while one sleeps in
- * mapstate_wait_for_change(), the other gets MAPSTATE_E_BUSY (no data
+ * mapstate_reader_wait_for_change(), the other gets MAPSTATE_E_BUSY (no data
  * race); a commit wakes the sleeper. */
 static void busy_handle(mapstate_writer *w, mapstate_reader *r) {
     uint64_t seq = 0;
@@ -162,9 +162,9 @@ static void busy_handle(mapstate_writer *w, mapstate_reader *r) {
     expect("close while another thread uses it", mapstate_reader_close(r), MAPSTATE_E_BUSY,
            NULL);
     uint64_t committed = 0;
-    expect("begin", mapstate_begin(w), MAPSTATE_OK, NULL);
-    expect("write", mapstate_write(w, 0, "wake", 4), MAPSTATE_OK, NULL);
-    expect("commit wakes the waiter", mapstate_commit(w, &committed), MAPSTATE_OK, NULL);
+    expect("begin", mapstate_writer_begin(w), MAPSTATE_OK, NULL);
+    expect("write", mapstate_txn_write_at(w, 0, "wake", 4), MAPSTATE_OK, NULL);
+    expect("commit wakes the waiter", mapstate_txn_commit(w, &committed), MAPSTATE_OK, NULL);
     pthread_join(t, NULL);
     truth("the waiter woke with the new commit", wt.rc == MAPSTATE_OK && wt.seq == committed);
 }
@@ -246,74 +246,79 @@ int main(int argc, char **argv) {
     bad.periodic_ms = 0;
     expect("periodic without interval", mapstate_writer_open(path, &bad, &w), MAPSTATE_E_INVALID,
            "periodic_ms");
-    expect("begin(NULL)", mapstate_begin(NULL), MAPSTATE_E_BAD_HANDLE, "NULL");
-    expect("commit(NULL)", mapstate_commit(NULL, NULL), MAPSTATE_E_BAD_HANDLE, NULL);
+    expect("begin(NULL)", mapstate_writer_begin(NULL), MAPSTATE_E_BAD_HANDLE, "NULL");
+    expect("commit(NULL)", mapstate_txn_commit(NULL, NULL), MAPSTATE_E_BAD_HANDLE, NULL);
     expect("writer_close(NULL)", mapstate_writer_close(NULL), MAPSTATE_E_BAD_HANDLE, NULL);
     expect("reader_close(NULL)", mapstate_reader_close(NULL), MAPSTATE_E_BAD_HANDLE, NULL);
-    expect("read(NULL)", mapstate_read(NULL, 0, text, 1, NULL), MAPSTATE_E_BAD_HANDLE, NULL);
-    expect("wait(NULL)", mapstate_wait_for_change(NULL, 0, 0, NULL), MAPSTATE_E_BAD_HANDLE,
+    expect("read(NULL)", mapstate_reader_read_at(NULL, 0, text, 1, NULL), MAPSTATE_E_BAD_HANDLE,
            NULL);
+    expect("wait(NULL)", mapstate_reader_wait_for_change(NULL, 0, 0, NULL),
+           MAPSTATE_E_BAD_HANDLE, NULL);
 
     /* Transaction calls in the wrong order. */
     expect("open", mapstate_writer_open(path, &o, &w), MAPSTATE_OK, NULL);
     uint64_t seq = 99, len = 0;
     uint8_t *data = NULL;
-    expect("commit without begin", mapstate_commit(w, &seq), MAPSTATE_E_NO_TXN, "mapstate_begin");
+    expect("commit without begin", mapstate_txn_commit(w, &seq), MAPSTATE_E_NO_TXN,
+           "mapstate_writer_begin");
     truth("a failed commit leaves *seq alone", seq == 99);
-    expect("abort without begin", mapstate_abort(w), MAPSTATE_E_NO_TXN, NULL);
+    expect("abort without begin", mapstate_txn_abort(w), MAPSTATE_E_NO_TXN, NULL);
     expect("data without begin", mapstate_txn_data(w, &data, &len), MAPSTATE_E_NO_TXN, NULL);
-    expect("write without begin", mapstate_write(w, 0, "x", 1), MAPSTATE_E_NO_TXN, NULL);
-    expect("set_len without begin", mapstate_set_len(w, 4096), MAPSTATE_E_NO_TXN, NULL);
-    expect("begin", mapstate_begin(w), MAPSTATE_OK, NULL);
-    expect("begin twice", mapstate_begin(w), MAPSTATE_E_TXN_OPEN, "commit or abort");
-    expect("checkpoint inside a transaction", mapstate_checkpoint(w), MAPSTATE_E_TXN_OPEN, NULL);
+    expect("write without begin", mapstate_txn_write_at(w, 0, "x", 1), MAPSTATE_E_NO_TXN, NULL);
+    expect("set_len without begin", mapstate_txn_set_len(w, 4096), MAPSTATE_E_NO_TXN, NULL);
+    expect("begin", mapstate_writer_begin(w), MAPSTATE_OK, NULL);
+    expect("begin twice", mapstate_writer_begin(w), MAPSTATE_E_TXN_OPEN, "commit or abort");
+    expect("checkpoint inside a transaction", mapstate_writer_checkpoint(w),
+           MAPSTATE_E_TXN_OPEN, NULL);
     expect("data with NULL data", mapstate_txn_data(w, NULL, &len), MAPSTATE_E_INVALID, NULL);
     expect("data", mapstate_txn_data(w, &data, &len), MAPSTATE_OK, NULL);
     truth("the transaction has the state's 8192 bytes", data != NULL && len == 8192);
     truth("its address is page-aligned", ((uintptr_t)data % 4096) == 0);
-    expect("write past the end", mapstate_write(w, 8190, "abcd", 4), MAPSTATE_E_OUT_OF_BOUNDS,
-           "outside");
-    expect("write NULL src", mapstate_write(w, 0, NULL, 4), MAPSTATE_E_INVALID, NULL);
-    expect("write nothing from NULL", mapstate_write(w, 0, NULL, 0), MAPSTATE_OK, NULL);
-    expect("set_len past the maximum", mapstate_set_len(w, 2u << 20), MAPSTATE_E_INVALID_SIZE,
-           "maximum size");
+    expect("write past the end", mapstate_txn_write_at(w, 8190, "abcd", 4),
+           MAPSTATE_E_OUT_OF_BOUNDS, "outside");
+    expect("write NULL src", mapstate_txn_write_at(w, 0, NULL, 4), MAPSTATE_E_INVALID, NULL);
+    expect("write nothing from NULL", mapstate_txn_write_at(w, 0, NULL, 0), MAPSTATE_OK, NULL);
+    expect("set_len past the maximum", mapstate_txn_set_len(w, 2u << 20),
+           MAPSTATE_E_INVALID_SIZE, "maximum size");
     memcpy(data + 100, "hello", 5);
-    expect("write from the transaction's own bytes", mapstate_write(w, 0, data + 100, 5),
+    expect("write from the transaction's own bytes", mapstate_txn_write_at(w, 0, data + 100, 5),
            MAPSTATE_E_INVALID, "memmove");
-    expect("commit", mapstate_commit(w, &seq), MAPSTATE_OK, NULL);
+    expect("commit", mapstate_txn_commit(w, &seq), MAPSTATE_OK, NULL);
     truth("the first commit is seq 1", seq == 1);
-    expect("commit twice", mapstate_commit(w, &seq), MAPSTATE_E_NO_TXN, NULL);
-    expect("begin, grow", mapstate_begin(w), MAPSTATE_OK, NULL);
-    expect("set_len", mapstate_set_len(w, 3 * 4096), MAPSTATE_OK, NULL);
+    expect("commit twice", mapstate_txn_commit(w, &seq), MAPSTATE_E_NO_TXN, NULL);
+    expect("begin, grow", mapstate_writer_begin(w), MAPSTATE_OK, NULL);
+    expect("set_len", mapstate_txn_set_len(w, 3 * 4096), MAPSTATE_OK, NULL);
     expect("data after set_len", mapstate_txn_data(w, &data, &len), MAPSTATE_OK, NULL);
     truth("the new length", len == 3 * 4096);
     data[len - 1] = 42;
-    expect("abort", mapstate_abort(w), MAPSTATE_OK, NULL);
+    expect("abort", mapstate_txn_abort(w), MAPSTATE_OK, NULL);
     expect("writer len", mapstate_writer_len(w, &len), MAPSTATE_OK, NULL);
     truth("the abort kept the length", len == 8192);
     expect("writer seq", mapstate_writer_seq(w, &seq), MAPSTATE_OK, NULL);
     truth("the abort kept the seq", seq == 1);
     expect("writer_seq(NULL out)", mapstate_writer_seq(w, NULL), MAPSTATE_E_INVALID, NULL);
-    expect("checkpoint", mapstate_checkpoint(w), MAPSTATE_OK, NULL);
+    expect("checkpoint", mapstate_writer_checkpoint(w), MAPSTATE_OK, NULL);
 
     /* Reader misuse. */
     expect("reader", mapstate_reader_open(path, &o, &r), MAPSTATE_OK, NULL);
     char buf[16] = {0};
-    expect("read", mapstate_read(r, 100, buf, 5, &seq), MAPSTATE_OK, NULL);
+    expect("read", mapstate_reader_read_at(r, 100, buf, 5, &seq), MAPSTATE_OK, NULL);
     truth("read sees the commit", memcmp(buf, "hello", 5) == 0 && seq == 1);
-    expect("read past the end", mapstate_read(r, 8190, buf, 4, NULL), MAPSTATE_E_OUT_OF_BOUNDS,
+    expect("read past the end", mapstate_reader_read_at(r, 8190, buf, 4, NULL),
+           MAPSTATE_E_OUT_OF_BOUNDS, NULL);
+    expect("read into NULL", mapstate_reader_read_at(r, 0, NULL, 4, NULL), MAPSTATE_E_INVALID,
            NULL);
-    expect("read into NULL", mapstate_read(r, 0, NULL, 4, NULL), MAPSTATE_E_INVALID, NULL);
-    expect("wait, nothing new, no time", mapstate_wait_for_change(r, 1, 0, &seq),
+    expect("wait, nothing new, no time", mapstate_reader_wait_for_change(r, 1, 0, &seq),
            MAPSTATE_E_TIMEOUT, "no commit after 1");
-    expect("wait, a newer commit exists", mapstate_wait_for_change(r, 0, -1, &seq), MAPSTATE_OK,
-           NULL);
-    truth("wait returns the newest seq", seq == 1);
-    expect("wait with the longest timeout", mapstate_wait_for_change(r, 0, INT64_MAX, &seq),
+    expect("wait, a newer commit exists", mapstate_reader_wait_for_change(r, 0, -1, &seq),
            MAPSTATE_OK, NULL);
-    expect("read of more bytes than memory holds", mapstate_read(r, 0, buf, UINT64_MAX, NULL),
-           MAPSTATE_E_INVALID, "does not fit in memory");
-    expect("a reader passed as a writer", mapstate_begin((mapstate_writer *)r),
+    truth("wait returns the newest seq", seq == 1);
+    expect("wait with the longest timeout", mapstate_reader_wait_for_change(r, 0, INT64_MAX, &seq),
+           MAPSTATE_OK, NULL);
+    expect("read of more bytes than memory holds",
+           mapstate_reader_read_at(r, 0, buf, UINT64_MAX, NULL), MAPSTATE_E_INVALID,
+           "does not fit in memory");
+    expect("a reader passed as a writer", mapstate_writer_begin((mapstate_writer *)r),
            MAPSTATE_E_BAD_HANDLE, "not an open writer handle");
     expect("a writer passed as a reader", mapstate_reader_seq((mapstate_reader *)w, &seq),
            MAPSTATE_E_BAD_HANDLE, NULL);
@@ -332,11 +337,11 @@ int main(int argc, char **argv) {
 
     /* A writer closed with its transaction open: aborted, not committed. */
     expect("reopen", mapstate_writer_open(path, &o, &w), MAPSTATE_OK, NULL);
-    expect("begin", mapstate_begin(w), MAPSTATE_OK, NULL);
-    expect("write", mapstate_write(w, 100, "HELLO", 5), MAPSTATE_OK, NULL);
+    expect("begin", mapstate_writer_begin(w), MAPSTATE_OK, NULL);
+    expect("write", mapstate_txn_write_at(w, 100, "HELLO", 5), MAPSTATE_OK, NULL);
     expect("close with the transaction open", mapstate_writer_close(w), MAPSTATE_OK, NULL);
     expect("reader", mapstate_reader_open(path, &o, &r), MAPSTATE_OK, NULL);
-    expect("read", mapstate_read(r, 100, buf, 5, &seq), MAPSTATE_OK, NULL);
+    expect("read", mapstate_reader_read_at(r, 100, buf, 5, &seq), MAPSTATE_OK, NULL);
     truth("the open transaction was discarded", memcmp(buf, "hello", 5) == 0 && seq == 2);
     expect("close reader", mapstate_reader_close(r), MAPSTATE_OK, NULL);
 

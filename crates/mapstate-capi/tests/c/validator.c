@@ -63,8 +63,8 @@ int main(int argc, char **argv) {
     if (copy == NULL)
         return 2;
     uint64_t seq = 0;
-    if ((rc = mapstate_read(r, 0, copy, STATE_LEN, &seq)) != MAPSTATE_OK)
-        return fail("mapstate_read", rc);
+    if ((rc = mapstate_reader_read_at(r, 0, copy, STATE_LEN, &seq)) != MAPSTATE_OK)
+        return fail("mapstate_reader_read_at", rc);
     if ((rc = mapstate_reader_close(r)) != MAPSTATE_OK)
         return fail("mapstate_reader_close", rc);
 

@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
     for (long i = 0; i < n; i++) {
         uint8_t *data = NULL;
         uint64_t len = 0;
-        CHECK(mapstate_begin(w));
+        CHECK(mapstate_writer_begin(w));
         CHECK(mapstate_txn_data(w, &data, &len));
         if (len < STATE_LEN) {
             fprintf(stderr, "writer_kill: the state has %" PRIu64 " bytes, expected %u\n", len,
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
         for (unsigned s = 0; s < SLOTS; s++)
             store_record(data, s, seq + 1);
         uint64_t committed = 0;
-        CHECK(mapstate_commit(w, &committed));
+        CHECK(mapstate_txn_commit(w, &committed));
         if (committed != seq + 1) {
             fprintf(stderr, "writer_kill: commit returned seq %" PRIu64 ", expected %" PRIu64 "\n",
                     committed, seq + 1);
@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
      * half of the record after them. */
     uint8_t *data = NULL;
     uint64_t len = 0;
-    CHECK(mapstate_begin(w));
+    CHECK(mapstate_writer_begin(w));
     CHECK(mapstate_txn_data(w, &data, &len));
     for (unsigned s = 0; s < SLOTS / 2; s++)
         store_record(data, s, seq + 1);

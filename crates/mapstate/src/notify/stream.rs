@@ -1,22 +1,21 @@
 //! An async stream of change events (the `tokio` feature).
 //!
 //! A thread of its own sleeps on the notification futex, exactly as
-//! [`Reader::wait_for_change`] does (no polling, no CPU while idle), and
+//! `Reader::wait_for_change` does (no polling, no CPU while idle), and
 //! hands each event to the stream through a bounded tokio channel. A
 //! consumer that falls behind makes the thread wait for room in the
 //! channel; the commits it meanwhile misses come as one
 //! [`Event::Missed`] once they leave the change ring, never silently.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 
-use super::{Event, stop_waiting, wait_unless_stopped};
-use crate::error::{Error, Result};
-use crate::region::{Options, Reader};
+use super::EventThread;
+use crate::change::Event;
+use crate::error::Result;
+use crate::reader::Reader;
 
 /// Events the channel holds before the waiting thread waits for the consumer.
 const BUFFERED: usize = 64;
@@ -32,12 +31,11 @@ const BUFFERED: usize = 64;
 /// ```
 /// # #[cfg(feature = "tokio")]
 /// # fn main() -> mapstate::Result<()> {
-/// use mapstate::{ChangeStream, Event, Options, Writer};
+/// use mapstate::{ChangeStream, Event, Reader, Writer};
 /// let dir = tempfile::tempdir().unwrap();
-/// let opts = Options::new().create(true).len(4096).live_dir(dir.path());
 /// let path = dir.path().join("state");
-/// let mut w = Writer::open(&path, &opts)?;
-/// let mut changes = ChangeStream::open(&path, &opts)?;
+/// let mut w = Writer::options().create(true).len(4096).open(&path)?;
+/// let mut changes = ChangeStream::new(Reader::open(&path)?)?;
 /// let mut t = w.begin();
 /// t.write_at(16, b"hello")?;
 /// t.commit()?;
@@ -45,23 +43,30 @@ const BUFFERED: usize = 64;
 /// let first = rt.block_on(changes.next());
 /// let Some(Event::Change(c)) = first else { panic!("{first:?}") };
 /// assert_eq!((c.seq, c.ranges), (1, vec![16..21]));
+/// # drop(changes);
+/// # w.remove()?;
 /// # Ok(()) }
 /// # #[cfg(not(feature = "tokio"))]
 /// # fn main() {}
 /// ```
 #[derive(Debug)]
 pub struct ChangeStream {
+    // Closed first on drop, so that a thread waiting for room fails its
+    // send; the thread is then stopped and joined.
     events: mpsc::Receiver<Event>,
-    reader: Arc<Reader>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: EventThread,
 }
 
 impl ChangeStream {
-    /// Opens the state at `path` for reading (only `live_dir` of `opts`
-    /// matters) and streams its commits from now on.
-    pub fn open(path: impl AsRef<std::path::Path>, opts: &Options) -> Result<Self> {
-        Reader::open_with(path, opts)?.into_stream()
+    /// Streams the commits of the state `reader` reads, from now on.
+    pub fn new(reader: Reader) -> Result<Self> {
+        let (tx, events) = mpsc::channel(BUFFERED);
+        // Waits for room; fails (and ends the thread) once the stream is
+        // dropped.
+        let thread = EventThread::spawn("mapstate-stream", reader, move |e| {
+            tx.blocking_send(e).is_ok()
+        })?;
+        Ok(Self { events, thread })
     }
 
     /// The next event; `None` only if the waiting thread ended (it does
@@ -73,41 +78,7 @@ impl ChangeStream {
     /// The reader the stream waits on (for reading the state an event
     /// announces: `snapshot`, `read_at`).
     pub fn reader(&self) -> &Reader {
-        &self.reader
-    }
-}
-
-impl Reader {
-    /// Turns this reader into an async stream of the commits published
-    /// from now on (the `tokio` feature): see [`ChangeStream`].
-    pub fn into_stream(self) -> Result<ChangeStream> {
-        let reader = Arc::new(self);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, events) = mpsc::channel(BUFFERED);
-        let (r, halt) = (reader.clone(), stop.clone());
-        // Events count from the moment the stream is made.
-        let mut seen = reader.seq();
-        let thread = std::thread::Builder::new()
-            .name("mapstate-stream".into())
-            .spawn(move || {
-                while !halt.load(std::sync::atomic::Ordering::SeqCst) {
-                    wait_unless_stopped(&r, seen, &halt);
-                    for e in r.changes_since(seen) {
-                        seen = e.seq();
-                        // Waits for room; fails once the stream is dropped.
-                        if tx.blocking_send(e).is_err() {
-                            return;
-                        }
-                    }
-                }
-            })
-            .map_err(|e| Error::io("spawn the stream thread", std::path::PathBuf::new(), e))?;
-        Ok(ChangeStream {
-            events,
-            reader,
-            stop,
-            thread: Some(thread),
-        })
+        &self.thread.reader
     }
 }
 
@@ -122,11 +93,8 @@ impl futures_core::Stream for ChangeStream {
 impl Drop for ChangeStream {
     fn drop(&mut self) {
         // A thread waiting for room in the channel fails its send; one
-        // asleep on the futex is woken and sees the stop flag.
+        // asleep on the futex is woken (by the event thread's drop, which
+        // follows) and sees the stop flag.
         self.events.close();
-        stop_waiting(&self.reader, &self.stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -44,6 +44,31 @@ pub(crate) enum MapKind {
     SharedSync,
 }
 
+/// How [`Reservation::map_file`] maps a file range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileMap {
+    /// `PROT_READ` or `PROT_READ | PROT_WRITE`.
+    pub(crate) prot: Protection,
+    /// Shared, private or `MAP_SYNC`.
+    pub(crate) kind: MapKind,
+    /// `MAP_POPULATE`: prefault every page now.
+    pub(crate) populate: bool,
+    /// `MAP_LOCKED`: lock the pages in memory now.
+    pub(crate) locked: bool,
+}
+
+impl FileMap {
+    /// `MAP_SHARED` with `prot`, nothing prefaulted or locked.
+    pub(crate) const fn shared(prot: Protection) -> Self {
+        Self {
+            prot,
+            kind: MapKind::Shared,
+            populate: false,
+            locked: false,
+        }
+    }
+}
+
 /// The flavours of `msync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {
@@ -173,18 +198,20 @@ impl Reservation {
 
     /// `mmap(base + off, len, prot, kind | MAP_FIXED [| MAP_POPULATE | MAP_LOCKED], fd, file_off)`:
     /// maps a file range over part of the reservation, replacing what was there.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn map_file(
         &mut self,
         off: usize,
         len: usize,
         fd: BorrowedFd<'_>,
         file_off: u64,
-        prot: Protection,
-        kind: MapKind,
-        populate: bool,
-        locked: bool,
+        how: FileMap,
     ) -> io::Result<()> {
+        let FileMap {
+            prot,
+            kind,
+            populate,
+            locked,
+        } = how;
         self.check(off, len);
         let mut flags = match kind {
             MapKind::Shared => MapFlags::SHARED,
@@ -365,22 +392,6 @@ impl Drop for Reservation {
         // not ours, which invariant 1 rules out; there is nothing to do then.
         let _ = unsafe { mm::munmap(self.base.as_ptr().cast(), self.cap) };
     }
-}
-
-/// Copies `len` bytes from `src` at `src_off` to `dst` at `dst_off`.
-pub(crate) fn copy_between(
-    src: &Reservation,
-    src_off: usize,
-    dst: &mut Reservation,
-    dst_off: usize,
-    len: usize,
-) {
-    src.check(src_off, len);
-    dst.check(dst_off, len);
-    // SAFETY: both ranges lie inside their reservations (checked); two
-    // distinct reservations never overlap (each owns its range, invariant
-    // 1), and `dst` is borrowed mutably so it cannot be `src`.
-    unsafe { ptr::copy_nonoverlapping(src.at(src_off), dst.at(dst_off), len) }
 }
 
 impl Reservation {

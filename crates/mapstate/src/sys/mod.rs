@@ -24,7 +24,7 @@ pub(crate) mod signals;
 pub(crate) mod uffd;
 
 pub use mem::{Advice, Discard, Flush, Protection};
-pub(crate) use mem::{MapKind, Reservation, copy_between};
+pub(crate) use mem::{FileMap, MapKind, Reservation};
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -98,10 +98,11 @@ pub(crate) fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
     sync_hooks::around(fd, || rustix::fs::fsync(fd).map_err(Into::into))
 }
 
-/// Test hooks around every sync: a failure injector (the n-th sync fails
+/// Test hooks around every sync (the `testing` feature): a failure injector (the n-th sync fails
 /// with EIO, as a dying disk would) and an observer called before and after
 /// each sync (the power-cut model test keeps the synced and the written
 /// bytes of each file apart with it). Unarmed, a hook costs one relaxed load.
+#[cfg(feature = "testing")]
 pub(crate) mod sync_hooks {
     use std::io;
     use std::os::fd::{AsRawFd, BorrowedFd};
@@ -169,51 +170,26 @@ pub(crate) mod sync_hooks {
     }
 }
 
-/// Filesystem magic numbers from `statfs(2)` that change what mapstate can promise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FsKind {
-    Ext4,
-    Xfs,
-    Btrfs,
-    Tmpfs,
-    Nfs,
-    Overlay,
-    Fuse,
-    Other(i64),
-}
+/// Without the `testing` feature a sync is just the sync.
+#[cfg(not(feature = "testing"))]
+mod sync_hooks {
+    use std::io;
+    use std::os::fd::BorrowedFd;
 
-impl FsKind {
-    /// The filesystem's usual name.
-    pub(crate) fn name(self) -> String {
-        match self {
-            FsKind::Ext4 => "ext2/ext3/ext4 (without extents, fallocate is refused)".into(),
-            FsKind::Xfs => "xfs".into(),
-            FsKind::Btrfs => "btrfs".into(),
-            FsKind::Tmpfs => "tmpfs".into(),
-            FsKind::Nfs => "nfs".into(),
-            FsKind::Overlay => "overlayfs".into(),
-            FsKind::Fuse => "fuse".into(),
-            FsKind::Other(m) => format!("unknown (statfs magic {m:#x})"),
-        }
+    #[inline]
+    pub(super) fn around(
+        _fd: BorrowedFd<'_>,
+        sync: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        sync()
     }
 }
 
-/// `fstatfs(fd)`: which filesystem the file lives on.
-pub(crate) fn fs_kind(fd: BorrowedFd<'_>) -> io::Result<FsKind> {
+/// `fstatfs(fd)`: the filesystem's magic number (`f_type`).
+pub(crate) fn statfs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
     let st = rustix::fs::fstatfs(fd)?;
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
-    let magic = st.f_type as i64;
-    Ok(match magic {
-        // ext2, ext3 and ext4 share this magic number.
-        0xEF53 => FsKind::Ext4,
-        0x5846_5342 => FsKind::Xfs,
-        0x9123_683E => FsKind::Btrfs,
-        0x0102_1994 => FsKind::Tmpfs,
-        0x6969 => FsKind::Nfs,
-        0x794C_7630 => FsKind::Overlay,
-        0x6573_5546 => FsKind::Fuse,
-        m => FsKind::Other(m),
-    })
+    Ok(st.f_type as i64)
 }
 
 /// The soft and hard `RLIMIT_MEMLOCK` of this process, in bytes (`None`: unlimited).
@@ -229,25 +205,28 @@ pub(crate) enum LockResult {
     WouldBlock,
 }
 
-/// `fcntl(fd, F_OFD_SETLK or F_OFD_SETLKW, {type, SEEK_SET, start, len})`: an
-/// open-file-description lock on a byte range. The kernel drops it when the
-/// last descriptor of the open file description is closed, including when the
-/// holder dies, so it never outlives its owner. Two opens of the same file in
-/// one process conflict (unlike classic POSIX locks), which is what a
-/// single-writer rule needs.
-pub(crate) fn ofd_lock(
+/// Whether a lock call waits for a conflicting holder to let go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockWait {
+    /// Return [`LockResult::WouldBlock`] at once.
+    Try,
+    /// Sleep until the lock is free (`F_OFD_SETLKW`).
+    Block,
+}
+
+/// `fcntl(fd, F_OFD_SETLK or F_OFD_SETLKW, {F_WRLCK, SEEK_SET, start, len})`:
+/// an exclusive open-file-description lock on a byte range. The kernel drops
+/// it when the last descriptor of the open file description is closed,
+/// including when the holder dies, so it never outlives its owner. Two opens
+/// of the same file in one process conflict (unlike classic POSIX locks),
+/// which is what a single-writer rule needs.
+pub(crate) fn ofd_lock_exclusive(
     fd: BorrowedFd<'_>,
     start: u64,
     len: u64,
-    exclusive: bool,
-    wait: bool,
+    wait: LockWait,
 ) -> io::Result<LockResult> {
-    let l_type = if exclusive {
-        libc::F_WRLCK
-    } else {
-        libc::F_RDLCK
-    };
-    ofd_setlk(fd, l_type, start, len, wait)
+    ofd_setlk(fd, libc::F_WRLCK, start, len, wait == LockWait::Block)
 }
 
 /// `fcntl(fd, F_OFD_GETLK)`: whether a conflicting lock is held by another
@@ -319,9 +298,14 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
 }
 
-/// `futex(word, FUTEX_WAKE, n)`: wakes up to `n` waiters in any process.
-pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
-    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n).unwrap_or(0)
+/// `FUTEX_WAKE`'s count for "every waiter". The kernel reads the count as a
+/// signed `int`: `u32::MAX` is -1 there, and wakes exactly one waiter (the
+/// lost wake-up the cross-process stress test found).
+const WAKE_ALL: u32 = i32::MAX as u32;
+
+/// `futex(word, FUTEX_WAKE, INT_MAX)`: wakes every waiter in any process.
+pub(crate) fn futex_wake_all(word: &AtomicU32) -> usize {
+    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), WAKE_ALL).unwrap_or(0)
 }
 
 /// `futex(word, FUTEX_WAIT_PRIVATE, expected)`: as [`futex_wait`] without a
@@ -333,10 +317,10 @@ pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32) {
     let _ = futex::wait(word, futex::Flags::PRIVATE, expected, None);
 }
 
-/// `futex(word, FUTEX_WAKE_PRIVATE, n)`: wakes up to `n` of this process's
-/// threads waiting on `word` with [`futex_wait_private`].
-pub(crate) fn futex_wake_private(word: &AtomicU32, n: u32) -> usize {
-    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::PRIVATE, n).unwrap_or(0)
+/// `futex(word, FUTEX_WAKE_PRIVATE, INT_MAX)`: wakes every one of this
+/// process's threads waiting on `word` with [`futex_wait_private`].
+pub(crate) fn futex_wake_all_private(word: &AtomicU32) -> usize {
+    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::PRIVATE, WAKE_ALL).unwrap_or(0)
 }
 
 /// `CLOCK_MONOTONIC_COARSE` as a duration since boot: a few nanoseconds
@@ -378,71 +362,19 @@ pub(crate) fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// The test hook of the commit path: `mapstate torture` and the crash tests
-/// set a step number and a countdown; when a commit reaches that step for the
-/// countdown-th time, the process kills itself with SIGKILL right there.
-pub(crate) mod crash {
-    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-
-    static STEP: AtomicU32 = AtomicU32::new(0);
-    static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
-    static SIGNAL: AtomicU32 = AtomicU32::new(9);
-
-    /// Arms the hook: send `signal` to this process at `step` the `nth`
-    /// time it is reached (1 = first).
-    pub(crate) fn arm(step: u32, nth: u64, signal: u32) {
-        COUNTDOWN.store(nth, Ordering::Relaxed);
-        SIGNAL.store(signal, Ordering::Relaxed);
-        STEP.store(step, Ordering::Relaxed);
-    }
-
-    /// Marks step `n` of a commit, checkpoint or recovery.
-    #[inline]
-    pub(crate) fn point(n: u32) {
-        if STEP.load(Ordering::Relaxed) == n {
-            hit();
-        }
-    }
-
-    #[cold]
-    fn hit() {
-        if COUNTDOWN.fetch_sub(1, Ordering::Relaxed) != 1 {
-            return;
-        }
-        let sig = SIGNAL.load(Ordering::Relaxed);
-        let signal = i32::try_from(sig)
-            .ok()
-            .and_then(rustix::process::Signal::from_named_raw);
-        let signal = signal.unwrap_or(rustix::process::Signal::KILL);
-        let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
-        if signal == rustix::process::Signal::KILL {
-            // SIGKILL cannot be caught; nothing runs after it is delivered.
-            loop {
-                std::hint::spin_loop();
-            }
-        }
-    }
-}
-
 /// `flock(fd, LOCK_EX)`: a whole-file lock that works on descriptors opened
 /// read-only (unlike a write OFD lock), used to serialise building the live
 /// image between readers and writers. Independent of the OFD locks.
-pub(crate) fn flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
-    use rustix::fs::FlockOperation;
-    let op = if exclusive {
-        FlockOperation::LockExclusive
-    } else {
-        FlockOperation::LockShared
-    };
+pub(crate) fn flock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
     loop {
-        match rustix::fs::flock(fd, op) {
+        match rustix::fs::flock(fd, rustix::fs::FlockOperation::LockExclusive) {
             Err(rustix::io::Errno::INTR) => {}
             r => return r.map_err(Into::into),
         }
     }
 }
 
-/// Releases a [`flock`].
+/// Releases a [`flock_exclusive`].
 pub(crate) fn flock_unlock(fd: BorrowedFd<'_>) -> io::Result<()> {
     rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock).map_err(Into::into)
 }

@@ -289,8 +289,10 @@ impl AsyncUffd {
     }
 }
 
-/// Set by `mapstate::testing::disable_write_tracking`: trackers fail to
-/// start with ENOSYS, as on a kernel without userfaultfd.
+/// Set by `mapstate::testing::disable_write_tracking` (the `testing`
+/// feature): trackers fail to start with ENOSYS, as on a kernel without
+/// userfaultfd.
+#[cfg(feature = "testing")]
 pub(crate) static DISABLED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
@@ -404,6 +406,7 @@ impl WriteTracker {
     fn with_mode(res: &Reservation, off: usize, len: usize, mode: UffdMode) -> io::Result<Self> {
         check_range(res, off, len);
         assert!(len > 0, "empty write-tracking range");
+        #[cfg(feature = "testing")]
         if DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(io::Error::from_raw_os_error(libc::ENOSYS));
         }
@@ -645,7 +648,7 @@ fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::{MapKind, Protection};
+    use crate::sys::{FileMap, MapKind, Protection};
     use std::fs::OpenOptions;
     use std::time::Instant;
 
@@ -674,10 +677,10 @@ mod tests {
             pages * ps,
             file.as_fd(),
             0,
-            Protection::ReadWrite,
-            kind,
-            false,
-            false,
+            FileMap {
+                kind,
+                ..FileMap::shared(Protection::ReadWrite)
+            },
         )
         .unwrap();
         Fixture {
@@ -804,10 +807,10 @@ mod tests {
                 8 * ps,
                 fd,
                 (8 * ps) as u64,
-                Protection::ReadWrite,
-                MapKind::Private,
-                false,
-                false,
+                FileMap {
+                    kind: MapKind::Private,
+                    ..FileMap::shared(Protection::ReadWrite)
+                },
             )
             .unwrap();
         t.extend(&fx.res, 16 * ps).unwrap();
@@ -840,10 +843,10 @@ mod tests {
                 2 * ps,
                 fd,
                 (2 * ps) as u64,
-                Protection::ReadWrite,
-                MapKind::Private,
-                false,
-                false,
+                FileMap {
+                    kind: MapKind::Private,
+                    ..FileMap::shared(Protection::ReadWrite)
+                },
             )
             .unwrap();
         fx.res.write(2 * ps, b"unseen");

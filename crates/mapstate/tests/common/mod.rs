@@ -10,11 +10,11 @@ use std::process::Command;
 /// A new 64 KiB state (maximum 1 MiB) in a fresh temporary directory on
 /// disk, with its live image in that directory: the directory, the state's
 /// path, and the options that open it.
-pub(crate) fn small_state() -> (tempfile::TempDir, PathBuf, mapstate::Options) {
+pub(crate) fn small_state() -> (tempfile::TempDir, PathBuf, mapstate::WriterOptions) {
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     std::fs::create_dir(dir.path().join("live")).unwrap();
     let p = dir.path().join("state");
-    let o = mapstate::Options::new()
+    let o = mapstate::Writer::options()
         .create(true)
         .len(1 << 16)
         .max_size(1 << 20)

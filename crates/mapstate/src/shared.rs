@@ -28,9 +28,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::live::WAKE_ALL;
-use crate::region::{Durability, Txn, Writer};
+use crate::options::Durability;
 use crate::sys;
+use crate::writer::{Txn, Writer};
 
 /// A [`Writer`] shared by threads (`Send + Sync`), with group commit.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ impl SharedWriter {
     /// Shares `writer` between threads; commits use its durability.
     pub fn new(writer: Writer) -> Result<Self> {
         let log = writer.log_file()?;
-        let log_path = crate::durable::companion(writer.path(), "-wal");
+        let log_path = writer.files().log().into();
         let seq = writer.seq();
         let durability = writer.durability();
         Ok(Self {
@@ -183,7 +183,7 @@ impl SharedWriter {
         }
         self.leader.store(false, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        sys::futex_wake_private(&self.epoch, WAKE_ALL);
+        sys::futex_wake_all_private(&self.epoch);
     }
 
     /// Lets the group's other commits append before the leader syncs:

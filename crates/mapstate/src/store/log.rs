@@ -12,10 +12,10 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::format::{self, LogHeader, PAGE, RANGE_ENTRY, RECORD_HEADER, RangeEntry, RecordHeader};
-use crate::sys::{self, MapKind, Protection, Reservation};
+use crate::fs::{self, Open};
+use crate::sys::{self, FileMap, Protection, Reservation};
+use crate::testing::{self, Step};
 
-/// The log's default size (it grows only for a single commit larger than it).
-pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
 /// Address space reserved for the log.
 const LOG_RESERVATION: u64 = 4 << 30;
 /// How far ahead of the head the writer initializes the log's blocks.
@@ -29,10 +29,8 @@ pub(crate) struct Log {
     path: PathBuf,
     /// Bytes of the file, all mapped.
     cap: u64,
-    /// Offset of the next record.
-    pub(crate) head: u64,
-    /// Chain value the next record is seeded with.
-    pub(crate) chain: u64,
+    /// Where the next record goes.
+    pos: LogPosition,
     /// Whether commits are synced one by one (`Sync`), and so worth
     /// [`Log::initialize_ahead`].
     synced_commits: bool,
@@ -51,36 +49,53 @@ pub(crate) struct Record {
     pub(crate) data: Vec<u8>,
 }
 
-/// Where a scan stopped: the end of the last valid record.
-pub(crate) struct ScanEnd {
+/// A position in the log: where the record after commit `seq` starts, and
+/// the chain value it is seeded with. The writer's next append, where a
+/// scan stopped, and what the live image publishes for readers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogPosition {
+    /// The sequence number of the last record before `head`.
+    pub(crate) seq: u64,
+    /// Offset in the log file of the next record.
     pub(crate) head: u64,
+    /// The chain value the next record is seeded with.
     pub(crate) chain: u64,
-    /// Sequence number of the last valid record (`first_seq - 1` if none).
-    pub(crate) last_seq: u64,
+}
+
+impl LogPosition {
+    /// The start of an empty log after commit `seq`, chained from `salt`.
+    pub(crate) fn start(seq: u64, salt: u64) -> Self {
+        Self {
+            seq,
+            head: PAGE,
+            chain: salt,
+        }
+    }
 }
 
 impl Log {
-    /// Opens (creating if `create`) the log of the state `file_id`.
-    pub(crate) fn open(
-        path: &Path,
-        file_id: &[u8; 16],
-        writable: bool,
-        create: bool,
-        size: u64,
-    ) -> Result<Self> {
-        let file = crate::map::open_file(path, writable, create, 0o600)?;
-        let mut len = file
-            .metadata()
-            .map_err(|e| Error::io("fstat", path, e))?
-            .len();
-        if len == 0 && writable {
+    /// Opens the log of the state `file_id` for reading (readers, and
+    /// the build of a live image).
+    pub(crate) fn open_for_reading(path: &Path, file_id: &[u8; 16]) -> Result<Self> {
+        let file = fs::open_file(path, Open::Read)?;
+        Self::open_file(file, path, file_id, Protection::ReadOnly)
+    }
+
+    /// Opens the log of the state `file_id` for the writer, creating it
+    /// with `size` bytes if it is missing or empty.
+    pub(crate) fn open_for_writing(path: &Path, file_id: &[u8; 16], size: u64) -> Result<Self> {
+        let file = fs::open_file(path, Open::Create(0o600))?;
+        if fs::file_len(&file, path)? == 0 {
             let h = LogHeader::new(*file_id);
-            crate::map::allocate(path, &file, 0, size)?;
-            std::os::unix::fs::FileExt::write_all_at(&file, h.as_bytes(), 0)
-                .map_err(|e| Error::io("pwrite", path, e))?;
-            sys::fdatasync(sys::fd_of(&file)).map_err(|e| Error::io("fdatasync", path, e))?;
-            len = size;
+            fs::allocate(path, &file, 0, size)?;
+            fs::pwrite(&file, path, h.as_bytes(), 0)?;
+            fs::fdatasync(&file, path)?;
         }
+        Self::open_file(file, path, file_id, Protection::ReadWrite)
+    }
+
+    fn open_file(file: File, path: &Path, file_id: &[u8; 16], prot: Protection) -> Result<Self> {
+        let len = fs::file_len(&file, path)?;
         if len < PAGE {
             return Err(Error::Truncated {
                 path: path.into(),
@@ -113,22 +128,8 @@ impl Log {
         let cap = (len - len % PAGE).min(LOG_RESERVATION);
         let mut res = Reservation::new(LOG_RESERVATION as usize)
             .map_err(|e| Error::io("mmap (reserve)", path, e))?;
-        let prot = if writable {
-            Protection::ReadWrite
-        } else {
-            Protection::ReadOnly
-        };
-        res.map_file(
-            0,
-            cap as usize,
-            sys::fd_of(&file),
-            0,
-            prot,
-            MapKind::Shared,
-            false,
-            false,
-        )
-        .map_err(|e| Error::io("mmap", path, e))?;
+        res.map_file(0, cap as usize, sys::fd_of(&file), 0, FileMap::shared(prot))
+            .map_err(|e| Error::io("mmap", path, e))?;
         // Keep page-cache folios small so that syncing a few records writes a
         // few pages, not megabytes (see docs/DESIGN.md, "large folios").
         let _ = res.advise(0, cap as usize, sys::Advice::Random);
@@ -137,54 +138,48 @@ impl Log {
             file,
             path: path.into(),
             cap,
-            head: PAGE,
-            chain: 0,
+            pos: LogPosition::start(0, 0),
             synced_commits: false,
             initialized: 0,
         })
     }
 
-    /// Walks the records from `start`, which must begin with `first_seq`
-    /// chained from `salt`, calling `f` for each valid one, and stops at the
-    /// first record that is torn, stale or out of sequence. Ranges must lie
-    /// within `max_size`.
+    /// Walks the records from `from` (the record of commit `from.seq + 1`,
+    /// chained from `from.chain`), calling `f` for each valid one, and stops
+    /// at the first record that is torn, stale or out of sequence. Ranges
+    /// must lie within `max_size`. Returns the position after the last
+    /// valid record.
     pub(crate) fn scan(
         &self,
-        start: u64,
-        salt: u64,
-        first_seq: u64,
+        from: LogPosition,
         max_size: u64,
         f: impl FnMut(&Record) -> Result<()>,
-    ) -> Result<ScanEnd> {
-        self.scan_to(start, salt, first_seq, u64::MAX, max_size, f)
+    ) -> Result<LogPosition> {
+        self.scan_to(from, u64::MAX, max_size, f)
     }
 
     /// As [`Log::scan`], stopping after record `last_seq`.
     pub(crate) fn scan_to(
         &self,
-        start: u64,
-        salt: u64,
-        first_seq: u64,
+        from: LogPosition,
         last_seq: u64,
         max_size: u64,
         mut f: impl FnMut(&Record) -> Result<()>,
-    ) -> Result<ScanEnd> {
-        let mut end = ScanEnd {
-            head: start,
-            chain: salt,
-            last_seq: first_seq.saturating_sub(1),
-        };
+    ) -> Result<LogPosition> {
+        let mut at = from;
         let mut buf = Vec::new();
-        while end.last_seq < last_seq
-            && let Some(rec) =
-                self.record_at(end.head, end.chain, end.last_seq + 1, max_size, &mut buf)
+        while at.seq < last_seq
+            && let Some((rec, total, chain)) =
+                self.record_at(at.head, at.chain, at.seq + 1, max_size, &mut buf)
         {
-            f(&rec.0)?;
-            end.head += rec.1;
-            end.chain = rec.2;
-            end.last_seq = rec.0.seq;
+            f(&rec)?;
+            at = LogPosition {
+                seq: rec.seq,
+                head: at.head + total,
+                chain,
+            };
         }
-        Ok(end)
+        Ok(at)
     }
 
     /// Walks the record headers and range lists from `start` to `end`
@@ -205,20 +200,9 @@ impl Log {
             return false;
         }
         while at < end {
-            let mut h = RecordHeader::new_zeroed();
-            if end - at < RECORD_HEADER as u64 {
+            let Some((_, total, n)) = self.header_at(at, end - at, seq) else {
                 return false;
-            }
-            self.res.read(at as usize, h.as_mut_bytes());
-            let total = h.total_len.get();
-            let n = u64::from(h.n_ranges.get());
-            if h.magic.get() != format::RECORD_MAGIC
-                || h.seq.get() != seq
-                || total > end - at
-                || n.saturating_mul(RANGE_ENTRY as u64) > total
-            {
-                return false;
-            }
+            };
             for i in 0..n {
                 let mut e = RangeEntry::new_zeroed();
                 self.res.read(
@@ -233,6 +217,27 @@ impl Log {
         at == end && seq == last_seq + 1
     }
 
+    /// Reads and checks the header of the record at `off`, which must be
+    /// commit `seq`'s and fit in the `room` bytes there: `(header,
+    /// total_len, n_ranges)`. The checks every reader of records makes.
+    fn header_at(&self, off: u64, room: u64, seq: u64) -> Option<(RecordHeader, u64, u64)> {
+        if room < RECORD_HEADER as u64 {
+            return None;
+        }
+        let mut h = RecordHeader::new_zeroed();
+        self.res.read(off as usize, h.as_mut_bytes());
+        let total = h.total_len.get();
+        let n = u64::from(h.n_ranges.get());
+        let ok = h.magic.get() == format::RECORD_MAGIC
+            && h.seq.get() == seq
+            && total <= room
+            && total % 8 == 0
+            && n.checked_mul(RANGE_ENTRY as u64)?
+                .checked_add(RECORD_HEADER as u64)?
+                <= total;
+        ok.then_some((h, total, n))
+    }
+
     /// Decodes and validates the record at `off`: `(record, total_len, chain)`.
     #[allow(clippy::many_single_char_names)]
     fn record_at(
@@ -244,22 +249,8 @@ impl Log {
         buf: &mut Vec<u8>,
     ) -> Option<(Record, u64, u64)> {
         let room = self.cap.checked_sub(off)?;
-        if room < RECORD_HEADER as u64 {
-            return None;
-        }
-        let mut h = RecordHeader::new_zeroed();
-        self.res.read(off as usize, h.as_mut_bytes());
-        let total = h.total_len.get();
-        let n = u64::from(h.n_ranges.get());
-        if h.magic.get() != format::RECORD_MAGIC
-            || h.seq.get() != seq
-            || total > room
-            || total % 8 != 0
-            || n.checked_mul(RANGE_ENTRY as u64)?
-                .checked_add(RECORD_HEADER as u64)?
-                > total
-            || h.new_len.get() > max_size
-        {
+        let (h, total, n) = self.header_at(off, room, seq)?;
+        if h.new_len.get() > max_size {
             return None;
         }
         buf.resize(total as usize, 0);
@@ -301,11 +292,7 @@ impl Log {
 
     /// Maps the whole file again if another process grew it (readers).
     pub(crate) fn refresh(&mut self) -> Result<()> {
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| Error::io("fstat", &self.path, e))?
-            .len();
+        let len = fs::file_len(&self.file, &self.path)?;
         let cap = (len - len % PAGE).min(LOG_RESERVATION);
         if cap > self.cap {
             self.map_to(cap, Protection::ReadOnly)?;
@@ -321,10 +308,7 @@ impl Log {
                 (cap - self.cap) as usize,
                 sys::fd_of(&self.file),
                 self.cap,
-                prot,
-                MapKind::Shared,
-                false,
-                false,
+                FileMap::shared(prot),
             )
             .map_err(|e| Error::io("mmap", &self.path, e))?;
         self.cap = cap;
@@ -333,7 +317,8 @@ impl Log {
 
     /// Whether a record of `total` bytes fits after `head`.
     pub(crate) fn fits(&self, total: u64) -> bool {
-        self.head
+        self.pos
+            .head
             .checked_add(total)
             .is_some_and(|end| end <= self.cap)
     }
@@ -355,7 +340,7 @@ impl Log {
                 reason: format!("larger than the log can hold ({LOG_RESERVATION} bytes)"),
             });
         }
-        crate::map::allocate(&self.path, &self.file, self.cap, want)?;
+        fs::allocate(&self.path, &self.file, self.cap, want)?;
         self.map_to(want, Protection::ReadWrite)
     }
 
@@ -384,11 +369,11 @@ impl Log {
             // Blocks already written (an earlier pass over the log) read as
             // data; unwritten ones as a hole. Where holes are not reported,
             // the whole file counts as written and nothing is done.
-            self.initialized = sys::next_hole(sys::fd_of(&self.file), self.head)
+            self.initialized = sys::next_hole(sys::fd_of(&self.file), self.pos.head)
                 .unwrap_or(self.cap)
-                .max(self.head);
+                .max(self.pos.head);
         }
-        let want = (self.head + INIT_AHEAD).min(self.cap);
+        let want = (self.pos.head + INIT_AHEAD).min(self.cap);
         if self.initialized >= want {
             return;
         }
@@ -404,29 +389,30 @@ impl Log {
         self.initialized = at.max(self.initialized);
     }
 
-    /// Empties the log: the next record goes to its start, chained from `salt`.
-    pub(crate) fn reset(&mut self, salt: u64) {
-        self.head = PAGE;
-        self.chain = salt;
+    /// Where the next record goes.
+    pub(crate) fn position(&self) -> LogPosition {
+        self.pos
     }
 
-    /// Appends the record of commit `seq`: `ranges` of `view` (the writer's
-    /// view, whose offsets are state offsets), and the new state length. The
-    /// caller checked [`Log::fits`]. A crash part-way leaves a record whose
-    /// chain does not match, which recovery cuts off.
-    pub(crate) fn append(
-        &mut self,
-        seq: u64,
-        new_len: u64,
-        ranges: &[(u64, u64)],
-        view: &Reservation,
-    ) {
+    /// Moves the head: the next record goes at `pos` (after recovery found
+    /// the log's end, or empty after a checkpoint with
+    /// [`LogPosition::start`]).
+    pub(crate) fn set_position(&mut self, pos: LogPosition) {
+        self.pos = pos;
+    }
+
+    /// Appends the record of the next commit: `ranges` of `view` (the
+    /// writer's view, whose offsets are state offsets), and the new state
+    /// length. The caller checked [`Log::fits`]. A crash part-way leaves a
+    /// record whose chain does not match, which recovery cuts off.
+    pub(crate) fn append(&mut self, new_len: u64, ranges: &[(u64, u64)], view: &[u8]) {
+        let seq = self.pos.seq + 1;
         let data_len: u64 = ranges.iter().map(|r| r.1).sum();
         let total = format::record_len(ranges.len(), data_len);
         if self.synced_commits {
             self.initialize_ahead();
         }
-        let at = self.head as usize;
+        let at = self.pos.head as usize;
         let h = RecordHeader {
             chain: U64::new(0),
             magic: U32::new(format::RECORD_MAGIC),
@@ -448,18 +434,21 @@ impl Log {
             rec[p..p + RANGE_ENTRY].copy_from_slice(e.as_bytes());
             p += RANGE_ENTRY;
         }
-        sys::crash::point(1);
+        testing::point(Step::RecordRanges);
         for &(off, len) in ranges {
-            let len = len as usize;
-            rec[p..p + len].copy_from_slice(view.exclusive_bytes(off as usize, len));
+            let (off, len) = (off as usize, len as usize);
+            rec[p..p + len].copy_from_slice(&view[off..off + len]);
             p += len;
         }
         rec[p..].fill(0);
-        sys::crash::point(2);
-        let chain = format::hash(self.chain, &rec[8..]);
+        testing::point(Step::RecordBytes);
+        let chain = format::hash(self.pos.chain, &rec[8..]);
         rec[..8].copy_from_slice(&chain.to_le_bytes());
-        self.head += total;
-        self.chain = chain;
+        self.pos = LogPosition {
+            seq,
+            head: self.pos.head + total,
+            chain,
+        };
     }
 
     /// Another descriptor of the log file (for the background syncer).
@@ -471,11 +460,11 @@ impl Log {
 
     /// `fdatasync` of the log: every appended record is durable.
     pub(crate) fn sync(&self) -> Result<()> {
-        sys::fdatasync(sys::fd_of(&self.file)).map_err(|e| Error::io("fdatasync", &self.path, e))
+        fs::fdatasync(&self.file, &self.path)
     }
 
     /// Bytes of log in use.
     pub(crate) fn used(&self) -> u64 {
-        self.head - PAGE
+        self.pos.head - PAGE
     }
 }

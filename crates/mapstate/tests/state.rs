@@ -1,22 +1,24 @@
-//! Regions: commits, aborts, readers, the writer lock, and recovery after a
-//! SIGKILL at every numbered step of the commit, checkpoint and recovery paths.
+//! A state through `Writer`, `Txn` and `Reader`: commits, aborts, readers,
+//! the writer lock, and recovery after a SIGKILL at every numbered step of
+//! the commit, checkpoint and recovery paths.
 #![allow(clippy::many_single_char_names)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
-use mapstate::{Error, Offset, Options, Reader, Writer};
+use mapstate::testing::Step;
+use mapstate::{Error, Offset, Writer, WriterOptions};
 
-fn opts(dir: &std::path::Path) -> Options {
-    Options::new()
+fn opts(dir: &std::path::Path) -> WriterOptions {
+    Writer::options()
         .create(true)
         .len(64 * 1024)
         .max_size(1 << 24)
         .live_dir(dir.join("shm"))
 }
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf, Options) {
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, WriterOptions) {
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     std::fs::create_dir(dir.path().join("shm")).unwrap();
     let p = dir.path().join("state");
@@ -24,11 +26,87 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, Options) {
     (dir, p, o)
 }
 
+/// One `Reader` in an `Arc` serves four threads (it reads through `&self`
+/// and is `Send + Sync`): every read, of every kind, is of one commit.
+#[test]
+fn one_reader_serves_four_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<mapstate::Reader>();
+    let (_d, p, o) = setup();
+    let mut w = o.open(&p).unwrap();
+    let r = std::sync::Arc::new(o.reader().open(&p).unwrap());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Commit `c` writes `c` into eight words across a page boundary.
+    let words: Vec<u64> = (0..8).map(|i| 4064 + 8 * i).collect();
+    let threads: Vec<_> = (0..4)
+        .map(|k| {
+            let (r, done, words) = (r.clone(), done.clone(), words.clone());
+            std::thread::spawn(move || {
+                let (mut reads, mut last) = (0u64, 0u64);
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || reads < 100 {
+                    let got: Vec<u64> = match k {
+                        0 => {
+                            let mut b = [0u8; 64];
+                            r.read_at(4064, &mut b).unwrap();
+                            b.chunks(8)
+                                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                                .collect()
+                        }
+                        1 => {
+                            let (_, s) = r.snapshot().unwrap();
+                            words
+                                .iter()
+                                .map(|&o| {
+                                    let o = o as usize;
+                                    u64::from_le_bytes(s[o..o + 8].try_into().unwrap())
+                                })
+                                .collect()
+                        }
+                        2 => {
+                            let mut bufs = [[0u8; 8]; 8];
+                            let mut reqs: Vec<(u64, &mut [u8])> = words
+                                .iter()
+                                .zip(bufs.iter_mut())
+                                .map(|(&o, b)| (o, &mut b[..]))
+                                .collect();
+                            r.read_many(&mut reqs).unwrap();
+                            bufs.iter().map(|b| u64::from_le_bytes(*b)).collect()
+                        }
+                        _ => {
+                            let seq = r.seq();
+                            let v = r.read::<[u64; 8]>(Offset::new(4064)).unwrap();
+                            assert!(v[0] >= seq, "a read older than a seq seen before it");
+                            v.to_vec()
+                        }
+                    };
+                    assert!(got.iter().all(|&v| v == got[0]), "torn: {got:?}");
+                    assert!(got[0] >= last, "went back from {last} to {}", got[0]);
+                    last = got[0];
+                    reads += 1;
+                }
+                (reads, last)
+            })
+        })
+        .collect();
+    for c in 1..=2000u64 {
+        let mut t = w.begin();
+        for &o in &words {
+            t.write_at(o, &c.to_le_bytes()).unwrap();
+        }
+        assert_eq!(t.commit().unwrap(), c);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        let (reads, last) = t.join().unwrap();
+        assert!(reads >= 100 && last <= 2000, "{reads} reads, last {last}");
+    }
+}
+
 #[test]
 fn commit_is_visible_and_abort_is_not() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let mut r = Reader::open_with(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let r = o.reader().open(&p).unwrap();
     let mut t = w.begin();
     t.write_at(4090, b"across a page").unwrap();
     *t.get_mut::<u64>(Offset::new(8)).unwrap() = 42;
@@ -63,7 +141,7 @@ fn commit_is_visible_and_abort_is_not() {
 #[test]
 fn free_stores_commit_atomically() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     let s = t.as_mut_slice();
     s[5] = 1;
@@ -71,7 +149,7 @@ fn free_stores_commit_atomically() {
     s[65_535] = 3;
     t.commit().unwrap();
     drop(w);
-    let mut r = Reader::open_with(&p, &o).unwrap();
+    let r = o.reader().open(&p).unwrap();
     let (_, snap) = r.snapshot().unwrap();
     assert_eq!((snap[5], snap[20_000], snap[65_535]), (1, 2, 3));
 }
@@ -79,24 +157,47 @@ fn free_stores_commit_atomically() {
 #[test]
 fn growth_and_large_commits_survive_reopen() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     t.set_len(8 << 20).unwrap();
     let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
     t.write_at(0, &big).unwrap();
     t.commit().unwrap();
     w.close().unwrap();
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     assert_eq!(w.len(), 8 << 20);
     let t = w.begin();
     assert!(t.as_slice() == &big[..]);
 }
 
+/// Aborting a transaction that grew the state and wrote past the old end
+/// (where the writer has not mapped its live image yet) leaves the state as
+/// it was, and the next transaction sees zeros there.
+#[test]
+fn abort_after_growth_restores_the_view() {
+    let (_d, p, o) = setup();
+    let mut w = o.open(&p).unwrap();
+    let len = w.len();
+    let mut t = w.begin();
+    t.set_len(4 << 20).unwrap();
+    t.write_at(3 << 20, b"dropped").unwrap();
+    t.write_at(0, b"dropped too").unwrap();
+    t.abort();
+    assert_eq!(w.len(), len);
+    let mut t = w.begin();
+    t.set_len(4 << 20).unwrap();
+    let mut b = [9u8; 11];
+    t.read_at(3 << 20, &mut b).unwrap();
+    assert_eq!(b, [0; 11]);
+    t.read_at(0, &mut b).unwrap();
+    assert_eq!(b, [0; 11]);
+}
+
 #[test]
 fn second_writer_is_locked_with_pid() {
     let (_d, p, o) = setup();
-    let _w = Writer::open(&p, &o).unwrap();
-    match Writer::open(&p, &o) {
+    let _w = o.open(&p).unwrap();
+    match o.open(&p) {
         Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
         other => panic!("expected Locked, got {other:?}"),
     }
@@ -106,46 +207,40 @@ fn second_writer_is_locked_with_pid() {
 fn bad_files_give_typed_errors() {
     let (d, p, o) = setup();
     std::fs::write(&p, b"hello, I am not a mapstate file at all, just text").unwrap();
-    assert!(matches!(Writer::open(&p, &o), Err(Error::Foreign { .. })));
-    assert!(matches!(
-        Reader::open_with(&p, &o),
-        Err(Error::Foreign { .. })
-    ));
+    assert!(matches!(o.open(&p), Err(Error::Foreign { .. })));
+    assert!(matches!(o.reader().open(&p), Err(Error::Foreign { .. })));
     let q = d.path().join("q");
-    drop(Writer::open(&q, &o).unwrap());
+    drop(o.open(&q).unwrap());
     let mut bytes = std::fs::read(&q).unwrap();
     bytes[100] ^= 0xff; // inside header slot 0
     std::fs::write(&q, &bytes).unwrap();
     assert!(
-        matches!(Writer::open(&q, &o), Err(Error::Corrupt { .. })),
+        matches!(o.open(&q), Err(Error::Corrupt { .. })),
         "one slot, damaged"
     );
     std::fs::write(&q, &bytes[..5000]).unwrap();
     assert!(matches!(
-        Writer::open(&q, &o.clone().create(false)),
+        o.clone().create(false).open(&q),
         Err(Error::Corrupt { .. } | Error::Truncated { .. })
     ));
     assert!(matches!(
-        Reader::open_with(d.path().join("missing"), &o),
+        o.reader().open(d.path().join("missing")),
         Err(Error::NotFound { .. })
     ));
-    assert!(matches!(
-        Writer::open(d.path(), &o),
-        Err(Error::NotAFile { .. })
-    ));
+    assert!(matches!(o.open(d.path()), Err(Error::NotAFile { .. })));
 }
 
 /// The child side of the crash tests: commits transactions whose invariant
 /// is "the three counters (on three pages, one crossing a page boundary)
 /// and the free-store byte all agree", prints each returned commit.
 fn child(path: &str, live: &str, step: u32, nth: u64) {
-    let o = Options::new()
+    let o = Writer::options()
         .create(true)
         .len(64 * 1024)
         .max_size(1 << 24)
         .live_dir(live);
-    mapstate::testing::crash_at(step, nth);
-    let mut w = Writer::open(path, &o).unwrap();
+    mapstate::testing::crash_at(Step::from_number(step).expect("a numbered step"), nth);
+    let mut w = o.open(path).unwrap();
     let start = w.begin().get::<u64>(Offset::new(0)).copied().unwrap();
     for i in start + 1..start + 200 {
         let mut t = w.begin();
@@ -161,8 +256,8 @@ fn child(path: &str, live: &str, step: u32, nth: u64) {
     }
 }
 
-fn check_state(p: &std::path::Path, o: &Options) -> u64 {
-    let mut r = Reader::open_with(p, o).unwrap();
+fn check_state(p: &std::path::Path, o: &WriterOptions) -> u64 {
+    let r = o.reader().open(p).unwrap();
     let (_, s) = r.snapshot().unwrap();
     let a = u64::from_le_bytes(s[0..8].try_into().unwrap());
     let b = u64::from_le_bytes(s[4092..4100].try_into().unwrap());
@@ -218,7 +313,7 @@ fn crash_at_every_step_loses_nothing_and_never_tears() {
                 // A writer's open recovers (replays a complete record the
                 // dead writer had not applied); its clean close checkpoints
                 // every page recovery marked.
-                drop(Writer::open(&p, &o).unwrap());
+                drop(o.open(&p).unwrap());
                 let got = check_state(&p, &o);
                 assert!(
                     (seen == last || seen == last + 1) && (got == seen || got == last + 1),
@@ -244,14 +339,14 @@ fn crash_at_every_step_loses_nothing_and_never_tears() {
 fn sigterm_in_the_middle_of_a_large_commit_waits_for_it() {
     if let Ok(args) = std::env::var("MAPSTATE_TEST_TERM_CHILD") {
         let v: Vec<&str> = args.split(',').collect();
-        let o = Options::new()
+        let o = Writer::options()
             .create(true)
             .len(64 << 20)
             .max_size(1 << 27)
             .live_dir(v[1]);
-        let mut w = Writer::open(v[0], &o).unwrap();
+        let mut w = o.open(v[0]).unwrap();
         // SIGTERM arrives half-way through copying the ranges into the live image.
-        mapstate::testing::signal_at(5, 1, 15);
+        mapstate::testing::signal_at(Step::ApplyHalf, 1, 15);
         let mut t = w.begin();
         for i in 0..64u64 {
             t.write_at(i << 20, &vec![0xAB; 1 << 20]).unwrap();
@@ -287,7 +382,7 @@ fn sigterm_in_the_middle_of_a_large_commit_waits_for_it() {
         !stdout.contains("still alive"),
         "it dies right after the commit: {stdout}"
     );
-    let mut r = Reader::open_with(&p, &o).unwrap();
+    let r = o.reader().open(&p).unwrap();
     assert_eq!(r.seq(), 1, "the commit completed");
     let mut buf = vec![0u8; 1 << 20];
     r.read_at(63 << 20, &mut buf).unwrap();
@@ -299,7 +394,7 @@ fn long_reads_are_not_starved_by_a_busy_writer() {
     let (_d, p, o) = setup();
     let len: u64 = 64 << 20;
     let o = o.max_size(len);
-    let mut w = Writer::open(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
     let mut t = w.begin();
     t.set_len(len).unwrap();
     t.commit().unwrap();
@@ -320,7 +415,7 @@ fn long_reads_are_not_starved_by_a_busy_writer() {
         }
         n
     });
-    let mut r = Reader::open_with(&p, &o).unwrap();
+    let r = o.reader().open(&p).unwrap();
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; len as usize];
     for _ in 0..5 {
@@ -351,13 +446,15 @@ fn w_seq_next(t: &mapstate::Txn<'_>) -> u64 {
 #[test]
 fn a_waiter_is_woken_by_each_commit() {
     let (_d, p, o) = setup();
-    let mut w = Writer::open(&p, &o).unwrap();
-    let mut r = Reader::open_with(&p, &o).unwrap();
+    let mut w = o.open(&p).unwrap();
+    let r = o.reader().open(&p).unwrap();
     let mut seen = r.seq();
     let waiter = std::thread::spawn(move || {
         let mut got = Vec::new();
         while seen < 50 {
-            seen = r.wait_for_change(seen, Some(std::time::Duration::from_secs(20)));
+            seen = r
+                .wait_for_change(seen, Some(std::time::Duration::from_secs(20)))
+                .expect("a commit within 20 s");
             let mut b = [0u8; 8];
             r.read_at(0, &mut b).unwrap();
             got.push((seen, u64::from_le_bytes(b)));
@@ -400,7 +497,7 @@ fn reopen_while_another_thread_spawns_processes() {
         })
     };
     for i in 0..300u32 {
-        let mut w = Writer::open(&p, &o).unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        let mut w = o.open(&p).unwrap_or_else(|e| panic!("reopen {i}: {e}"));
         let mut t = w.begin();
         t.write_at(0, &i.to_le_bytes()).unwrap();
         t.commit().unwrap();
@@ -419,7 +516,7 @@ fn the_journal_has_the_durable_files_mode() {
     for mode in [0o600, 0o640] {
         let (d, p, o) = setup();
         let o = o.mode(mode);
-        let mut w = Writer::open(&p, &o).unwrap();
+        let mut w = o.open(&p).unwrap();
         let mut t = w.begin();
         t.write_at(0, b"x").unwrap();
         t.commit().unwrap();

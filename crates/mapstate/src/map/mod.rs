@@ -10,179 +10,25 @@
 //! `mremap` is deliberately not used: growing with `MREMAP_MAYMOVE` would move
 //! the mapping and invalidate every pointer into it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::error::{Error, Result};
+use crate::fs::{self, allocate, check_size, growth_error};
 use crate::offset::Offset;
-use crate::sys::grow::{Growth, Spec as GrowSpec};
-use crate::sys::{self, Advice, Discard, Flush, MapKind, Protection, Reservation};
+use crate::options::DEFAULT_RESERVATION;
+use crate::sys::grow::Growth;
+use crate::sys::{self, Advice, Discard, FileMap, Flush, MapKind, Protection, Reservation};
 
-/// The largest reservation mapstate makes: 32 TiB (x86-64 user space is 128 TiB, and a writer reserves its state twice: the live image and its view).
-pub const MAX_RESERVATION: u64 = 1 << 45;
+mod extend;
+mod options;
 
-/// The reservation used when none is given: 1 GiB of address space (no memory).
-pub const DEFAULT_RESERVATION: u64 = 1 << 30;
-
-/// Whether to map with `MAP_SYNC` (persistent memory, DAX filesystems).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MapSync {
-    /// An ordinary shared mapping.
-    #[default]
-    Off,
-    /// `MAP_SHARED_VALIDATE | MAP_SYNC` or fail with [`Error::Unsupported`].
-    Require,
-    /// `MAP_SYNC` where the filesystem offers it, an ordinary mapping elsewhere;
-    /// [`Mapping::is_map_sync`] tells which.
-    IfSupported,
-}
-
-/// How to open a [`Mapping`]: a builder.
-///
-/// ```
-/// # fn main() -> mapstate::Result<()> {
-/// let dir = tempfile::tempdir().unwrap();
-/// let mut m = mapstate::MapOptions::new()
-///     .create(true)
-///     .len(4096)
-///     .max_size(1 << 20)
-///     .open(dir.path().join("state"))?;
-/// m.write_at(0, b"hello")?;
-/// m.flush_range(0..5, mapstate::Flush::Sync)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug)]
-#[allow(clippy::struct_excessive_bools)] // a builder of independent on/off knobs
-pub struct MapOptions {
-    max_size: Option<u64>,
-    len: Option<u64>,
-    write: bool,
-    create: bool,
-    private: bool,
-    populate: bool,
-    locked: bool,
-    map_sync: MapSync,
-    mode: u32,
-    extend_on_write: bool,
-}
-
-impl Default for MapOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MapOptions {
-    /// Read-write, shared, no create, the file's own length, mode 0600 for new files.
-    pub fn new() -> Self {
-        Self {
-            max_size: None,
-            len: None,
-            write: true,
-            create: false,
-            private: false,
-            populate: false,
-            locked: false,
-            map_sync: MapSync::Off,
-            mode: 0o600,
-            extend_on_write: false,
-        }
-    }
-
-    /// Extend-on-write (the AIX `shmat(SHM_MAP)` model): a load or store
-    /// anywhere below the maximum size succeeds; one past the mapped part
-    /// grows the file (by `fallocate`, in chunks that adapt to the rate of
-    /// growth) and the mapping, at the same address, from a SIGSEGV handler,
-    /// with no call by the program. [`Mapping::high_water`] tells how far
-    /// was written, [`Mapping::trim`] and [`Mapping::detach`] cut the file
-    /// there. A full disk is never a SIGBUS: the store lands in a scratch
-    /// page and the next `trim`, `detach`, `flush` or [`Mapping::check_growth`]
-    /// returns the error. Needs a writable shared mapping without `MAP_SYNC`.
-    #[must_use]
-    pub fn extend_on_write(mut self, yes: bool) -> Self {
-        self.extend_on_write = yes;
-        self
-    }
-
-    /// The largest size the mapping may grow to; the address range reserved
-    /// up front. Default: the larger of the file's length and 1 GiB.
-    #[must_use]
-    pub fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = Some(bytes);
-        self
-    }
-
-    /// The mapped length at open. A writable shared mapping grows the file to
-    /// at least this (with `fallocate`); otherwise the file must be that long.
-    /// Default: the file's length.
-    #[must_use]
-    pub fn len(mut self, bytes: u64) -> Self {
-        self.len = Some(bytes);
-        self
-    }
-
-    /// Open read-only (`O_RDONLY`, `PROT_READ`).
-    #[must_use]
-    pub fn read_only(mut self) -> Self {
-        self.write = false;
-        self
-    }
-
-    /// Create the file if it is missing (with [`Self::mode`]).
-    #[must_use]
-    pub fn create(mut self, yes: bool) -> Self {
-        self.create = yes;
-        self
-    }
-
-    /// `MAP_PRIVATE`: stores land in private copy-on-write pages and never
-    /// reach the file. The file may be opened read-only.
-    #[must_use]
-    pub fn private(mut self) -> Self {
-        self.private = true;
-        self
-    }
-
-    /// `MAP_POPULATE`: prefault every page at open and at each growth.
-    #[must_use]
-    pub fn populate(mut self, yes: bool) -> Self {
-        self.populate = yes;
-        self
-    }
-
-    /// `MAP_LOCKED`: lock the pages in memory at open and at each growth
-    /// (limited by `RLIMIT_MEMLOCK` unless the process has `CAP_IPC_LOCK`).
-    #[must_use]
-    pub fn locked(mut self, yes: bool) -> Self {
-        self.locked = yes;
-        self
-    }
-
-    /// Whether to use `MAP_SYNC` (see [`MapSync`]).
-    #[must_use]
-    pub fn map_sync(mut self, how: MapSync) -> Self {
-        self.map_sync = how;
-        self
-    }
-
-    /// Permission bits for a file this call creates. Default 0600.
-    #[must_use]
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Opens (or creates) the file and maps it.
-    pub fn open(&self, path: impl AsRef<Path>) -> Result<Mapping> {
-        Mapping::open_with(path.as_ref(), self)
-    }
-}
+pub use options::{MapOptions, MapSync};
 
 /// A file mapped at a stable address inside a reserved range.
 ///
@@ -213,144 +59,6 @@ pub struct Mapping {
     max: u64,
 }
 
-pub(crate) fn check_size(what: &'static str, size: u64) -> Result<u64> {
-    if size == 0 {
-        return Err(Error::InvalidSize {
-            what,
-            size,
-            reason: "it must be at least one byte".into(),
-        });
-    }
-    if size > MAX_RESERVATION {
-        return Err(Error::InvalidSize {
-            what,
-            size,
-            reason: format!(
-                "mapstate reserves at most {MAX_RESERVATION} bytes (32 TiB) of address space"
-            ),
-        });
-    }
-    Ok(sys::page_round_up(size as usize).expect("size <= 32 TiB cannot overflow") as u64)
-}
-
-/// Turns an `open(2)` failure into the most precise error.
-pub(crate) fn open_error(path: &Path, write: bool, e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::NotFound { path: path.into() },
-        Some(libc::EACCES | libc::EPERM | libc::EROFS) => Error::PermissionDenied {
-            path: path.into(),
-            write,
-            source: e,
-        },
-        Some(libc::EISDIR) => Error::NotAFile {
-            path: path.into(),
-            kind: "directory",
-        },
-        _ => Error::io("open", path, e),
-    }
-}
-
-/// Opens `path` (read-write if `write`, created with `mode` if `create`),
-/// close-on-exec and without blocking on a FIFO, and refuses anything but
-/// a regular file, with typed errors.
-pub(crate) fn open_file(path: &Path, write: bool, create: bool, mode: u32) -> Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .create(create && write)
-        .mode(mode)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| open_error(path, write, e))?;
-    check_regular(path, &f)?;
-    Ok(f)
-}
-
-/// Refuses anything but a regular file.
-pub(crate) fn check_regular(path: &Path, file: &File) -> Result<()> {
-    let ft = file
-        .metadata()
-        .map_err(|e| Error::io("fstat", path, e))?
-        .file_type();
-    let kind = if ft.is_file() {
-        return Ok(());
-    } else if ft.is_dir() {
-        "directory"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "device"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else if ft.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    };
-    Err(Error::NotAFile {
-        path: path.into(),
-        kind,
-    })
-}
-
-/// `fallocate(fd, 0, from, to - from)` (nothing if `to <= from`): blocks
-/// for the bytes `from..to`, the file extended to `to` if shorter. Only the
-/// new part is asked for: on tmpfs a fallocate walks every page of its range.
-/// Failures become typed errors.
-pub(crate) fn allocate(path: &Path, file: &File, from: u64, to: u64) -> Result<()> {
-    if to <= from {
-        return Ok(());
-    }
-    let fd = sys::fd_of(file);
-    sys::fallocate(fd, from, to - from).map_err(|e| growth_error(path, Some(fd), e, to))
-}
-
-/// The typed error of a failed growth of `path` to `to` bytes (`fallocate`
-/// or the `mmap` that follows it).
-pub(crate) fn growth_error(
-    path: &Path,
-    fd: Option<std::os::fd::BorrowedFd<'_>>,
-    e: std::io::Error,
-    to: u64,
-) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC | libc::EDQUOT) => Error::NoSpace {
-            path: path.into(),
-            wanted: to,
-            source: e,
-        },
-        Some(libc::EOPNOTSUPP) => Error::FallocateUnsupported {
-            path: path.into(),
-            fs: fd.and_then(|fd| sys::fs_kind(fd).ok()).map_or_else(
-                || "a filesystem without fallocate".into(),
-                sys::FsKind::name,
-            ),
-        },
-        Some(libc::EFBIG) => Error::InvalidSize {
-            what: "file size",
-            size: to,
-            reason: "larger than the filesystem or RLIMIT_FSIZE allows (EFBIG)".into(),
-        },
-        _ => Error::io("grow (fallocate, mmap)", path, e),
-    }
-}
-
-/// The error for a growth that failed in the extend-on-write handler.
-pub(crate) fn growth_failure(path: &Path, f: sys::grow::Failure, max: u64) -> Error {
-    if f.errno == 0 {
-        Error::PastMaximum {
-            path: path.into(),
-            offset: f.offset as u64,
-            max,
-        }
-    } else {
-        growth_error(
-            path,
-            None,
-            std::io::Error::from_raw_os_error(f.errno),
-            f.wanted as u64,
-        )
-    }
-}
-
 impl Mapping {
     /// Starts a [`MapOptions`] builder.
     pub fn options() -> MapOptions {
@@ -368,11 +76,8 @@ impl Mapping {
                 reason: "MAP_SYNC applies to shared mappings only".into(),
             });
         }
-        let file = open_file(path, o.write, o.create, o.mode)?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io("fstat", path, e))?
-            .len();
+        let file = fs::open_file(path, o.access())?;
+        let file_len = fs::file_len(&file, path)?;
         let len = o.len.unwrap_or(file_len);
         let max = match o.max_size {
             Some(m) => m,
@@ -461,96 +166,6 @@ impl Mapping {
         Ok(m)
     }
 
-    /// Registers the mapping for extend-on-write.
-    fn start_growth(&mut self) -> Result<()> {
-        let g = Growth::register(
-            &self.res,
-            sys::fd_of(&self.file),
-            GrowSpec {
-                file_off: 0,
-                kind: MapKind::Shared,
-                writable: true,
-                // The reservation without the guard (`check_size` rounded it to pages).
-                limit: self.res.capacity() - sys::grow::GUARD,
-                mapped: page_up(self.len) as usize,
-                prefault: true,
-            },
-        )
-        .map_err(|e| Error::io("register for extend-on-write", &self.path, e))?;
-        self.grow = Some(g);
-        Ok(())
-    }
-
-    /// Extend-on-write: how far the file was written. That is the end of
-    /// the last page past the initial (or an explicitly set) length that
-    /// holds a non-zero byte, page granularity; a page only read, or
-    /// written with zeros only, does not count. It sees stores by any
-    /// process. It costs nothing on the store path: it looks for the file's
-    /// data segments (`SEEK_DATA`; grown space is allocated but unwritten,
-    /// so a hole to the filesystem until touched) and reads their pages
-    /// backwards from the end until one is non-zero. Without
-    /// extend-on-write it is the length.
-    pub fn high_water(&mut self) -> Result<u64> {
-        let Some(g) = &self.grow else {
-            return Ok(self.len);
-        };
-        let from = page_up(self.high_water);
-        let to = g.mapped() as u64;
-        let segments = sys::data_segments(sys::fd_of(&self.file), from, to)
-            .map_err(|e| Error::io("lseek(SEEK_DATA)", &self.path, e))?;
-        let mut page = vec![0u8; sys::page_size()];
-        let ps = page.len() as u64;
-        'found: for &(start, end) in segments.iter().rev() {
-            let mut at = page_up(end);
-            while at > start - start % ps {
-                at -= ps;
-                self.res.read(at as usize, &mut page);
-                if page.iter().any(|&b| b != 0) {
-                    self.high_water = self.high_water.max((at + ps).min(self.max));
-                    break 'found;
-                }
-            }
-        }
-        Ok(self.high_water)
-    }
-
-    /// Extend-on-write: the error of a growth that failed since the last
-    /// call (a full disk, a quota, a store past the maximum size), whose
-    /// stores landed in scratch pages and are lost; the scratch pages are
-    /// dropped. `Ok` if growth never failed.
-    pub fn check_growth(&mut self) -> Result<()> {
-        let Some(g) = &self.grow else {
-            return Ok(());
-        };
-        let Some(f) = g.failure() else {
-            return Ok(());
-        };
-        let _ = g.clear_failure();
-        Err(growth_failure(&self.path, f, self.max))
-    }
-
-    /// Extend-on-write: truncates the file (and the mapping) to the
-    /// [high-water mark](Mapping::high_water) and returns it. Fails, and
-    /// changes nothing, if a growth failed since the last check.
-    pub fn trim(&mut self) -> Result<u64> {
-        self.check_growth()?;
-        let hw = self.high_water()?;
-        self.len = self.len();
-        if hw < self.len {
-            self.shrink_to(hw)?;
-        }
-        Ok(hw)
-    }
-
-    /// Extend-on-write, as AIX `shmdt` after `shmat(SHM_MAP)`: writes the
-    /// modified pages to stable storage (`msync(MS_SYNC)`), truncates the
-    /// file to the high-water mark, unmaps, and returns the file's length.
-    pub fn detach(mut self) -> Result<u64> {
-        self.check_growth()?;
-        self.flush()?;
-        self.trim()
-    }
-
     /// Maps file pages `[from, to)` (page-aligned offsets) over the reservation.
     fn map_pages(&mut self, from: u64, to: u64) -> Result<()> {
         if to <= from {
@@ -568,10 +183,12 @@ impl Mapping {
                 (to - from) as usize,
                 fd,
                 from,
-                prot,
-                self.kind,
-                self.populate,
-                self.locked,
+                FileMap {
+                    prot,
+                    kind: self.kind,
+                    populate: self.populate,
+                    locked: self.locked,
+                },
             )
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EAGAIN | libc::ENOMEM | libc::EPERM) if self.locked => {
@@ -662,11 +279,7 @@ impl Mapping {
                 allocate(&self.path, &self.file, self.len, new_len)?;
             }
         } else {
-            let file_len = self
-                .file
-                .metadata()
-                .map_err(|e| Error::io("fstat", &self.path, e))?
-                .len();
+            let file_len = fs::file_len(&self.file, &self.path)?;
             if new_len > file_len {
                 return Err(Error::OutOfBounds {
                     offset: 0,

@@ -5,7 +5,7 @@
 //! only at checkpoints, so after commits `stat` (backup tools, `make`) would
 //! see old times. After a commit is published, the writer sets the mtime of
 //! the durable file and of the live image to now (`futimens`, access time
-//! left alone), at most once per interval (`Options::mtime_interval`,
+//! left alone), at most once per interval (`WriterOptions::mtime_interval`,
 //! default one second; zero: every commit; `None`: never). The first commit
 //! after a quiet interval always sets it, so the mtime is never older than
 //! the last commit by more than the interval.
@@ -17,9 +17,6 @@
 use std::fs::File;
 use std::time::{Duration, SystemTime};
 
-/// The default interval between two mtime updates.
-pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-
 /// When the writer last set the mtimes, and how often it may.
 #[derive(Debug)]
 pub(crate) struct MtimeClock {
@@ -27,12 +24,6 @@ pub(crate) struct MtimeClock {
     every: Option<Duration>,
     /// Coarse monotonic time of the last update; `None` before the first.
     last: Option<Duration>,
-}
-
-impl Default for MtimeClock {
-    fn default() -> Self {
-        Self::new(Some(DEFAULT_INTERVAL))
-    }
 }
 
 impl MtimeClock {

@@ -1,0 +1,67 @@
+//! What a reader learns about commits: [`Change`] (a commit and the byte
+//! ranges it changed) and [`Event`] (a change, or commits it can no longer
+//! see). `Reader::changes_since` and the waiting calls produce them; every
+//! commit writes its ranges into a ring in the live header before it is
+//! published.
+
+use std::ops::Range;
+
+/// One published commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The byte ranges it changed (a length change counts as a change of the
+    /// bytes between the old and the new length).
+    pub ranges: Vec<Range<u64>>,
+    /// Whether `ranges` were widened to one covering range (a commit with
+    /// more ranges than the ring entry holds): never narrower than the truth.
+    pub widened: bool,
+}
+
+/// What a reader learns about the commits after the one it saw last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A commit and its ranges.
+    Change(Change),
+    /// Commits `first..=last` were published but left the ring before this
+    /// reader looked: re-read whatever you derive from the state.
+    Missed {
+        /// The first missed commit.
+        first: u64,
+        /// The last missed commit.
+        last: u64,
+    },
+}
+
+impl Event {
+    /// The newest sequence number this event covers.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Event::Change(c) => c.seq,
+            Event::Missed { last, .. } => *last,
+        }
+    }
+
+    /// Whether this event may concern bytes in `range` (a miss always may).
+    pub fn touches(&self, range: &Range<u64>) -> bool {
+        match self {
+            Event::Change(c) => c
+                .ranges
+                .iter()
+                .any(|r| r.start < range.end && range.start < r.end),
+            Event::Missed { .. } => true,
+        }
+    }
+}
+
+/// Adds commit `seq` to `out` as missed, joining it to a miss just before.
+pub(crate) fn push_missed(out: &mut Vec<Event>, seq: u64) {
+    match out.last_mut() {
+        Some(Event::Missed { last, .. }) if *last + 1 == seq => *last = seq,
+        _ => out.push(Event::Missed {
+            first: seq,
+            last: seq,
+        }),
+    }
+}

@@ -1,0 +1,256 @@
+//! How to open a state: [`WriterOptions`], [`ReaderOptions`] and the
+//! [`Durability`] of commits. Builders in the manner of
+//! `std::fs::OpenOptions`: `Writer::options().create(true).len(n).open(path)`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::format::{self, PAGE};
+
+/// The address space reserved when no maximum size is given: 1 GiB (no memory).
+pub const DEFAULT_RESERVATION: u64 = 1 << 30;
+
+/// The log's default size (it grows only for a single commit larger than it).
+pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
+
+/// The smallest log.
+const MIN_LOG_SIZE: u64 = 64 << 10;
+
+/// The default interval between two updates of the files' mtimes.
+pub(crate) const DEFAULT_MTIME_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many recent commits a power cut may take away; never whether the
+/// state is consistent (the guarantee table in `docs/DESIGN.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// When `commit` returns, the commit is visible to every process and
+    /// survives any process crash. It reaches the disk at the next
+    /// checkpoint (when the log fills up, on `Writer::checkpoint` or on
+    /// close). No system call on the commit path.
+    #[default]
+    PageCache,
+    /// As `PageCache`; in addition a background thread (`mapstate-syncer`)
+    /// `fdatasync`s the log every interval, so a power cut loses at most the
+    /// commits of the last interval (plus one sync's duration). No system
+    /// call on the commit path.
+    Periodic(Duration),
+    /// When `commit` returns, the commit is on stable storage: the log is
+    /// `fdatasync`ed before the commit is published. One `fdatasync` per
+    /// commit, shared by concurrent commits of a `SharedWriter`.
+    Sync,
+}
+
+impl Durability {
+    /// The code stored in the durable header: `(mode, argument)`.
+    pub(crate) fn to_code(self) -> (u64, u64) {
+        match self {
+            Durability::PageCache => (format::DURABILITY_PAGE_CACHE, 0),
+            Durability::Periodic(d) => (format::DURABILITY_PERIODIC, d.as_millis() as u64),
+            Durability::Sync => (format::DURABILITY_SYNC, 0),
+        }
+    }
+
+    /// Decodes a stored code.
+    pub(crate) fn from_code(code: u64, arg: u64) -> Option<Self> {
+        match code {
+            format::DURABILITY_PAGE_CACHE => Some(Durability::PageCache),
+            format::DURABILITY_PERIODIC => Some(Durability::Periodic(Duration::from_millis(arg))),
+            format::DURABILITY_SYNC => Some(Durability::Sync),
+            _ => None,
+        }
+    }
+
+    /// One word for the live header: `code + 1` in the top byte, the
+    /// argument (clamped) below it.
+    pub(crate) fn to_word(self) -> u64 {
+        let (code, arg) = self.to_code();
+        ((code + 1) << 56) | arg.min((1 << 56) - 1)
+    }
+
+    /// Decodes [`Durability::to_word`]; `None` for 0 or an unknown code.
+    pub(crate) fn from_word(w: u64) -> Option<Self> {
+        let code = (w >> 56).checked_sub(1)?;
+        Self::from_code(code, w & ((1 << 56) - 1))
+    }
+}
+
+/// How to open a state for writing: a builder, finished by
+/// `WriterOptions::open` (or start one with `Writer::options`).
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// use mapstate::{Durability, Writer};
+/// let dir = tempfile::tempdir().unwrap();
+/// let w = Writer::options()
+///     .create(true)
+///     .len(4096)
+///     .max_size(1 << 20)
+///     .durability(Durability::Sync)
+///     .open(dir.path().join("state"))?;
+/// assert_eq!(w.len(), 4096);
+/// # w.remove()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    pub(crate) create: bool,
+    pub(crate) len: u64,
+    pub(crate) max_size: u64,
+    pub(crate) durability: Durability,
+    pub(crate) wait_for_lock: bool,
+    pub(crate) live_dir: Option<PathBuf>,
+    pub(crate) mode: u32,
+    pub(crate) log_size: u64,
+    pub(crate) mtime_interval: Option<Duration>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WriterOptions {
+    /// No create; a new state would be 4 KiB, growable to 1 GiB;
+    /// `PageCache`; mode 0600.
+    pub fn new() -> Self {
+        Self {
+            create: false,
+            len: PAGE,
+            max_size: DEFAULT_RESERVATION,
+            durability: Durability::PageCache,
+            wait_for_lock: false,
+            live_dir: None,
+            mode: 0o600,
+            log_size: DEFAULT_LOG_SIZE,
+            mtime_interval: Some(DEFAULT_MTIME_INTERVAL),
+        }
+    }
+
+    /// Create the state if it does not exist.
+    #[must_use]
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
+    }
+
+    /// Length of a new state in bytes (zeros).
+    #[must_use]
+    pub fn len(mut self, bytes: u64) -> Self {
+        self.len = bytes;
+        self
+    }
+
+    /// The largest length a new state may grow to.
+    #[must_use]
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// The durability of commits.
+    #[must_use]
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// Wait for the writer lock instead of failing with `Error::Locked`.
+    #[must_use]
+    pub fn wait_for_lock(mut self, yes: bool) -> Self {
+        self.wait_for_lock = yes;
+        self
+    }
+
+    /// Directory of the live image (default: `/dev/shm` if it is tmpfs).
+    #[must_use]
+    pub fn live_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.live_dir = Some(dir.into());
+        self
+    }
+
+    /// Size of a new log file (default 64 MiB, at least 64 KiB). A full log
+    /// triggers a checkpoint, so a smaller log means more frequent, smaller
+    /// checkpoints; a single commit larger than the log grows it.
+    #[must_use]
+    pub fn log_size(mut self, bytes: u64) -> Self {
+        self.log_size = bytes.max(MIN_LOG_SIZE).next_multiple_of(PAGE);
+        self
+    }
+
+    /// How often the writer may set the modification time of the durable
+    /// file and the live image after a commit (stores through a mapping
+    /// leave it stale): at most once per `every` (default one second; the
+    /// first commit after a quiet `every` always sets it; zero: after every
+    /// commit), or never with `None`.
+    #[must_use]
+    pub fn mtime_interval(mut self, every: Option<Duration>) -> Self {
+        self.mtime_interval = every;
+        self
+    }
+
+    /// Permission bits of the files of a new state (default 0600).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The options a reader of the same state needs (the live directory).
+    pub fn reader(&self) -> ReaderOptions {
+        ReaderOptions {
+            live_dir: self.live_dir.clone(),
+        }
+    }
+}
+
+/// How to open a state for reading: a builder, finished by
+/// `ReaderOptions::open` (or start one with `Reader::options`).
+#[derive(Clone, Debug, Default)]
+pub struct ReaderOptions {
+    pub(crate) live_dir: Option<PathBuf>,
+}
+
+impl ReaderOptions {
+    /// The defaults: the live image where the writer puts it by default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Directory of the live image, as the writer was told
+    /// ([`WriterOptions::live_dir`]).
+    #[must_use]
+    pub fn live_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.live_dir = Some(dir.into());
+        self
+    }
+
+    /// The live directory, if one was given.
+    pub(crate) fn live_dir_path(&self) -> Option<&Path> {
+        self.live_dir.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Durability;
+    use std::time::Duration;
+
+    #[test]
+    fn the_live_header_word_round_trips_every_durability() {
+        for d in [
+            Durability::PageCache,
+            Durability::Sync,
+            Durability::Periodic(Duration::from_millis(250)),
+            Durability::Periodic(Duration::from_secs(3600)),
+        ] {
+            assert_ne!(d.to_word(), 0, "0 means no writer");
+            assert_eq!(Durability::from_word(d.to_word()), Some(d));
+            let (code, arg) = d.to_code();
+            assert_eq!(Durability::from_code(code, arg), Some(d));
+        }
+        assert_eq!(Durability::from_word(0), None);
+        assert_eq!(Durability::from_word(9 << 56), None, "unknown code");
+    }
+}

@@ -1,0 +1,94 @@
+//! Checkpoints: every page changed since the last checkpoint goes into the
+//! durable image, through the journal, so that the image is consistent on
+//! disk at every moment. The order of writes and syncs:
+//!
+//! 1. the journal (the pages and the next header), `fdatasync`
+//!    (`Step::JournalSynced`);
+//! 2. the pages into the durable image, `fdatasync`
+//!    (`Step::DurableHalf` half-way, `Step::DurableSynced` after);
+//! 3. the next header into the other header slot, `fdatasync`
+//!    (`Step::HeaderSynced`).
+//!
+//! The writer then restarts the log with the new header's salt. A crash
+//! after 1 is finished from the journal at the next open; before it, the
+//! durable image is untouched. `docs/DESIGN.md` says what each step leaves.
+
+use std::path::Path;
+
+use zerocopy::little_endian::U64;
+
+use crate::error::{Error, Result};
+use crate::format::{DurableHeader, PAGE};
+use crate::fs;
+use crate::store::durable::Durable;
+use crate::store::journal::{self, Journal};
+use crate::store::live::Live;
+use crate::store::pages::PageSet;
+use crate::sys;
+use crate::testing::{self, Step};
+
+/// Checkpoints the state as of commit `seq` with length `len`: writes the
+/// `changed` pages of `live` (and every page past the durable image's
+/// length) through the journal at `journal_path` into
+/// `durable`. Returns the durable image's new header (whose `log_salt`
+/// the log restarts with).
+pub(crate) fn run(
+    durable: &mut Durable,
+    journal_path: &Path,
+    live: &Live,
+    changed: &mut PageSet,
+    seq: u64,
+    len: u64,
+) -> Result<DurableHeader> {
+    // Pages past the durable image's length were never written there
+    // (after a shrink its file may even hold stale bytes): write them.
+    let durable_len = durable.header.len.get();
+    if len > durable_len {
+        changed.mark(
+            durable_len,
+            len - durable_len,
+            durable.header.max_size.get(),
+        );
+    }
+    let mut target = durable.header;
+    target.generation = U64::new(target.generation.get() + 1);
+    target.checkpoint_seq = U64::new(seq);
+    target.len = U64::new(len);
+    target.log_salt = U64::new(sys::random_u64());
+    target.seal();
+    let pages = changed.below(len.div_ceil(PAGE));
+    let mode = fs::file_mode(&durable.file, &durable.path).map_or(0o600, |m| m & 0o777);
+    journal::write(journal_path, mode, &target, &pages, |no, buf| {
+        let n = (len - no * PAGE).min(PAGE) as usize;
+        live.read(no * PAGE, &mut buf[..n]);
+        buf[n..].fill(0);
+    })?;
+    testing::point(Step::JournalSynced);
+    let journal = journal::read(journal_path, &durable.header)?.ok_or_else(|| Error::Corrupt {
+        path: journal_path.into(),
+        what: "the checkpoint journal just written does not read back".into(),
+    })?;
+    finish(durable, &journal)?;
+    testing::point(Step::HeaderSynced);
+    Ok(target)
+}
+
+/// Writes a journal's pages and header into the durable image, with syncs:
+/// pages, `fdatasync`, header, `fdatasync`. Recovery calls it for a
+/// journal a crash left behind.
+pub(crate) fn finish(d: &mut Durable, j: &Journal) -> Result<()> {
+    d.reserve(j.target.len.get())?;
+    let half = j.pages.len() / 2;
+    let mut i = 0;
+    j.for_each_page(|at, bytes| {
+        if i == half {
+            testing::point(Step::DurableHalf);
+        }
+        i += 1;
+        d.write_data(at, bytes)
+    })?;
+    d.sync()?;
+    testing::point(Step::DurableSynced);
+    d.write_header(j.target)?;
+    d.sync()
+}

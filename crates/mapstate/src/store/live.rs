@@ -1,0 +1,418 @@
+//! The live image: the committed state now, which every process maps. It
+//! lives on tmpfs, so it survives any process crash but not the OS; a
+//! missing image, or one from another boot, is rebuilt from the durable
+//! image plus the log (`store::recovery`).
+//!
+//! Page 0 holds the shared header (`format::live`): the sequence lock that
+//! readers validate their copies with, the length, the writer's pid, the
+//! published log position, the notification futex and the change ring.
+//! The state's bytes follow at [`PAGE`].
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::format::{self, PAGE, live};
+use crate::fs::{self, Open};
+use crate::store::log::{LogPosition, Record};
+use crate::store::notify_word;
+use crate::store::ring::ChangeRing;
+use crate::store::seqlock::SeqLock;
+use crate::sys::grow::{Growth, Spec as GrowSpec};
+use crate::sys::{self, FileMap, MapKind, Protection, Reservation};
+use crate::testing::{self, Step};
+
+/// Who opens a live image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The writer, holding the writer lock.
+    Writer,
+    /// A reader.
+    Reader,
+}
+
+/// How a live image is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LiveAccess {
+    /// The writer (or a rebuild): everything read-write; it grows the file.
+    Writer,
+    /// A reader that may write the file: the header page read-write (to
+    /// register as a waiter), the data read-only.
+    ReaderWaiter,
+    /// A reader that may only read the file: it polls instead of
+    /// registering as a waiter.
+    Reader,
+}
+
+/// A mapped live image.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// A reader's data mapping follows the file from the fault handler
+    /// (dropped first, before the reservation and the file).
+    grow: Option<Growth>,
+    res: Reservation,
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    /// Data bytes mapped by the writer (a multiple of the page size); a
+    /// reader asks its `grow`.
+    mapped: u64,
+    access: LiveAccess,
+}
+
+impl Live {
+    /// Maps `file` (the live image at `path` of a state of at most
+    /// `max_size` bytes): the header page now, the data as it is needed.
+    pub(crate) fn map(file: File, path: &Path, max_size: u64, access: LiveAccess) -> Result<Self> {
+        let mut res = Reservation::new((PAGE + max_size) as usize)
+            .map_err(|e| Error::io("mmap (reserve)", path, e))?;
+        let prot = if access == LiveAccess::Reader {
+            Protection::ReadOnly
+        } else {
+            Protection::ReadWrite
+        };
+        res.map_file(
+            0,
+            PAGE as usize,
+            sys::fd_of(&file),
+            0,
+            FileMap::shared(prot),
+        )
+        .map_err(|e| Error::io("mmap", path, e))?;
+        // A reader's raw pointer (`Reader::as_ptr`) may reach bytes a later
+        // commit added: a fault there maps what the file has by then.
+        let grow = if access == LiveAccess::Writer {
+            None
+        } else {
+            Some(
+                Growth::register(
+                    &res,
+                    sys::fd_of(&file),
+                    GrowSpec {
+                        file_off: 0,
+                        kind: MapKind::Shared,
+                        writable: false,
+                        limit: (PAGE + max_size) as usize,
+                        mapped: PAGE as usize,
+                        prefault: false,
+                    },
+                )
+                .map_err(|e| Error::io("register the live image for growth", path, e))?,
+            )
+        };
+        Ok(Self {
+            grow,
+            res,
+            file,
+            path: path.into(),
+            mapped: 0,
+            access,
+        })
+    }
+
+    /// Opens an existing live image of the state `file_id` built during this
+    /// boot; `None` if it is missing or must be rebuilt. A reader opens it
+    /// read-write if it may, to register as a waiter.
+    pub(crate) fn open_existing(
+        path: &Path,
+        file_id: &[u8; 16],
+        max_size: u64,
+        role: Role,
+    ) -> Result<Option<Self>> {
+        let writer = role == Role::Writer;
+        let (file, access) = match fs::open_file(path, Open::ReadWrite) {
+            Ok(f) if writer => (f, LiveAccess::Writer),
+            Ok(f) => (f, LiveAccess::ReaderWaiter),
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) if writer => return Err(e),
+            Err(_) => match fs::open_file(path, Open::Read) {
+                Ok(f) => (f, LiveAccess::Reader),
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+        };
+        let flen = fs::file_len(&file, path)?;
+        if flen < PAGE {
+            return Ok(None);
+        }
+        let mut l = Self::map(file, path, max_size, access)?;
+        let ok = l.identity() == Some((*file_id, format::boot_id()))
+            && l.word(live::READY).load(Ordering::Acquire) == 1;
+        let len = l.len_word().load(Ordering::Acquire);
+        if !ok || len > max_size || PAGE + len > flen {
+            return Ok(None);
+        }
+        l.map_data(len)?;
+        Ok(Some(l))
+    }
+
+    /// The header's identity, if its magic and version are this build's:
+    /// `(file id, boot id)`.
+    fn identity(&self) -> Option<([u8; 16], [u8; 16])> {
+        let mut hdr = [0u8; 48];
+        self.res.read(0, &mut hdr);
+        let version = u32::from_le_bytes(hdr[8..12].try_into().expect("4 bytes"));
+        (hdr[..8] == format::LIVE_MAGIC && version == format::VERSION).then(|| {
+            (
+                hdr[16..32].try_into().expect("16 bytes"),
+                hdr[32..48].try_into().expect("16 bytes"),
+            )
+        })
+    }
+
+    /// Writes the header of a new image: magic, version, the state's file
+    /// id and this boot's id (the image is not ready yet).
+    pub(crate) fn write_identity(&mut self, file_id: &[u8; 16]) {
+        let mut hdr = [0u8; 48];
+        hdr[..8].copy_from_slice(&format::LIVE_MAGIC);
+        hdr[8..12].copy_from_slice(&format::VERSION.to_le_bytes());
+        hdr[16..32].copy_from_slice(file_id);
+        hdr[32..48].copy_from_slice(&format::boot_id());
+        self.res.write(0, &hdr);
+    }
+
+    /// Marks a new image complete: from now on it is opened, not rebuilt.
+    pub(crate) fn set_ready(&self) {
+        self.word(live::READY).store(1, Ordering::Release);
+    }
+
+    /// The header word at byte `off`.
+    fn word(&self, off: u64) -> &AtomicU64 {
+        self.res.atomic_u64(off as usize)
+    }
+
+    /// Whether this process may register as a waiter.
+    pub(crate) fn can_register(&self) -> bool {
+        self.access != LiveAccess::Reader
+    }
+
+    /// Data bytes mapped.
+    pub(crate) fn mapped(&self) -> u64 {
+        match &self.grow {
+            Some(g) => g.mapped() as u64 - PAGE,
+            None => self.mapped,
+        }
+    }
+
+    /// A reader's mapping: maps the data up to `len` bytes, as far as the
+    /// file has them.
+    pub(crate) fn follow(&self, len: u64) -> Result<()> {
+        let want = len.next_multiple_of(PAGE);
+        let Some(g) = &self.grow else {
+            return if want <= self.mapped {
+                Ok(())
+            } else {
+                Err(self.short(len))
+            };
+        };
+        if want <= self.mapped() {
+            return Ok(());
+        }
+        g.grow_to((PAGE + want) as usize).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                self.short(len)
+            } else {
+                Error::io("mmap", &self.path, e)
+            }
+        })?;
+        if self.mapped() < want {
+            return Err(self.short(len));
+        }
+        Ok(())
+    }
+
+    fn short(&self, len: u64) -> Error {
+        Error::io(
+            "mmap",
+            &self.path,
+            std::io::Error::other(format!(
+                "the live image is shorter than the {len} bytes the state holds"
+            )),
+        )
+    }
+
+    /// Maps the data area up to `len` bytes; the writer first grows the file.
+    pub(crate) fn map_data(&mut self, len: u64) -> Result<()> {
+        if self.access != LiveAccess::Writer {
+            return self.follow(len);
+        }
+        let want = len.next_multiple_of(PAGE);
+        if want <= self.mapped {
+            return Ok(());
+        }
+        // Only what lies past the file's end: an existing image is
+        // allocated already, and tmpfs would walk every page again.
+        let size = fs::file_len(&self.file, &self.path)?;
+        fs::allocate(
+            &self.path,
+            &self.file,
+            size.max(PAGE + self.mapped),
+            PAGE + want,
+        )?;
+        self.res
+            .map_file(
+                (PAGE + self.mapped) as usize,
+                (want - self.mapped) as usize,
+                sys::fd_of(&self.file),
+                PAGE + self.mapped,
+                FileMap::shared(Protection::ReadWrite),
+            )
+            .map_err(|e| Error::io("mmap", &self.path, e))?;
+        self.mapped = want;
+        Ok(())
+    }
+
+    /// The sequence lock of commits: twice the last applied commit's
+    /// sequence number, odd while the next one is applied.
+    pub(crate) fn seqlock(&self) -> SeqLock<'_> {
+        SeqLock::new(self.word(live::SEQLOCK))
+    }
+
+    /// The length word (changed only inside the sequence lock).
+    pub(crate) fn len_word(&self) -> &AtomicU64 {
+        self.word(live::LEN)
+    }
+
+    /// The writer's pid word.
+    pub(crate) fn writer_pid(&self) -> &AtomicU32 {
+        self.res.atomic_u32(live::WRITER_PID as usize)
+    }
+
+    /// The writer's durability word (see `format::live::WRITER_DURABILITY`).
+    pub(crate) fn writer_durability(&self) -> &AtomicU64 {
+        self.word(live::WRITER_DURABILITY)
+    }
+
+    /// The notification futex word.
+    pub(crate) fn notify_word(&self) -> &AtomicU32 {
+        self.res.atomic_u32(live::NOTIFY as usize)
+    }
+
+    /// The change ring.
+    pub(crate) fn ring(&self) -> ChangeRing<'_> {
+        ChangeRing::new(&self.res)
+    }
+
+    /// The last applied sequence number, and whether a commit is being applied.
+    pub(crate) fn applied(&self) -> (u64, bool) {
+        let s = self.seqlock().load();
+        (s / 2, s % 2 == 1)
+    }
+
+    /// Copies `buf.len()` data bytes at `off` (no check of the sequence
+    /// lock: callers validate the copy with it).
+    pub(crate) fn read(&self, off: u64, buf: &mut [u8]) {
+        self.res.read((PAGE + off) as usize, buf);
+    }
+
+    /// Writes data bytes at `off` (the writer, or a rebuild, inside the
+    /// sequence lock).
+    pub(crate) fn write(&mut self, off: u64, data: &[u8]) {
+        self.res.write((PAGE + off) as usize, data);
+    }
+
+    /// The data bytes `0..n` for the writer, which alone stores into the
+    /// live image (readers copy out of it under the sequence lock), so one
+    /// slice over it is sound.
+    pub(crate) fn data_mut(&mut self, n: u64) -> &mut [u8] {
+        self.res.exclusive_bytes_mut(PAGE as usize, n as usize)
+    }
+
+    /// The data bytes `off..off + len` for the writer (see [`Live::data_mut`]).
+    pub(crate) fn data(&self, off: u64, len: u64) -> &[u8] {
+        self.res
+            .exclusive_bytes((PAGE + off) as usize, len as usize)
+    }
+
+    /// The address of byte 0 of the state.
+    pub(crate) fn data_ptr(&self) -> *const u8 {
+        self.res.base().wrapping_add(PAGE as usize)
+    }
+
+    /// Starts applying commit `seq` (the sequence lock goes odd).
+    pub(crate) fn begin_apply(&self, seq: u64) {
+        self.seqlock().begin_write(2 * seq - 1);
+    }
+
+    /// Publishes commit `seq` with state length `len`: the sequence lock goes
+    /// even, then the notification word moves on (`notify_word::advance`)
+    /// and sleeping waiters, if any, are woken. With nobody waiting this
+    /// makes no system call.
+    pub(crate) fn end_apply(&self, seq: u64, len: u64) {
+        self.len_word().store(len, Ordering::Relaxed);
+        self.seqlock().end_write(2 * seq);
+        if notify_word::advance(self.notify_word()) {
+            sys::futex_wake_all(self.notify_word());
+        }
+    }
+
+    /// Wakes every waiter (a handle that stops its own waiting thread). The
+    /// word moves on first, so a thread about to sleep on the old value
+    /// does not sleep (the kernel compares the value atomically). Other
+    /// waiters see a spurious wake-up and sleep again; the writer moves the
+    /// word on at its next commit and wakes them then as always. A
+    /// read-only handle cannot bump the word; its waits poll every
+    /// millisecond instead.
+    pub(crate) fn wake_all(&self) {
+        if self.can_register() {
+            notify_word::advance(self.notify_word());
+        }
+        sys::futex_wake_all(self.notify_word());
+    }
+
+    /// The lock of the published log position (it only ever grows).
+    fn log_lock(&self) -> SeqLock<'_> {
+        SeqLock::new(self.word(live::LOG_GEN))
+    }
+
+    /// Publishes where the log record after commit `pos.seq` starts, for
+    /// readers that catch up on commits made while they copied.
+    pub(crate) fn publish_log(&self, pos: LogPosition) {
+        let lock = self.log_lock();
+        // Start from an odd value even if a writer died half-way through.
+        let g = lock.load() | 1;
+        lock.begin_write(g);
+        self.word(live::LOG_SEQ).store(pos.seq, Ordering::Relaxed);
+        self.word(live::LOG_HEAD).store(pos.head, Ordering::Relaxed);
+        self.word(live::LOG_CHAIN)
+            .store(pos.chain, Ordering::Relaxed);
+        lock.end_write(g + 1);
+    }
+
+    /// Reads the published log position, or `None` if it keeps changing or
+    /// was left half-written by a dead writer (callers then scan the log
+    /// from its start).
+    pub(crate) fn log_position(&self) -> Option<LogPosition> {
+        let lock = self.log_lock();
+        for _ in 0..1000 {
+            let read = lock.read(|| LogPosition {
+                seq: self.word(live::LOG_SEQ).load(Ordering::Relaxed),
+                head: self.word(live::LOG_HEAD).load(Ordering::Relaxed),
+                chain: self.word(live::LOG_CHAIN).load(Ordering::Relaxed),
+            });
+            if let Some((_, pos)) = read {
+                return Some(pos);
+            }
+            std::thread::yield_now();
+        }
+        None
+    }
+
+    /// Applies one log record under the sequence lock (recovery and rebuild).
+    pub(crate) fn apply_record(&mut self, r: &Record) -> Result<()> {
+        // A shrinking commit's ranges reach past its new length.
+        let end = r.ranges.iter().map(|&(o, l)| o + l).max().unwrap_or(0);
+        self.map_data(r.new_len.max(end))?;
+        self.begin_apply(r.seq);
+        let mut at = 0;
+        for &(off, len) in &r.ranges {
+            self.write(off, &r.data[at..at + len as usize]);
+            at += len as usize;
+        }
+        testing::point(Step::ReplayHalf);
+        let old_len = self.len_word().load(Ordering::Relaxed);
+        self.ring().write(r.seq, &r.ranges, old_len, r.new_len);
+        self.end_apply(r.seq, r.new_len);
+        Ok(())
+    }
+}

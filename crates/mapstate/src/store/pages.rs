@@ -1,0 +1,72 @@
+//! [`PageSet`]: the pages changed since the last checkpoint, one bit each:
+//! what the next checkpoint must write into the durable image.
+
+use crate::format::PAGE;
+
+/// A set of page numbers; its size follows the highest page marked, not
+/// the state's maximum size.
+#[derive(Debug, Default)]
+pub(crate) struct PageSet {
+    bits: Vec<u64>,
+}
+
+impl PageSet {
+    /// Marks the pages of `off..off + len`; pages at or past `max` (only a
+    /// damaged record could name them) are ignored.
+    pub(crate) fn mark(&mut self, off: u64, len: u64, max: u64) {
+        let Some(end) = off.checked_add(len) else {
+            return;
+        };
+        let end = end.min(max);
+        if end <= off {
+            return;
+        }
+        let last = (end - 1) / PAGE;
+        let words = (last / 64 + 1) as usize;
+        if self.bits.len() < words {
+            self.bits.resize(words, 0);
+        }
+        for p in off / PAGE..=last {
+            self.bits[(p / 64) as usize] |= 1 << (p % 64);
+        }
+    }
+
+    /// Empties the set.
+    pub(crate) fn clear(&mut self) {
+        self.bits.fill(0);
+    }
+
+    /// The pages marked below `npages`, in order.
+    pub(crate) fn below(&self, npages: u64) -> Vec<u64> {
+        let mut pages = Vec::new();
+        for (wi, &word) in self.bits.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let no = wi as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                if no < npages {
+                    pages.push(no);
+                }
+            }
+        }
+        pages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PAGE, PageSet};
+
+    #[test]
+    fn marks_whole_pages_below_the_maximum() {
+        let mut s = PageSet::default();
+        s.mark(PAGE - 1, 2, 1 << 20); // pages 0 and 1
+        s.mark(70 * PAGE, 1, 1 << 20);
+        s.mark(u64::MAX - 1, 5, 1 << 20); // overflows: ignored
+        s.mark(1 << 20, PAGE, 1 << 20); // past the maximum: ignored
+        assert_eq!(s.below(1000), vec![0, 1, 70]);
+        assert_eq!(s.below(70), vec![0, 1]);
+        s.clear();
+        assert!(s.below(1000).is_empty());
+    }
+}
