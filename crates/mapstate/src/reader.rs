@@ -115,18 +115,17 @@ impl Reader {
         // The common case in a few loads: no commit in flight, the range
         // already mapped. Anything else takes the general path.
         let live = &self.live;
-        let end = offset.checked_add(buf.len() as u64);
-        let fast = live.seqlock().read(|| {
-            let fits = end.is_some_and(|end| {
-                end <= live.len_word().load(Ordering::Relaxed) && end <= live.mapped()
-            });
-            if fits {
-                live.read(offset, buf);
+        let lock = live.seqlock();
+        let s0 = lock.load();
+        if s0 % 2 == 0
+            && let Some(end) = offset.checked_add(buf.len() as u64)
+            && end <= live.len_word().load(Ordering::Relaxed)
+            && end <= live.mapped()
+        {
+            live.read(offset, buf);
+            if lock.unchanged(s0) {
+                return Ok(s0 / 2);
             }
-            fits
-        });
-        if let Some((s0, true)) = fast {
-            return Ok(s0 / 2);
         }
         self.read_many(&mut [(offset, buf)])
     }

@@ -54,9 +54,10 @@ pub(crate) struct Live {
     res: Reservation,
     pub(crate) file: File,
     pub(crate) path: PathBuf,
-    /// Data bytes mapped by the writer (a multiple of the page size); a
-    /// reader asks its `grow`.
-    mapped: u64,
+    /// Data bytes mapped (a multiple of the page size). A reader's mapping
+    /// may be ahead of it (its fault handler maps what a raw pointer
+    /// touches): [`Live::follow`] catches up.
+    mapped: AtomicU64,
     access: LiveAccess,
 }
 
@@ -105,7 +106,7 @@ impl Live {
             res,
             file,
             path: path.into(),
-            mapped: 0,
+            mapped: AtomicU64::new(0),
             access,
         })
     }
@@ -187,27 +188,21 @@ impl Live {
     }
 
     /// Data bytes mapped.
+    #[inline]
     pub(crate) fn mapped(&self) -> u64 {
-        match &self.grow {
-            Some(g) => g.mapped() as u64 - PAGE,
-            None => self.mapped,
-        }
+        self.mapped.load(Ordering::Relaxed)
     }
 
     /// A reader's mapping: maps the data up to `len` bytes, as far as the
     /// file has them.
     pub(crate) fn follow(&self, len: u64) -> Result<()> {
         let want = len.next_multiple_of(PAGE);
-        let Some(g) = &self.grow else {
-            return if want <= self.mapped {
-                Ok(())
-            } else {
-                Err(self.short(len))
-            };
-        };
         if want <= self.mapped() {
             return Ok(());
         }
+        let Some(g) = &self.grow else {
+            return Err(self.short(len));
+        };
         g.grow_to((PAGE + want) as usize).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENXIO) {
                 self.short(len)
@@ -215,7 +210,9 @@ impl Live {
                 Error::io("mmap", &self.path, e)
             }
         })?;
-        if self.mapped() < want {
+        let now = g.mapped() as u64 - PAGE;
+        self.mapped.fetch_max(now, Ordering::Relaxed);
+        if now < want {
             return Err(self.short(len));
         }
         Ok(())
@@ -237,28 +234,24 @@ impl Live {
             return self.follow(len);
         }
         let want = len.next_multiple_of(PAGE);
-        if want <= self.mapped {
+        let mapped = self.mapped();
+        if want <= mapped {
             return Ok(());
         }
         // Only what lies past the file's end: an existing image is
         // allocated already, and tmpfs would walk every page again.
         let size = fs::file_len(&self.file, &self.path)?;
-        fs::allocate(
-            &self.path,
-            &self.file,
-            size.max(PAGE + self.mapped),
-            PAGE + want,
-        )?;
+        fs::allocate(&self.path, &self.file, size.max(PAGE + mapped), PAGE + want)?;
         self.res
             .map_file(
-                (PAGE + self.mapped) as usize,
-                (want - self.mapped) as usize,
+                (PAGE + mapped) as usize,
+                (want - mapped) as usize,
                 sys::fd_of(&self.file),
-                PAGE + self.mapped,
+                PAGE + mapped,
                 FileMap::shared(Protection::ReadWrite),
             )
             .map_err(|e| Error::io("mmap", &self.path, e))?;
-        self.mapped = want;
+        self.mapped.store(want, Ordering::Relaxed);
         Ok(())
     }
 

@@ -17,18 +17,21 @@ pub(crate) struct SeqLock<'a> {
 
 impl<'a> SeqLock<'a> {
     /// The lock on `word`.
+    #[inline]
     pub(crate) fn new(word: &'a AtomicU64) -> Self {
         Self { word }
     }
 
     /// The word now (acquire: what the writer published before making it
     /// even is visible).
+    #[inline]
     pub(crate) fn load(self) -> u64 {
         self.word.load(Ordering::Acquire)
     }
 
     /// The writer's first step: the word becomes `odd`; every store the
     /// writer makes after this is ordered after it.
+    #[inline]
     pub(crate) fn begin_write(self, odd: u64) {
         debug_assert!(odd % 2 == 1);
         self.word.store(odd, Ordering::Relaxed);
@@ -37,6 +40,7 @@ impl<'a> SeqLock<'a> {
 
     /// The writer's last step: the word becomes `even`, publishing every
     /// store made since [`SeqLock::begin_write`].
+    #[inline]
     pub(crate) fn end_write(self, even: u64) {
         debug_assert!(even % 2 == 0);
         self.word.store(even, Ordering::Release);
@@ -44,6 +48,7 @@ impl<'a> SeqLock<'a> {
 
     /// The reader's check after a copy that started when the word was
     /// `s0` (even): whether no write overlapped the copy.
+    #[inline]
     pub(crate) fn unchanged(self, s0: u64) -> bool {
         fence(Ordering::Acquire);
         self.word.load(Ordering::Relaxed) == s0
@@ -51,6 +56,7 @@ impl<'a> SeqLock<'a> {
 
     /// One optimistic read: `copy` runs only while the word is even, and its
     /// result is returned with the word's value if no write overlapped it.
+    #[inline]
     pub(crate) fn read<T>(self, copy: impl FnOnce() -> T) -> Option<(u64, T)> {
         let s0 = self.load();
         if s0 % 2 == 1 {
