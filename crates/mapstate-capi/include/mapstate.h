@@ -141,6 +141,32 @@
 #define MAPSTATE_E_PAST_MAXIMUM (-20)
 
 /**
+ * The filesystem is mounted read-only (EROFS): a writer cannot open there.
+ */
+#define MAPSTATE_E_READ_ONLY_FILESYSTEM (-21)
+
+/**
+ * The filesystem cannot keep mapstate's promises (a network filesystem
+ * such as NFS, CIFS or 9p); `allow_unsuitable_filesystem` opens anyway.
+ */
+#define MAPSTATE_E_UNSUITABLE_FILESYSTEM (-22)
+
+/**
+ * A lock mapstate uses on the durable file is blocked by a shared record
+ * lock (`fcntl` `F_RDLCK`), which no mapstate process takes and any
+ * process that may read the file can: mapstate does not wait on it. The
+ * message says which lock; `lslocks` shows the holder; stop it.
+ */
+#define MAPSTATE_E_FOREIGN_LOCK (-23)
+
+/**
+ * A writer started after this reader was opened and the reader cannot see
+ * its commits (its live image is private, or in another mount namespace):
+ * close the reader and open it again.
+ */
+#define MAPSTATE_E_WRITER_NOT_VISIBLE (-24)
+
+/**
  * A library error this version of the C API has no code for (the message
  * says what it is).
  */
@@ -264,8 +290,10 @@ typedef struct mapstate_options {
   uint32_t periodic_ms;
   /**
    * Directory of the live image (the committed state that every process
-   * maps), or NULL for the default: `/dev/shm` when it is tmpfs, else
-   * beside the file. Writers and readers of one state must agree on it.
+   * maps), or NULL for the default: a directory of the state's owner on
+   * tmpfs (`/dev/shm/mapstate-UID`), else beside the file. Writers and
+   * readers of one state must agree on it; a directory named here is
+   * trusted as it is (let no other user write in it).
    * Only read during the open call. Default NULL.
    */
   const char *live_dir;
@@ -278,11 +306,31 @@ typedef struct mapstate_options {
    * Permission bits of the files of a new state. Default 0600.
    */
   uint32_t mode;
+  /**
+   * Open on a filesystem where mapstate cannot keep its promises (NFS,
+   * CIFS, 9p, FUSE) instead of failing with
+   * `MAPSTATE_E_UNSUITABLE_FILESYSTEM`. Default false.
+   */
+  bool allow_unsuitable_filesystem;
 } mapstate_options;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Puts mapstate's SIGSEGV and SIGBUS handler back in front, after the
+ * program installed handlers of its own for them. Extend-on-write
+ * (`mapstate_txn_extend_on_write()`, `mapstate_attach()`) grows files from
+ * a process-wide handler, installed when the first growable region is
+ * made; it passes every other fault, and every SIGSEGV or SIGBUS another
+ * process sends, to the handler that was in place before it. A program
+ * that installs its own handler later takes the growth faults itself: call
+ * this after installing yours, and yours becomes the one mapstate passes
+ * the other faults to. Does nothing if no growable region was ever made.
+ * Thread-safe.
+ */
+void mapstate_reinstall_fault_handler(void);
 
 /**
  * The version of this library, such as `"0.1.0"`. A static string: never
@@ -321,7 +369,8 @@ const char *mapstate_error_name(int code);
 /**
  * The default options: open an existing state (no create); a new state
  * would be 4096 bytes, growable to 1 GiB, with `MAPSTATE_PAGE_CACHE`
- * durability, the default live directory, and mode 0600. Thread-safe.
+ * durability, the default live directory, mode 0600, and no opening on
+ * unsuitable filesystems. Thread-safe.
  */
 struct mapstate_options mapstate_options_default(void);
 
@@ -507,6 +556,21 @@ int mapstate_txn_abort(struct mapstate_writer *w);
 int mapstate_writer_seq(struct mapstate_writer *w, uint64_t *seq);
 
 /**
+ * Where the writer's live image came from, as
+ * `mapstate_reader_live_image()` says for a reader (`"kept"` or
+ * `"rebuilt"`, and why).
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`origin` NULL), `MAPSTATE_E_BAD_HANDLE`,
+ * or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `w` is NULL or an open writer handle; `origin` is NULL or writable;
+ * `rebuilt_because` is NULL or writable.
+ */
+int mapstate_writer_live_image(struct mapstate_writer *w, const char **origin, const char **rebuilt_because);
+
+/**
  * `*len` receives the committed length of the state in bytes (an open
  * transaction's length is what `mapstate_txn_data()` reports).
  *
@@ -666,6 +730,26 @@ int mapstate_reader_seq(struct mapstate_reader *r, uint64_t *seq);
  * `r` is NULL or an open reader handle; `len` is NULL or writable.
  */
 int mapstate_reader_len(struct mapstate_reader *r, uint64_t *len);
+
+/**
+ * Where the reader's live image came from: `*origin` receives `"kept"`
+ * (the one in place passed every identity check), `"rebuilt"` (built from
+ * the files on disk and put in place) or `"private"` (built for this
+ * reader alone: it is not the state's owner); `*rebuilt_because` (if not
+ * NULL) receives why it was built (`"missing"`, `"not_the_owners"`,
+ * `"other_state"`, `"other_boot"`, `"incomplete"`, `"other_epoch"`: the
+ * durable file was restored from a backup, `"behind"`, `"other_version"`)
+ * or NULL when it was kept. Static strings: never free them.
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`origin` NULL), `MAPSTATE_E_BAD_HANDLE`,
+ * or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `r` is NULL or an open reader handle; `origin` is NULL or writable;
+ * `rebuilt_because` is NULL or writable.
+ */
+int mapstate_reader_live_image(struct mapstate_reader *r, const char **origin, const char **rebuilt_because);
 
 /**
  * Sleeps until a commit newer than `after_seq` is published (by a writer

@@ -1,7 +1,7 @@
 //! Error codes, and the message and errno of the last failure on each thread.
 //!
 //! Every function of the C API returns `int`: `MAPSTATE_OK` (0) or one of
-//! the negative `MAPSTATE_E_*` codes below. Codes 1 to 19 name the variants
+//! the negative `MAPSTATE_E_*` codes below. Codes 1 to 24 name the variants
 //! of the Rust `mapstate::Error`; codes from 40 on name misuse of the C API
 //! itself. A code's value never changes and is never reused; new codes may
 //! be added, so treat an unknown negative code as an error of its own.
@@ -56,6 +56,20 @@ pub const MAPSTATE_E_WRITER_DIED: c_int = -19;
 /// An extend-on-write store landed past the maximum size (the transaction
 /// was discarded).
 pub const MAPSTATE_E_PAST_MAXIMUM: c_int = -20;
+/// The filesystem is mounted read-only (EROFS): a writer cannot open there.
+pub const MAPSTATE_E_READ_ONLY_FILESYSTEM: c_int = -21;
+/// The filesystem cannot keep mapstate's promises (a network filesystem
+/// such as NFS, CIFS or 9p); `allow_unsuitable_filesystem` opens anyway.
+pub const MAPSTATE_E_UNSUITABLE_FILESYSTEM: c_int = -22;
+/// A lock mapstate uses on the durable file is blocked by a shared record
+/// lock (`fcntl` `F_RDLCK`), which no mapstate process takes and any
+/// process that may read the file can: mapstate does not wait on it. The
+/// message says which lock; `lslocks` shows the holder; stop it.
+pub const MAPSTATE_E_FOREIGN_LOCK: c_int = -23;
+/// A writer started after this reader was opened and the reader cannot see
+/// its commits (its live image is private, or in another mount namespace):
+/// close the reader and open it again.
+pub const MAPSTATE_E_WRITER_NOT_VISIBLE: c_int = -24;
 /// A library error this version of the C API has no code for (the message
 /// says what it is).
 pub const MAPSTATE_E_OTHER: c_int = -39;
@@ -161,6 +175,10 @@ pub(crate) fn code_of(e: &Error) -> c_int {
         Error::Poisoned { .. } => MAPSTATE_E_POISONED,
         Error::WriterDied { .. } => MAPSTATE_E_WRITER_DIED,
         Error::PastMaximum { .. } => MAPSTATE_E_PAST_MAXIMUM,
+        Error::ReadOnlyFilesystem { .. } => MAPSTATE_E_READ_ONLY_FILESYSTEM,
+        Error::UnsuitableFilesystem { .. } => MAPSTATE_E_UNSUITABLE_FILESYSTEM,
+        Error::ForeignLock { .. } => MAPSTATE_E_FOREIGN_LOCK,
+        Error::WriterNotVisible { .. } => MAPSTATE_E_WRITER_NOT_VISIBLE,
         _ => MAPSTATE_E_OTHER,
     }
 }
@@ -220,6 +238,11 @@ pub extern "C" fn mapstate_error_name(code: c_int) -> *const c_char {
         MAPSTATE_E_LOCKED => c"MAPSTATE_E_LOCKED",
         MAPSTATE_E_POISONED => c"MAPSTATE_E_POISONED",
         MAPSTATE_E_WRITER_DIED => c"MAPSTATE_E_WRITER_DIED",
+        MAPSTATE_E_PAST_MAXIMUM => c"MAPSTATE_E_PAST_MAXIMUM",
+        MAPSTATE_E_READ_ONLY_FILESYSTEM => c"MAPSTATE_E_READ_ONLY_FILESYSTEM",
+        MAPSTATE_E_UNSUITABLE_FILESYSTEM => c"MAPSTATE_E_UNSUITABLE_FILESYSTEM",
+        MAPSTATE_E_FOREIGN_LOCK => c"MAPSTATE_E_FOREIGN_LOCK",
+        MAPSTATE_E_WRITER_NOT_VISIBLE => c"MAPSTATE_E_WRITER_NOT_VISIBLE",
         MAPSTATE_E_OTHER => c"MAPSTATE_E_OTHER",
         MAPSTATE_E_INVALID => c"MAPSTATE_E_INVALID",
         MAPSTATE_E_BAD_HANDLE => c"MAPSTATE_E_BAD_HANDLE",

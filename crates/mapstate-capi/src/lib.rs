@@ -13,6 +13,7 @@
 //! - `error`: the codes, `mapstate_last_error()`, `mapstate_errno()`;
 //! - `handle`: the panic guard, handles and the registry of open ones;
 //! - `options`: `mapstate_options`;
+//! - `live_image`: the names `mapstate_*_live_image` return;
 //! - `writer`: open, begin, the writable bytes, commit, abort, close;
 //! - `attach`: `mapstate_attach`/`mapstate_detach`, the AIX `shmat(SHM_MAP)` pair;
 //! - `reader`: open, consistent copies, waiting for a change, close;
@@ -30,6 +31,7 @@
 
 mod error;
 mod handle;
+mod live_image;
 mod options;
 
 // In this order in the header: the writer's functions first.
@@ -45,27 +47,30 @@ mod deprecated;
 pub use attach::{MAPSTATE_ATTACH_CREATE, mapstate_attach, mapstate_detach};
 pub use error::{
     MAPSTATE_E_BAD_HANDLE, MAPSTATE_E_BUSY, MAPSTATE_E_CORRUPT, MAPSTATE_E_FALLOCATE_UNSUPPORTED,
-    MAPSTATE_E_FOREIGN, MAPSTATE_E_INVALID, MAPSTATE_E_INVALID_SIZE, MAPSTATE_E_IO,
-    MAPSTATE_E_LOCKED, MAPSTATE_E_MEMLOCK, MAPSTATE_E_MISALIGNED, MAPSTATE_E_NO_SPACE,
-    MAPSTATE_E_NO_TXN, MAPSTATE_E_NOT_A_FILE, MAPSTATE_E_NOT_FOUND, MAPSTATE_E_OTHER,
-    MAPSTATE_E_OUT_OF_BOUNDS, MAPSTATE_E_PANIC, MAPSTATE_E_PAST_MAXIMUM, MAPSTATE_E_PERMISSION,
-    MAPSTATE_E_POISONED, MAPSTATE_E_READ_ONLY, MAPSTATE_E_TIMEOUT, MAPSTATE_E_TOO_NEW,
-    MAPSTATE_E_TRUNCATED, MAPSTATE_E_TXN_OPEN, MAPSTATE_E_UNSUPPORTED, MAPSTATE_E_WRITER_DIED,
-    MAPSTATE_OK, mapstate_errno, mapstate_error_name, mapstate_last_error,
+    MAPSTATE_E_FOREIGN, MAPSTATE_E_FOREIGN_LOCK, MAPSTATE_E_INVALID, MAPSTATE_E_INVALID_SIZE,
+    MAPSTATE_E_IO, MAPSTATE_E_LOCKED, MAPSTATE_E_MEMLOCK, MAPSTATE_E_MISALIGNED,
+    MAPSTATE_E_NO_SPACE, MAPSTATE_E_NO_TXN, MAPSTATE_E_NOT_A_FILE, MAPSTATE_E_NOT_FOUND,
+    MAPSTATE_E_OTHER, MAPSTATE_E_OUT_OF_BOUNDS, MAPSTATE_E_PANIC, MAPSTATE_E_PAST_MAXIMUM,
+    MAPSTATE_E_PERMISSION, MAPSTATE_E_POISONED, MAPSTATE_E_READ_ONLY,
+    MAPSTATE_E_READ_ONLY_FILESYSTEM, MAPSTATE_E_TIMEOUT, MAPSTATE_E_TOO_NEW, MAPSTATE_E_TRUNCATED,
+    MAPSTATE_E_TXN_OPEN, MAPSTATE_E_UNSUITABLE_FILESYSTEM, MAPSTATE_E_UNSUPPORTED,
+    MAPSTATE_E_WRITER_DIED, MAPSTATE_E_WRITER_NOT_VISIBLE, MAPSTATE_OK, mapstate_errno,
+    mapstate_error_name, mapstate_last_error,
 };
 pub use options::{
     MAPSTATE_PAGE_CACHE, MAPSTATE_PERIODIC, MAPSTATE_SYNC, MapstateOptions,
     mapstate_options_default,
 };
 pub use reader::{
-    MapstateReader, mapstate_reader_close, mapstate_reader_len, mapstate_reader_open,
-    mapstate_reader_read_at, mapstate_reader_seq, mapstate_reader_wait_for_change,
+    MapstateReader, mapstate_reader_close, mapstate_reader_len, mapstate_reader_live_image,
+    mapstate_reader_open, mapstate_reader_read_at, mapstate_reader_seq,
+    mapstate_reader_wait_for_change,
 };
 pub use writer::{
     MapstateWriter, mapstate_txn_abort, mapstate_txn_commit, mapstate_txn_data,
     mapstate_txn_extend_on_write, mapstate_txn_set_len, mapstate_txn_write_at,
     mapstate_writer_begin, mapstate_writer_checkpoint, mapstate_writer_close, mapstate_writer_len,
-    mapstate_writer_open, mapstate_writer_seq,
+    mapstate_writer_live_image, mapstate_writer_open, mapstate_writer_seq,
 };
 // Re-exported like the rest; deprecated for C callers, not for this crate.
 #[allow(deprecated)]
@@ -73,6 +78,21 @@ pub use deprecated::{
     mapstate_abort, mapstate_begin, mapstate_checkpoint, mapstate_commit, mapstate_read,
     mapstate_set_len, mapstate_wait_for_change, mapstate_write,
 };
+
+/// Puts mapstate's SIGSEGV and SIGBUS handler back in front, after the
+/// program installed handlers of its own for them. Extend-on-write
+/// (`mapstate_txn_extend_on_write()`, `mapstate_attach()`) grows files from
+/// a process-wide handler, installed when the first growable region is
+/// made; it passes every other fault, and every SIGSEGV or SIGBUS another
+/// process sends, to the handler that was in place before it. A program
+/// that installs its own handler later takes the growth faults itself: call
+/// this after installing yours, and yours becomes the one mapstate passes
+/// the other faults to. Does nothing if no growable region was ever made.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn mapstate_reinstall_fault_handler() {
+    mapstate_rs::signals::reinstall_fault_handler();
+}
 
 /// The version of this library, such as `"0.1.0"`. A static string: never
 /// free it. Thread-safe.

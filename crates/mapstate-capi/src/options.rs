@@ -47,8 +47,10 @@ pub struct MapstateOptions {
     /// Default 1000.
     pub periodic_ms: u32,
     /// Directory of the live image (the committed state that every process
-    /// maps), or NULL for the default: `/dev/shm` when it is tmpfs, else
-    /// beside the file. Writers and readers of one state must agree on it.
+    /// maps), or NULL for the default: a directory of the state's owner on
+    /// tmpfs (`/dev/shm/mapstate-UID`), else beside the file. Writers and
+    /// readers of one state must agree on it; a directory named here is
+    /// trusted as it is (let no other user write in it).
     /// Only read during the open call. Default NULL.
     pub live_dir: *const c_char,
     /// Size in bytes of a new log file, or 0 for the default (64 MiB); a
@@ -56,11 +58,16 @@ pub struct MapstateOptions {
     pub log_size: u64,
     /// Permission bits of the files of a new state. Default 0600.
     pub mode: u32,
+    /// Open on a filesystem where mapstate cannot keep its promises (NFS,
+    /// CIFS, 9p, FUSE) instead of failing with
+    /// `MAPSTATE_E_UNSUITABLE_FILESYSTEM`. Default false.
+    pub allow_unsuitable_filesystem: bool,
 }
 
 /// The default options: open an existing state (no create); a new state
 /// would be 4096 bytes, growable to 1 GiB, with `MAPSTATE_PAGE_CACHE`
-/// durability, the default live directory, and mode 0600. Thread-safe.
+/// durability, the default live directory, mode 0600, and no opening on
+/// unsuitable filesystems. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn mapstate_options_default() -> MapstateOptions {
     MapstateOptions {
@@ -73,6 +80,7 @@ pub extern "C" fn mapstate_options_default() -> MapstateOptions {
         live_dir: ptr::null(),
         log_size: 0,
         mode: 0o600,
+        allow_unsuitable_filesystem: false,
     }
 }
 
@@ -113,7 +121,8 @@ pub(crate) unsafe fn from_c(opts: *const MapstateOptions) -> Result<WriterOption
         .len(o.len)
         .max_size(o.max_size)
         .durability(durability)
-        .mode(o.mode);
+        .mode(o.mode)
+        .allow_unsuitable_filesystem(o.allow_unsuitable_filesystem);
     if o.log_size != 0 {
         out = out.log_size(o.log_size);
     }

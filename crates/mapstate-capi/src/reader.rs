@@ -152,6 +152,39 @@ pub unsafe extern "C" fn mapstate_reader_len(r: *mut MapstateReader, len: *mut u
     })
 }
 
+/// Where the reader's live image came from: `*origin` receives `"kept"`
+/// (the one in place passed every identity check), `"rebuilt"` (built from
+/// the files on disk and put in place) or `"private"` (built for this
+/// reader alone: it is not the state's owner); `*rebuilt_because` (if not
+/// NULL) receives why it was built (`"missing"`, `"not_the_owners"`,
+/// `"other_state"`, `"other_boot"`, `"incomplete"`, `"other_epoch"`: the
+/// durable file was restored from a backup, `"behind"`, `"other_version"`)
+/// or NULL when it was kept. Static strings: never free them.
+///
+/// Returns 0, `MAPSTATE_E_INVALID` (`origin` NULL), `MAPSTATE_E_BAD_HANDLE`,
+/// or `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `r` is NULL or an open reader handle; `origin` is NULL or writable;
+/// `rebuilt_because` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_reader_live_image(
+    r: *mut MapstateReader,
+    origin: *mut *const c_char,
+    rebuilt_because: *mut *const c_char,
+) -> c_int {
+    entry(|| {
+        handle::required(origin, "origin")?;
+        // SAFETY: as promised by the caller.
+        let li = unsafe { with(r, |rd| Ok(rd.live_image())) }?;
+        // SAFETY: non-NULL (above) and writable, as promised; the strings
+        // are static.
+        unsafe { crate::live_image::write(li, origin, rebuilt_because) };
+        Ok(())
+    })
+}
+
 /// Sleeps until a commit newer than `after_seq` is published (by a writer
 /// in any process), or `timeout_ms` milliseconds pass (a negative
 /// `timeout_ms`, or one of 2^40 or more, waits without limit; 0 only
@@ -191,7 +224,7 @@ pub unsafe extern "C" fn mapstate_reader_wait_for_change(
                 // `None`: the timeout passed first; `*out_seq` still
                 // receives the newest sequence number.
                 Ok(rd
-                    .wait_for_change(after_seq, timeout)
+                    .wait_for_change(after_seq, timeout)?
                     .unwrap_or_else(|| rd.seq()))
             })
         }?;

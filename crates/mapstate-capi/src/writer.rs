@@ -9,7 +9,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::NonNull;
 
-use mapstate_rs::{Txn, Writer};
+use mapstate_rs::{LiveImage, Txn, Writer};
 
 use crate::error::{Failure, MAPSTATE_E_NO_TXN, MAPSTATE_E_TXN_OPEN};
 use crate::handle::{self, Handle, WRITER_MAGIC, entry};
@@ -32,6 +32,8 @@ pub(crate) struct WriterState {
     /// borrows the writer, so they are kept here).
     seq: u64,
     len: u64,
+    /// Where the writer's live image came from (fixed at open).
+    live_image: LiveImage,
 }
 
 impl WriterState {
@@ -39,6 +41,7 @@ impl WriterState {
         Self {
             seq: w.seq(),
             len: w.len(),
+            live_image: w.live_image(),
             txn: None,
             writer: NonNull::from(Box::leak(Box::new(w))),
         }
@@ -411,6 +414,33 @@ pub unsafe extern "C" fn mapstate_writer_seq(w: *mut MapstateWriter, seq: *mut u
         let n = unsafe { with(w, |s| Ok(s.seq)) }?;
         // SAFETY: non-NULL (above) and writable, as promised.
         unsafe { seq.write(n) };
+        Ok(())
+    })
+}
+
+/// Where the writer's live image came from, as
+/// `mapstate_reader_live_image()` says for a reader (`"kept"` or
+/// `"rebuilt"`, and why).
+///
+/// Returns 0, `MAPSTATE_E_INVALID` (`origin` NULL), `MAPSTATE_E_BAD_HANDLE`,
+/// or `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `w` is NULL or an open writer handle; `origin` is NULL or writable;
+/// `rebuilt_because` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_writer_live_image(
+    w: *mut MapstateWriter,
+    origin: *mut *const c_char,
+    rebuilt_because: *mut *const c_char,
+) -> c_int {
+    entry(|| {
+        handle::required(origin, "origin")?;
+        // SAFETY: as promised by the caller.
+        let li = unsafe { with(w, |s| Ok(s.live_image)) }?;
+        // SAFETY: non-NULL (above) and writable, as promised.
+        unsafe { crate::live_image::write(li, origin, rebuilt_because) };
         Ok(())
     })
 }

@@ -14,6 +14,8 @@
 //!   messages;
 //! - the C example in `README.md` compiles and keeps its counter;
 //! - `aix_attach.c`: the AIX `shmat(SHM_MAP)`-style pair;
+//! - `attach_unaligned.c`: stores past the end of a file that is not a
+//!   whole number of pages, inside its last page, survive `mapstate_detach`;
 //! - `old_names.c`: the old names of renamed functions still link (static
 //!   and shared) and work, and gcc warns at each call, naming the new one.
 //!
@@ -489,6 +491,50 @@ fn aix_attach_extends_the_file_on_write() {
     assert!(
         out.status.success() && stdout.contains("\n0 failed"),
         "aix_attach: {:?}\n{stdout}{}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
+/// `identity.c`: `mapstate_writer_live_image`/`mapstate_reader_live_image`
+/// name where a live image came from (a restored backup is "rebuilt",
+/// `"other_epoch"`, and the reader reads the backup), and
+/// `mapstate_reinstall_fault_handler` puts growth back in front of the
+/// program's own SIGSEGV handler.
+#[test]
+fn c_sees_where_the_live_image_came_from_and_reinstalls_the_fault_handler() {
+    if !have_gcc() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = compile("identity", Link::Shared, dir.path());
+    let out = run(Command::new(&exe).arg(dir.path()));
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("\n0 failed"),
+        "identity: {:?}\n{stdout}{}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
+/// `attach_unaligned.c`: stores past the end of a 33-byte file, inside
+/// its last page, are in the file after `mapstate_detach` (which cut them
+/// off, returning 0, before the fix).
+#[test]
+fn attach_keeps_stores_in_the_last_page_of_an_unaligned_file() {
+    if !have_gcc() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = compile("attach_unaligned", Link::Shared, dir.path());
+    let out = run(Command::new(&exe).arg(dir.path()));
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("\n0 failed"),
+        "attach_unaligned: {:?}\n{stdout}{}",
         out.status,
         text(&out.stderr)
     );

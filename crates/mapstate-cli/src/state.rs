@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use mapstate::{Durability, Error, Event, Reader, StateFiles, Writer};
+use mapstate::{Durability, Error, Event, LiveImage, Reader, Rebuilt, StateFiles, Writer};
 use serde_json::{Value, json};
 
 use crate::util::{
@@ -192,6 +192,7 @@ pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
     let log_used = r.log_bytes();
     let lock = util::writer_of(&r);
     let live = r.live_path().to_path_buf();
+    let origin = r.live_image();
     drop(r);
     let map_sync = util::map_sync_report(path);
     let files = files(path);
@@ -203,7 +204,9 @@ pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
                    "writer_durability": writer_durability.map(util::durability_name),
                    "checkpoint_seq": checkpoint,
                    "log": {"size": log_size, "used": log_used},
-                   "writer": writer_json(lock), "live_image": live,
+                   "writer": writer_json(lock),
+                   "live_image": {"path": live, "origin": origin.name(),
+                                  "rebuilt_because": origin.rebuilt().map(|w| w.name())},
                    "map_sync": map_sync.to_json(), "files": files_json(&files)})
         );
     } else {
@@ -232,6 +235,10 @@ pub(crate) fn info(path: &Path, json: bool) -> CmdResult {
         );
         println!("  writer {}", writer_text(lock));
         println!("  live image {}", live.display());
+        println!(
+            "{}",
+            util::wrap("    ", &format!("{origin} (as this reader opened it)"), 80)
+        );
         println!("  MAP_SYNC {}", map_sync.text);
         print_files(&files);
     }
@@ -258,6 +265,15 @@ pub(crate) fn verify(path: &Path, json: bool) -> CmdResult {
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let lock = util::writer_of(&live);
+    match live.live_image() {
+        LiveImage::Kept => {}
+        LiveImage::Rebuilt(Rebuilt::Missing) => notes.push(
+            "there was no live image (a new state or the first open since boot): \
+             built one from the files on disk"
+                .into(),
+        ),
+        origin => notes.push(format!("live image {origin}")),
+    }
     // The state as the files on disk hold it, rebuilt in a scratch live
     // directory (on tmpfs when there is one): this validates the durable
     // header, an interrupted checkpoint's journal and the log's chain.
@@ -345,6 +361,7 @@ pub(crate) fn verify(path: &Path, json: bool) -> CmdResult {
         println!(
             "{}",
             json!({"path": path, "ok": ok, "seq": seq, "len": len, "rebuilt_seq": rebuilt_seq,
+                   "live_image": live.live_image().name(),
                    "compared": compared, "problems": problems, "notes": notes})
         );
     } else {
@@ -419,12 +436,10 @@ fn open_writer(path: &Path, wait: bool, json: bool) -> Result<Writer, Failure> {
 
 /// `recover`: open as a writer (which is recovery), report, checkpoint, close.
 pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
-    // Read-only look before: is there a live image to reuse?
-    let had_live = StateFiles::of(path, None).is_ok_and(|f| f.live().exists());
     let t = Instant::now();
     let w = open_writer(path, wait, json)?;
     let open_time = t.elapsed();
-    let (seq, len, log) = (w.seq(), w.len(), w.log_bytes());
+    let (seq, len, log, origin) = (w.seq(), w.len(), w.log_bytes(), w.live_image());
     let t = Instant::now();
     w.close()?;
     let close_time = t.elapsed();
@@ -432,7 +447,8 @@ pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
         println!(
             "{}",
             json!({"path": path, "seq": seq, "len": len, "log_bytes": log,
-                   "live_image_rebuilt": !had_live,
+                   "live_image": origin.name(),
+                   "live_image_rebuilt_because": origin.rebuilt().map(|w| w.name()),
                    "open_us": open_time.as_micros() as u64,
                    "checkpoint_us": close_time.as_micros() as u64})
         );
@@ -446,13 +462,10 @@ pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
             "  commit {seq} (the last commit, now in the live image), length {}",
             human(len)
         );
-        if had_live {
-            println!("  live image: reused; log records it lacked, if any, were replayed into it");
+        if origin == LiveImage::Kept {
+            println!("  live image: kept; log records it lacked, if any, were replayed into it");
         } else {
-            println!(
-                "  live image: missing (first open since boot, or removed): rebuilt from the \
-                 durable image and the log"
-            );
+            println!("{}", util::wrap("  live image: ", &origin.to_string(), 80));
         }
         println!("  log: {} of records since the last checkpoint", human(log));
         println!(
@@ -653,21 +666,28 @@ impl Change {
 
 /// Sleeps until commits after `after` are published, or until `deadline`
 /// (`None` then): every commit since `after`, oldest first.
-fn next_changes(r: &Reader, after: u64, deadline: Option<Instant>) -> Option<Vec<Change>> {
+fn next_changes(
+    r: &Reader,
+    after: u64,
+    deadline: Option<Instant>,
+) -> mapstate::Result<Option<Vec<Change>>> {
     loop {
         let wait = match deadline {
-            Some(d) => Some(d.checked_duration_since(Instant::now())?),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(w) => Some(w),
+                None => return Ok(None),
+            },
             None => Some(Duration::from_secs(3600)),
         };
-        let events = r.wait_changes(after, wait);
+        let events = r.wait_changes(after, wait)?;
         if !events.is_empty() {
             let (len, time) = (r.len(), SystemTime::now());
-            return Some(
+            return Ok(Some(
                 events
                     .into_iter()
                     .map(|event| Change { event, len, time })
                     .collect(),
-            );
+            ));
         }
     }
 }
@@ -695,7 +715,7 @@ pub(crate) fn watch(
     let mut seen = 0;
     let mut out = std::io::stdout().lock();
     while count.is_none_or(|c| seen < c) {
-        let Some(changes) = next_changes(&r, last, deadline) else {
+        let Some(changes) = next_changes(&r, last, deadline)? else {
             break;
         };
         for c in changes {

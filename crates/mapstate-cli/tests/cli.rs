@@ -852,16 +852,19 @@ fn info_reports_durability_log_writer_live_image_and_map_sync() {
         .len();
     assert_eq!(v["log"]["size"], wal - 4096, "the log's record area");
     assert_eq!(v["writer"]["open"], false);
-    let live = PathBuf::from(v["live_image"].as_str().unwrap());
+    let live = PathBuf::from(v["live_image"]["path"].as_str().unwrap());
     assert_eq!(&std::fs::read(&live).unwrap()[..8], b"MAPSTLIV");
     assert!(
         v["files"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|f| f["role"] == "live image" && f["path"] == v["live_image"]),
+            .any(|f| f["role"] == "live image" && f["path"] == v["live_image"]["path"]),
         "{v}"
     );
+    // The last writer (`set`) left it: every identity check passes.
+    assert_eq!(v["live_image"]["origin"], "kept", "{v}");
+    assert!(v["live_image"]["rebuilt_because"].is_null(), "{v}");
 
     let text = map_sync_report_agrees_with_check_fs(&v, dir.path());
     let out = stdout_of(&mapstate().args(["info", p]).assert().success());
@@ -871,6 +874,7 @@ fn info_reports_durability_log_writer_live_image_and_map_sync() {
         "log 0 B used of".to_owned(),
         "writer none".to_owned(),
         format!("live image {}", live.display()),
+        "kept: every identity check passed".to_owned(),
         format!("MAP_SYNC {text}"),
     ] {
         assert!(out.contains(&want), "{want:?} missing from:\n{out}");
@@ -939,7 +943,7 @@ fn every_subcommand_refuses_a_corrupt_state_and_changes_nothing() {
                 .args(["--json", "info", s.p()])
                 .assert()
                 .success(),
-        )["live_image"]
+        )["live_image"]["path"]
             .as_str()
             .unwrap(),
     );

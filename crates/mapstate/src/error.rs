@@ -47,6 +47,34 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The file is on a read-only filesystem and was to be opened for
+    /// writing.
+    #[error(
+        "{} is on a read-only filesystem: open it for reading only (a Reader), or remount the \
+         filesystem read-write",
+        path.display()
+    )]
+    ReadOnlyFilesystem {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The state is on a filesystem where mapstate's guarantees cannot
+    /// hold (NFS, CIFS, FUSE, 9p, ramfs: locks, shared mappings or syncs
+    /// that are emulated, per host, or ignored).
+    #[error(
+        "{} is on {fs}, where mapstate cannot keep its promises: {why}; use a local \
+         filesystem, or open with `allow_unsuitable_filesystem(true)` accepting that \
+         readers on other hosts see stale states and that crash and lock guarantees may not hold",
+        path.display()
+    )]
+    UnsuitableFilesystem {
+        /// The file.
+        path: PathBuf,
+        /// The filesystem's name.
+        fs: &'static str,
+        /// Why.
+        why: &'static str,
+    },
     /// The path names something that is not a regular file.
     #[error("{} is a {kind}, not a regular file: name a file", path.display())]
     NotAFile {
@@ -213,18 +241,57 @@ pub enum Error {
     },
     /// Another writer holds the state.
     #[error(
-        "{} is locked by another writer{}: close it first, or open with wait enabled",
+        "{} is locked by another writer{}: close it first, or open with `wait_for_lock` \
+         (`--wait-for-lock` on the command line) to wait for it",
         path.display(),
-        pid.map_or_else(
-            || " (it recorded no pid: a writer still opening, or a child process forked by a writer that has not exec'd yet)".to_owned(),
-            |p| format!(" (pid {p})")
-        )
+        match (pid, other_pid_namespace) {
+            (Some(p), _) => format!(" (pid {p})"),
+            (None, true) => " (a process in another pid namespace: a container, say)".to_owned(),
+            (None, false) => " (it recorded no pid: a writer still opening, or a child process \
+                               forked by a writer that has not exec'd yet)".to_owned(),
+        }
     )]
     Locked {
         /// The durable file.
         path: PathBuf,
-        /// The holder's process id, if it recorded one.
+        /// The holder's process id, if it recorded one in this process's pid
+        /// namespace.
         pid: Option<u32>,
+        /// The holder runs in another pid namespace, where its pid means
+        /// nothing here.
+        other_pid_namespace: bool,
+    },
+    /// A lock mapstate uses on the state's durable file is held in a way no
+    /// mapstate process holds it: a shared lock, which any process that may
+    /// read the file can take, blocks the writer lock or the build lock.
+    /// mapstate does not wait for it.
+    #[error(
+        "the {what} of {} is blocked by a shared lock, which no mapstate process takes: \
+         a process that may read the file holds it (`lslocks` shows which); stop it",
+        path.display()
+    )]
+    ForeignLock {
+        /// The durable file.
+        path: PathBuf,
+        /// Which lock (`writer lock`, `build lock`).
+        what: &'static str,
+    },
+    /// A writer has the state open, but its live image is not the one this
+    /// reader maps: it is in another mount namespace (a container with its
+    /// own `/dev/shm`), or the writer opened the state after this reader
+    /// built a private live image. Reading on would silently give an old
+    /// state.
+    #[error(
+        "the writer of {} is not visible from here: {why}; open the reader again, or from \
+         where the writer's live image is (a container with its own /dev/shm does not see \
+         the host's)",
+        path.display()
+    )]
+    WriterNotVisible {
+        /// The durable file.
+        path: PathBuf,
+        /// What was seen.
+        why: String,
     },
     /// An earlier I/O error makes every later operation fail: after a failed
     /// sync the kernel may have dropped the dirty pages, so a retry could
@@ -265,6 +332,7 @@ impl Error {
             | Error::NoSpace { source, .. }
             | Error::MemlockLimit { source, .. }
             | Error::Unsupported { source, .. } => source.raw_os_error(),
+            Error::ReadOnlyFilesystem { .. } => Some(libc::EROFS),
             _ => None,
         }
     }

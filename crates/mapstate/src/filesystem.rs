@@ -88,6 +88,27 @@ const TABLE: &[(i64, &str, FsClass, &str)] = &[
         "no fallocate and no size limit (a full memory is an OOM kill); use tmpfs",
     ),
     (
+        0xFF53_4D42,
+        "cifs",
+        FsClass::Unsuitable,
+        "another host serves the file: byte-range locks and shared mappings are emulated, and \
+         other clients see stores late or never; use a local filesystem",
+    ),
+    (
+        0xFE53_4D42,
+        "smb2",
+        FsClass::Unsuitable,
+        "another host serves the file: byte-range locks and shared mappings are emulated, and \
+         other clients see stores late or never; use a local filesystem",
+    ),
+    (
+        0x0102_1997,
+        "9p",
+        FsClass::Unsuitable,
+        "a host or hypervisor serves the file: locks and shared mappings are whatever the \
+         server makes of them; use a local filesystem",
+    ),
+    (
         0x794C_7630,
         "overlayfs",
         FsClass::Limited,

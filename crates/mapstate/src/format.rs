@@ -9,8 +9,18 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// Size of the header page that starts every mapstate file; data follows it.
 pub(crate) const PAGE: u64 = 4096;
 
-/// The format version this build writes and the newest it reads.
-pub(crate) const VERSION: u32 = 1;
+/// The format version this build writes and the newest it reads. Version 2
+/// added the epochs of the durable header (version 1 headers read as
+/// having none, and a writer's first checkpoint upgrades them).
+pub(crate) const VERSION: u32 = 2;
+
+/// An epoch: the random identity of one durable header (one checkpoint, or
+/// one rebuild after a power cut). Everything recovery or a reader trusts
+/// names the epoch it derives from; what names another is not trusted.
+pub(crate) type Epoch = [u8; 16];
+
+/// The epoch of a version 1 header (there was none).
+pub(crate) const NO_EPOCH: Epoch = [0; 16];
 
 /// Magic of the durable image.
 pub(crate) const DURABLE_MAGIC: [u8; 8] = *b"MAPSTATE";
@@ -64,7 +74,10 @@ pub(crate) struct DurableHeader {
     pub durability: U64,
     /// Its parameter (the interval of `Periodic`, in milliseconds).
     pub durability_arg: U64,
-    pub reserved: [U64; 4],
+    /// This header's epoch: random, new at every header write.
+    pub epoch: Epoch,
+    /// The epoch of the header this one replaced (zeros for the first).
+    pub prev_epoch: Epoch,
     /// xxh3 of everything above.
     pub checksum: U64,
 }
@@ -132,7 +145,12 @@ pub(crate) struct RecordHeader {
     pub new_len: U64,
 }
 
-/// One changed byte range of a commit.
+/// Bit 63 of the first [`RangeEntry`]'s `len`: the range is zeroed (a
+/// shrink), and has no bytes in the record.
+pub(crate) const ZERO_RANGE: u64 = 1 << 63;
+
+/// One changed byte range of a commit. The first may be a zeroed range
+/// (`len` with [`ZERO_RANGE`] set), applied before the others.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 #[repr(C)]
 pub(crate) struct RangeEntry {
@@ -156,6 +174,12 @@ pub(crate) mod live {
     // image's file_id; 32..48: the boot id of the boot that built it.
     /// `u64` set to 1 once the image is fully built (before that, rebuild).
     pub(crate) const READY: u64 = 48;
+    /// `u64` set to 1 when the image was built from the files on disk (after
+    /// a reboot or a power cut) rather than kept by a writer: the next writer
+    /// starts a new epoch (a checkpoint) before it appends to the log, so
+    /// that no record a power cut left past the log's valid end can ever
+    /// chain onto a new one.
+    pub(crate) const REBUILT: u64 = 56;
     /// `AtomicU64` sequence lock: twice the last applied commit's sequence
     /// number; odd while the writer applies the next one.
     pub(crate) const SEQLOCK: u64 = 64;
@@ -167,6 +191,16 @@ pub(crate) mod live {
     /// `WRITER_PID` (0: none or unknown; else the durable header's code
     /// plus one in bits 56..64, its argument in bits 0..56).
     pub(crate) const WRITER_DURABILITY: u64 = 88;
+    /// `AtomicU64` the inode of the writer's pid namespace
+    /// (`/proc/self/ns/pid`), set before `WRITER_PID`: a reader in another
+    /// namespace knows the pid means nothing there.
+    pub(crate) const WRITER_PIDNS: u64 = 96;
+    /// `AtomicU64` set to 1 by a writer that closed with everything it
+    /// wrote to the state's files synced; 0 while a writer runs and in an
+    /// image just built. A writer that opens on 0 syncs what the previous
+    /// one may have left in the page cache (it was killed, or its sync
+    /// failed) before building on it.
+    pub(crate) const FILES_SYNCED: u64 = 104;
     /// `AtomicU32` futex word: bits 0..31 count the commits published and
     /// the wake-alls (modulo 2^31), bit 31 set by waiters before they sleep
     /// (the writer clears it when it wakes them, so a dead waiter costs one
@@ -180,6 +214,10 @@ pub(crate) mod live {
     pub(crate) const LOG_HEAD: u64 = 208;
     /// `AtomicU64` the chain value that record is seeded with.
     pub(crate) const LOG_CHAIN: u64 = 216;
+    /// Two `AtomicU64`s (16 bytes): the epoch of the durable header whose
+    /// log the position above belongs to. Changed only under `LOG_GEN`, at
+    /// a checkpoint or when a writer opens.
+    pub(crate) const LOG_EPOCH: u64 = 224;
     /// The change ring: `RING_ENTRIES` entries of `RING_ENTRY` bytes, the
     /// entry of commit `s` at index `s % RING_ENTRIES`. An entry is eight
     /// `AtomicU64`s: its sequence number (`u64::MAX` while being written),

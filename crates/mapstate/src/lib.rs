@@ -23,7 +23,7 @@
 //! // for the next commit that sleeps on a futex in the shared file.
 //! let r = Reader::open(&path)?;
 //! assert_eq!(r.read(counter)?, 1);
-//! assert_eq!(r.wait_for_change(seq - 1, None), Some(seq));
+//! assert_eq!(r.wait_for_change(seq - 1, None)?, Some(seq));
 //! # w.remove()?; // and its live image in /dev/shm
 //! # Ok(()) }
 //! ```
@@ -58,17 +58,18 @@
 // The layers, lowest first; a module imports only from layers below it
 // (`tests/layers.rs` checks this):
 // 1. sys, error
-// 2. testing, filesystem, format, offset, change, signals, mtime
+// 2. testing, filesystem, format, offset, change, signals, mtime, live_image
 // 3. fs, options
 // 4. map, then probe
 // 5. store (the four images; layered inside, see store/mod.rs)
-// 6. writer (and its transactions), then reader
+// 6. writer, then txn (its transactions) and reader
 // 7. shared, notify
 mod change;
 mod error;
 mod filesystem;
 mod format;
 mod fs;
+mod live_image;
 mod map;
 mod mtime;
 mod notify;
@@ -85,12 +86,14 @@ pub mod testing;
 #[cfg(not(feature = "testing"))]
 #[allow(dead_code, unreachable_pub)]
 mod testing;
+mod txn;
 mod writer;
 
 pub use change::{Change, Event};
 pub use error::{Error, Result};
 pub use filesystem::{Filesystem, FsClass};
 pub use fs::MAX_RESERVATION;
+pub use live_image::{LiveImage, Rebuilt};
 pub use map::{MapOptions, MapSync, Mapping};
 #[cfg(feature = "tokio")]
 pub use notify::ChangeStream;
@@ -102,7 +105,8 @@ pub use reader::{Changes, Reader};
 pub use shared::SharedWriter;
 pub use store::StateFiles;
 pub use sys::{Advice, Discard, Flush, Protection};
-pub use writer::{Txn, Writer};
+pub use txn::Txn;
+pub use writer::Writer;
 
 /// The README's example, compiled by `cargo test --doc` (not run: it would
 /// leave `state.db` in the crate's directory), so that what users copy

@@ -13,9 +13,6 @@ pub const DEFAULT_RESERVATION: u64 = 1 << 30;
 /// The log's default size (it grows only for a single commit larger than it).
 pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
 
-/// The smallest log.
-const MIN_LOG_SIZE: u64 = 64 << 10;
-
 /// The default interval between two updates of the files' mtimes.
 pub(crate) const DEFAULT_MTIME_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -103,6 +100,7 @@ pub struct WriterOptions {
     pub(crate) mode: u32,
     pub(crate) log_size: u64,
     pub(crate) mtime_interval: Option<Duration>,
+    pub(crate) allow_unsuitable_filesystem: bool,
 }
 
 impl Default for WriterOptions {
@@ -125,6 +123,7 @@ impl WriterOptions {
             mode: 0o600,
             log_size: DEFAULT_LOG_SIZE,
             mtime_interval: Some(DEFAULT_MTIME_INTERVAL),
+            allow_unsuitable_filesystem: false,
         }
     }
 
@@ -170,12 +169,14 @@ impl WriterOptions {
         self
     }
 
-    /// Size of a new log file (default 64 MiB, at least 64 KiB). A full log
-    /// triggers a checkpoint, so a smaller log means more frequent, smaller
-    /// checkpoints; a single commit larger than the log grows it.
+    /// Size of a new log file: default 64 MiB; smaller sizes are raised to
+    /// 64 KiB, and a size over 4 GiB is refused at open
+    /// (`Error::InvalidSize`). A full log triggers a checkpoint, so a
+    /// smaller log means more frequent, smaller checkpoints; a single commit
+    /// larger than the log grows it (up to 4 GiB).
     #[must_use]
     pub fn log_size(mut self, bytes: u64) -> Self {
-        self.log_size = bytes.max(MIN_LOG_SIZE).next_multiple_of(PAGE);
+        self.log_size = bytes;
         self
     }
 
@@ -190,17 +191,34 @@ impl WriterOptions {
         self
     }
 
-    /// Permission bits of the files of a new state (default 0600).
+    /// Permission bits of the files of a new state (default 0600; only
+    /// `0o777` of it: no set-user-id, set-group-id or sticky bit). The log,
+    /// the journal and the live image get the durable file's bits.
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
+        self.mode = mode & 0o777;
         self
     }
 
-    /// The options a reader of the same state needs (the live directory).
+    /// Open a state on a filesystem where mapstate's guarantees cannot hold
+    /// (NFS, CIFS, FUSE, 9p, ramfs), which is refused otherwise
+    /// (`Error::UnsuitableFilesystem`). What is lost there: readers on other
+    /// hosts see stale states (each host has its own live image), and locks,
+    /// shared mappings and syncs are whatever the server makes of them, so
+    /// two writers on two hosts, torn states after a crash, and lost commits
+    /// are all possible.
+    #[must_use]
+    pub fn allow_unsuitable_filesystem(mut self, yes: bool) -> Self {
+        self.allow_unsuitable_filesystem = yes;
+        self
+    }
+
+    /// The options a reader of the same state needs (the live directory,
+    /// and whether an unsuitable filesystem is allowed).
     pub fn reader(&self) -> ReaderOptions {
         ReaderOptions {
             live_dir: self.live_dir.clone(),
+            allow_unsuitable_filesystem: self.allow_unsuitable_filesystem,
         }
     }
 }
@@ -210,6 +228,7 @@ impl WriterOptions {
 #[derive(Clone, Debug, Default)]
 pub struct ReaderOptions {
     pub(crate) live_dir: Option<PathBuf>,
+    pub(crate) allow_unsuitable_filesystem: bool,
 }
 
 impl ReaderOptions {
@@ -223,6 +242,14 @@ impl ReaderOptions {
     #[must_use]
     pub fn live_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.live_dir = Some(dir.into());
+        self
+    }
+
+    /// Open a state on a filesystem where mapstate's guarantees cannot hold
+    /// (see [`WriterOptions::allow_unsuitable_filesystem`]).
+    #[must_use]
+    pub fn allow_unsuitable_filesystem(mut self, yes: bool) -> Self {
+        self.allow_unsuitable_filesystem = yes;
         self
     }
 

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::change::{Change, Event, push_missed};
 use crate::error::{Error, Result};
 use crate::format::{PAGE, live};
-use crate::fs::{self, Open};
+use crate::fs::{self, Open, Owner};
+use crate::live_image::LiveImage;
 use crate::offset::Offset;
 use crate::options::{Durability, ReaderOptions};
 use crate::store::StateFiles;
@@ -27,6 +28,18 @@ use crate::store::log::Log;
 use crate::store::notify_word::announce;
 use crate::store::recovery;
 use crate::writer::Writer;
+
+/// How long the sequence lock may stay odd before a reader asks whether the
+/// writer is still alive.
+const STUCK: Duration = Duration::from_millis(1);
+
+/// How often a reader whose live image names no writer asks the kernel
+/// whether a writer it cannot see has the state open.
+const VISIBLE_CHECK: Duration = Duration::from_millis(10);
+
+/// How long a wait for a change sleeps at most while no writer has this
+/// reader's live image, before it asks that question again.
+const NO_WRITER_NAP: Duration = Duration::from_secs(1);
 
 /// A reader of a state, in any process. `Send + Sync`: one reader (in an
 /// `Arc`) serves many threads.
@@ -41,7 +54,7 @@ use crate::writer::Writer;
 /// let mut t = w.begin();
 /// *t.get_mut::<u64>(Offset::new(8))? = 42;
 /// let seq = t.commit()?;
-/// assert_eq!(r.wait_for_change(0, None), Some(seq));
+/// assert_eq!(r.wait_for_change(0, None)?, Some(seq));
 /// assert_eq!(r.read::<u64>(Offset::new(8))?, 42);
 /// # w.remove()?;
 /// # Ok(()) }
@@ -51,11 +64,18 @@ pub struct Reader {
     file: File,
     files: StateFiles,
     live: Live,
+    /// Where the live image came from.
+    origin: LiveImage,
+    /// Who owns the state.
+    owner: Owner,
     opts: ReaderOptions,
     file_id: [u8; 16],
     max_size: u64,
     /// The log, opened read-only the first time a long read needs it.
     log: Mutex<Option<Log>>,
+    /// When (coarse clock, ns) this reader last checked that no writer it
+    /// cannot see has the state open ([`Reader::check_visible`]).
+    last_visible_check: AtomicU64,
 }
 
 impl ReaderOptions {
@@ -79,17 +99,21 @@ impl Reader {
 
     fn open_with(path: &Path, opts: &ReaderOptions) -> Result<Self> {
         let file = fs::open_file(path, Open::Read)?;
+        fs::check_filesystem(&file, path, opts.allow_unsuitable_filesystem)?;
         let files = StateFiles::of_open(path, &file, opts.live_dir_path())?;
         let d = Durable::open(file, path)?;
-        let live = recovery::open_live(&d, &files, Role::Reader)?;
+        let (live, origin) = recovery::open_live(&d, &files, Role::Reader)?;
         Ok(Self {
             file_id: d.header.file_id,
             max_size: d.header.max_size.get(),
+            owner: d.owner,
             file: d.file,
             files,
             live,
+            origin,
             opts: opts.clone(),
             log: Mutex::new(None),
+            last_visible_check: AtomicU64::new(0),
         })
     }
 
@@ -112,6 +136,7 @@ impl Reader {
     /// returns that state's sequence number. Never blocks the writer; retries
     /// while a commit is being applied.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<u64> {
+        self.check_visible()?;
         // The common case in a few loads: no commit in flight, the range
         // already mapped. Anything else takes the general path.
         let live = &self.live;
@@ -155,20 +180,84 @@ impl Reader {
     /// the log, the records of the commits that landed meanwhile, which
     /// yields exactly the state of the last of them.
     pub fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> Result<u64> {
-        for _ in 0..4 {
-            let s0 = self.stable_seqlock()?;
-            let len = self.live.len_word().load(Ordering::Relaxed);
-            let bounds = check_requests(reqs, len);
-            if bounds.is_ok() {
-                self.copy_requests(reqs, len)?;
-            }
-            if self.live.seqlock().unchanged(s0) {
-                return bounds.map(|()| s0 / 2);
-            }
+        self.check_visible()?;
+        self.read_consistent(reqs).map(|(seq, _)| seq)
+    }
+
+    /// Fails if a writer has the state open whose live image is not the one
+    /// this reader maps (it is in another mount namespace, or it started
+    /// after this reader built a private live image): reading on would
+    /// silently give an old state. While the live image names a writer (its
+    /// pid), that writer is this image's and nothing is checked; otherwise
+    /// the kernel is asked at most every [`VISIBLE_CHECK`] (a coarse clock
+    /// read per read in between).
+    #[inline]
+    fn check_visible(&self) -> Result<()> {
+        if self.live.writer_pid().load(Ordering::Relaxed) != 0 {
+            return Ok(());
         }
+        let now = crate::sys::coarse_now().as_nanos() as u64;
+        let last = self.last_visible_check.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < VISIBLE_CHECK.as_nanos() as u64 {
+            return Ok(());
+        }
+        self.last_visible_check.store(now, Ordering::Relaxed);
+        self.check_visible_now()
+    }
+
+    /// [`Reader::check_visible`] without the rate limit.
+    #[cold]
+    fn check_visible_now(&self) -> Result<()> {
+        // Twice, a few milliseconds apart: a writer that is opening holds
+        // the writer lock a moment before it takes the build lock.
+        for _ in 0..2 {
+            if !self.has_writer()?
+                || self.live.writer_holds()?
+                || lock::build_lock_held(&self.file, self.path())?
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Err(Error::WriterNotVisible {
+            path: self.path().into(),
+            why: match self.origin {
+                LiveImage::Private(_) => "a writer opened the state after this reader built \
+                                          its own live image"
+                    .into(),
+                _ => {
+                    "a writer has the state open with a live image this process does not map".into()
+                }
+            },
+        })
+    }
+
+    /// The bytes of every request from one committed state, and that
+    /// state's sequence number and length.
+    ///
+    /// Never waits on a dead writer: plain sequence-lock reads are tried; if
+    /// commits keep landing during the copies, the reader catches up from
+    /// the log; if the log cannot say where the writer is (it restarted at a
+    /// checkpoint meanwhile, or the writer died before it published its
+    /// position), plain reads are tried again, and with no writer left they
+    /// succeed, as nothing changes any more. A writer that died in the
+    /// middle of a commit is detected within a few milliseconds
+    /// ([`Reader::stable_seqlock`]).
+    fn read_consistent(&self, reqs: &mut [(u64, &mut [u8])]) -> Result<(u64, u64)> {
         loop {
-            if let Some(seq) = self.read_catching_up(reqs)? {
-                return Ok(seq);
+            for _ in 0..4 {
+                let s0 = self.stable_seqlock()?;
+                let len = self.live.len_word().load(Ordering::Relaxed);
+                let bounds = check_requests(reqs, len);
+                if bounds.is_ok() {
+                    self.copy_requests(reqs, len)?;
+                }
+                if self.live.seqlock().unchanged(s0) {
+                    return bounds.map(|()| (s0 / 2, len));
+                }
+            }
+            if let Some(done) = self.read_catching_up(reqs)? {
+                return Ok(done);
             }
             std::thread::yield_now();
         }
@@ -193,10 +282,11 @@ impl Reader {
         Ok(())
     }
 
-    /// One copy, then the log records of the commits that landed during it.
+    /// One copy, then the log records of the commits that landed during it:
+    /// the sequence number and length of the state the buffers then hold.
     /// `None`: try again (the log was reset by a checkpoint meanwhile, or the
-    /// writer has not yet published where its last record ends).
-    fn read_catching_up(&self, reqs: &mut [(u64, &mut [u8])]) -> Result<Option<u64>> {
+    /// writer has not published where its last record ends, or died first).
+    fn read_catching_up(&self, reqs: &mut [(u64, &mut [u8])]) -> Result<Option<(u64, u64)>> {
         let s0 = self.stable_seqlock()?;
         let Some(from) = self.live.log_position() else {
             return Ok(None);
@@ -210,7 +300,7 @@ impl Reader {
             self.copy_requests(reqs, len)?;
         }
         if self.live.seqlock().unchanged(s0) {
-            return bounds.map(|()| Some(s0 / 2));
+            return bounds.map(|()| Some((s0 / 2, len)));
         }
         // The copy may hold bytes of every commit up to `need` (the one being
         // applied when it ended, if any): catch up at least that far.
@@ -233,23 +323,25 @@ impl Reader {
         let mut guard = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         let log = match &mut *guard {
             Some(log) => log,
-            empty => empty.insert(Log::open_for_reading(self.files.log(), &self.file_id)?),
+            empty => empty.insert(Log::open_for_reading(
+                self.files.log(),
+                &self.file_id,
+                self.owner,
+            )?),
         };
         log.refresh()?;
         let mut last_len = len;
         let end = log.scan_to(from, seq1, self.max_size, |r| {
+            if let Some((off, l)) = r.zero {
+                overlay(reqs, off, l, |_, dst| dst.fill(0));
+            }
             let mut at = 0usize;
             for &(off, l) in &r.ranges {
                 let data = &r.data[at..at + l as usize];
                 at += l as usize;
-                for (o, b) in reqs.iter_mut() {
-                    let start = off.max(*o);
-                    let stop = (off + l).min(*o + b.len() as u64);
-                    if start < stop {
-                        b[(start - *o) as usize..(stop - *o) as usize]
-                            .copy_from_slice(&data[(start - off) as usize..(stop - off) as usize]);
-                    }
-                }
+                overlay(reqs, off, l, |from, dst| {
+                    dst.copy_from_slice(&data[from..from + dst.len()]);
+                });
             }
             last_len = r.new_len;
             Ok(())
@@ -258,32 +350,41 @@ impl Reader {
             return Ok(None); // the records were overwritten: the log restarted
         }
         check_requests(reqs, last_len)?;
-        Ok(Some(seq1))
+        Ok(Some((seq1, last_len)))
     }
 
     /// Waits while the writer applies a commit (the sequence lock is odd);
+    /// if the lock stays odd for a millisecond, asks the kernel whether a
+    /// writer still holds the writer lock (again every millisecond), and
     /// repairs the state if the writer died there.
     fn wait_out_apply(&self, stuck: u64) -> Result<()> {
-        for i in 0..100_000u32 {
+        let (mut spins, mut since) = (0, None);
+        loop {
             if self.live.seqlock().load() != stuck {
                 return Ok(());
             }
-            if i < 64 {
+            if spins < 64 {
+                spins += 1;
                 std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+                continue;
+            }
+            std::thread::yield_now();
+            let t = *since.get_or_insert_with(Instant::now);
+            if t.elapsed() >= STUCK {
+                return self.check_writer_alive(stuck);
             }
         }
-        self.check_writer_alive(stuck)
     }
 
-    /// A sequence lock word stuck odd for thousands of spins: if the writer
-    /// is dead, finish its commit (when this process may write the files).
+    /// A sequence lock word stuck odd for a while: if the writer is dead,
+    /// finish its commit (when this process may write the files), else
+    /// fail with `Error::WriterDied`.
     fn check_writer_alive(&self, stuck: u64) -> Result<()> {
         if self.has_writer()? || self.live.seqlock().load() != stuck {
             return Ok(());
         }
-        let mut opts = Writer::options();
+        let mut opts =
+            Writer::options().allow_unsuitable_filesystem(self.opts.allow_unsuitable_filesystem);
         if let Some(d) = self.opts.live_dir_path() {
             opts = opts.live_dir(d);
         }
@@ -299,14 +400,16 @@ impl Reader {
         }
     }
 
-    /// A copy of the whole state at one commit: `(sequence number, bytes)`.
+    /// A copy of the whole state at one commit: `(sequence number, bytes)`,
+    /// the bytes as long as the state was at that commit.
     pub fn snapshot(&self) -> Result<(u64, Vec<u8>)> {
+        self.check_visible()?;
         loop {
-            let len = self.len();
-            let mut buf = vec![0u8; len as usize];
-            match self.read_at(0, &mut buf) {
-                Ok(seq) => return Ok((seq, buf)),
-                Err(Error::OutOfBounds { .. }) => {} // shrank meanwhile: retry
+            let mut buf = vec![0u8; self.len() as usize];
+            match self.read_consistent(&mut [(0, &mut buf[..])]) {
+                Ok((seq, len)) if len == buf.len() as u64 => return Ok((seq, buf)),
+                // The length changed meanwhile: again with the new one.
+                Ok(_) | Err(Error::OutOfBounds { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -314,24 +417,32 @@ impl Reader {
 
     /// Sleeps until a commit newer than `after` is published, or `timeout`
     /// passes: `Some` of the newest sequence number, or `None` if the
-    /// timeout passed first.
-    pub fn wait_for_change(&self, after: u64, timeout: Option<Duration>) -> Option<u64> {
+    /// timeout passed first. Fails with `Error::WriterNotVisible` if a
+    /// writer this reader cannot see opens the state meanwhile (while no
+    /// writer has this live image, the sleep wakes once a second to ask).
+    pub fn wait_for_change(&self, after: u64, timeout: Option<Duration>) -> Result<Option<u64>> {
         // A timeout too far out to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let now = self.seq();
             if now > after {
-                return Some(now);
+                return Ok(Some(now));
             }
+            self.check_visible()?;
             let remaining = match (deadline, timeout) {
                 (Some(d), _) => match d.checked_duration_since(Instant::now()) {
                     Some(r) if !r.is_zero() => Some(r),
-                    _ => return None,
+                    _ => return Ok(None),
                 },
                 (None, Some(t)) => Some(t),
                 (None, None) => None,
             };
-            self.wait_once(after, remaining, None);
+            let nap = if self.live.writer_pid().load(Ordering::Relaxed) == 0 {
+                Some(remaining.map_or(NO_WRITER_NAP, |r| r.min(NO_WRITER_NAP)))
+            } else {
+                remaining
+            };
+            self.wait_once(after, nap, None);
         }
     }
 
@@ -393,7 +504,10 @@ impl Reader {
             match self.live.ring().read(s) {
                 Some((ranges, widened)) => out.push(Event::Change(Change {
                     seq: s,
-                    ranges: ranges.into_iter().map(|(o, l)| o..o + l).collect(),
+                    ranges: ranges
+                        .into_iter()
+                        .map(|(o, l)| o..o.saturating_add(l))
+                        .collect(),
                     widened,
                 })),
                 None => push_missed(&mut out, s),
@@ -405,9 +519,9 @@ impl Reader {
     /// Sleeps until a commit newer than `after` is published (or `timeout`
     /// passes), then returns what [`Reader::changes_since`] does (nothing
     /// if the timeout passed first).
-    pub fn wait_changes(&self, after: u64, timeout: Option<Duration>) -> Vec<Event> {
-        self.wait_for_change(after, timeout);
-        self.changes_since(after)
+    pub fn wait_changes(&self, after: u64, timeout: Option<Duration>) -> Result<Vec<Event>> {
+        self.wait_for_change(after, timeout)?;
+        Ok(self.changes_since(after))
     }
 
     /// A blocking iterator over the commits published from now on.
@@ -438,6 +552,12 @@ impl Reader {
         &self.files
     }
 
+    /// Where the live image this reader maps came from: kept, rebuilt from
+    /// the files on disk, or built for this reader alone, and why.
+    pub fn live_image(&self) -> LiveImage {
+        self.origin
+    }
+
     /// Where the live image (the committed state now, which every process
     /// maps) is (see [`StateFiles::live`]).
     pub fn live_path(&self) -> &Path {
@@ -452,15 +572,17 @@ impl Reader {
     }
 
     /// The pid of the writer that has the state open, as it recorded it in
-    /// the live image (in its own pid namespace); `None` when no writer
-    /// holds the lock, or while one is still opening the state and has not
-    /// recorded its pid yet (see [`Reader::has_writer`]).
+    /// the live image; `None` when no writer holds the lock, while one is
+    /// still opening the state and has not recorded its pid yet (see
+    /// [`Reader::has_writer`]), or when the writer runs in another pid
+    /// namespace (where its pid means nothing here).
     pub fn writer_pid(&self) -> Result<Option<u32>> {
         if !self.has_writer()? {
             return Ok(None);
         }
         let pid = self.live.writer_pid().load(Ordering::Acquire);
-        Ok((pid != 0).then_some(pid))
+        let ns = self.live.writer_pidns().load(Ordering::Relaxed);
+        Ok((pid != 0 && ns == crate::sys::pid_namespace()).then_some(pid))
     }
 
     /// The durability the writer holding the state commits with (from the
@@ -517,7 +639,9 @@ impl Reader {
     }
 }
 
-/// The blocking iterator of [`Reader::changes`]: never ends.
+/// The blocking iterator of [`Reader::changes`]: never ends, but yields an
+/// error if a writer this reader cannot see opens the state (and then
+/// goes on trying).
 #[derive(Debug)]
 pub struct Changes<'r> {
     reader: &'r Reader,
@@ -526,15 +650,33 @@ pub struct Changes<'r> {
 }
 
 impl Iterator for Changes<'_> {
-    type Item = Event;
+    type Item = Result<Event>;
 
-    fn next(&mut self) -> Option<Event> {
+    fn next(&mut self) -> Option<Result<Event>> {
         loop {
             if let Some(e) = self.pending.next() {
                 self.seen = e.seq();
-                return Some(e);
+                return Some(Ok(e));
             }
-            self.pending = self.reader.wait_changes(self.seen, None).into_iter();
+            match self.reader.wait_changes(self.seen, None) {
+                Ok(events) => self.pending = events.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Calls `f(offset in the range, part of a buffer)` for the part of each
+/// request's buffer that the range `off..off + len` of the state covers.
+fn overlay(reqs: &mut [(u64, &mut [u8])], off: u64, len: u64, mut f: impl FnMut(usize, &mut [u8])) {
+    for (o, b) in reqs.iter_mut() {
+        let start = off.max(*o);
+        let stop = (off + len).min(*o + b.len() as u64);
+        if start < stop {
+            f(
+                (start - off) as usize,
+                &mut b[(start - *o) as usize..(stop - *o) as usize],
+            );
         }
     }
 }

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::sys;
-use crate::writer::{Txn, Writer};
+use crate::txn::Txn;
+use crate::writer::Writer;
 
 /// A [`Writer`] shared by threads (`Send + Sync`), with group commit.
 #[derive(Debug)]

@@ -128,3 +128,22 @@ pub fn deadline() -> Duration {
 pub fn pending() -> Option<i32> {
     sys::pending()
 }
+
+/// Puts mapstate's SIGSEGV and SIGBUS handler back in front, after the
+/// program installed handlers of its own for them.
+///
+/// Extend-on-write (`Txn::extend_on_write`, `MapOptions::extend_on_write`)
+/// grows files from a process-wide handler of SIGSEGV and SIGBUS, installed
+/// when the first growable region is made; it passes every fault outside
+/// mapstate's regions, and every SIGSEGV or SIGBUS that a process sends
+/// (`kill -SEGV`: `si_code` of zero or less), to the disposition that was in
+/// place before it (by default: death, with a core dump). A program that
+/// installs its own handler *after* that takes the growth faults itself,
+/// and a store past the mapped part then crashes (or loops in the
+/// program's handler). Call this after installing yours: yours becomes the
+/// disposition mapstate passes the other faults to. Nothing happens if no
+/// growable region was ever made. The C API has the same call,
+/// `mapstate_reinstall_fault_handler()`.
+pub fn reinstall_fault_handler() {
+    crate::sys::grow::reinstall();
+}

@@ -7,7 +7,7 @@
 //! `docs/DESIGN.md` says what a crash at each step leaves and how recovery
 //! repairs it.
 
-/// A numbered step of the commit (1–7), checkpoint (12–15) or recovery
+/// A numbered step of the commit (1–8), checkpoint (12–15) or recovery
 /// (21) path, where a test can kill the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -27,6 +27,9 @@ pub enum Step {
     Applied = 6,
     /// The commit is published and waiters are woken.
     Published = 7,
+    /// The commit is visible (the sequence lock even, waiters woken), but
+    /// the log position readers catch up from is not published yet.
+    Visible = 8,
     /// The checkpoint journal is written and synced.
     JournalSynced = 12,
     /// Half of the journal's pages are written into the durable image.
@@ -41,13 +44,14 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order a commit then a checkpoint reaches them.
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::RecordRanges,
         Step::RecordBytes,
         Step::Appended,
         Step::ApplyBegun,
         Step::ApplyHalf,
         Step::Applied,
+        Step::Visible,
         Step::Published,
         Step::JournalSynced,
         Step::DurableHalf,
@@ -171,6 +175,6 @@ mod tests {
         for s in Step::ALL {
             assert_eq!(Step::from_number(s.number()), Some(s));
         }
-        assert_eq!(Step::from_number(8), None);
+        assert_eq!(Step::from_number(9), None);
     }
 }

@@ -1,38 +1,33 @@
-//! [`Writer`]: the single writer of a state, and [`Txn`], one of its
-//! transactions. The writer holds the writer lock (an OFD lock the kernel
-//! drops when the holder dies), the store (durable image, log, live image)
-//! and its private view, which transactions change: explicit changes
-//! ([`Txn::write_at`], [`Txn::get_mut`]) are recorded as they are made, free
-//! stores into [`Txn::as_mut_slice`] or [`Txn::extend_on_write`] are found
-//! at commit. A commit is appended to the log, then copied into the live
-//! image under the sequence lock and published; checkpoints move commits
-//! into the durable image. Dropping a transaction discards it.
+//! [`Writer`]: the single writer of a state. It holds the writer lock (an
+//! OFD lock the kernel drops when the holder dies), the store (durable
+//! image, log, live image) and its private view, which transactions change
+//! (`txn.rs`: `Txn`, and `Writer::begin`). A commit is appended to the log,
+//! then copied into the live image under the sequence lock and published;
+//! checkpoints move commits into the durable image.
 //!
 //! `docs/DESIGN.md` lists every step of the commit path and what a crash
 //! at each step leaves.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
-
 use crate::error::{Error, Result};
-use crate::format::{self, PAGE};
-use crate::fs::{self, Open};
+use crate::format::PAGE;
+use crate::fs;
+use crate::live_image::LiveImage;
 use crate::mtime::MtimeClock;
-use crate::offset::Offset;
 use crate::options::{Durability, WriterOptions};
-use crate::store::durable::Durable;
+use crate::store::durable::{self, COUNTER_LIMIT, Durable};
 use crate::store::live::Live;
-use crate::store::lock;
-use crate::store::log::{Log, LogPosition};
+use crate::store::lock::{self, BuildLock};
+use crate::store::log::{self, Log};
 use crate::store::pages::PageSet;
 use crate::store::recovery::{self, Recovered};
 use crate::store::syncer::Syncer;
-use crate::store::view::{View, push_range};
+use crate::store::view::View;
 use crate::store::{StateFiles, checkpoint};
-use crate::sys::{self, LockWait};
+use crate::sys;
 use crate::testing::{self, Step};
 
 /// The single writer of a state.
@@ -61,6 +56,8 @@ pub struct Writer {
     log: Log,
     pub(crate) live: Live,
     files: StateFiles,
+    /// Where the live image came from when the writer opened.
+    origin: LiveImage,
     /// Last committed sequence number.
     seq: u64,
     /// Committed length.
@@ -101,27 +98,25 @@ impl Writer {
     }
 
     fn open_with(path: &Path, opts: &WriterOptions) -> Result<Self> {
-        let how = if opts.create {
-            Open::Create(opts.mode)
-        } else {
-            Open::ReadWrite
-        };
-        let file = fs::open_file(path, how)?;
-        let files = StateFiles::of_open(path, &file, opts.live_dir.as_deref())?;
-        let wait = if opts.wait_for_lock {
-            LockWait::Block
-        } else {
-            LockWait::Try
-        };
-        lock::take_writer_lock(&file, &files, wait)?;
         let Recovered {
+            files,
             durable,
             log,
             live,
+            origin,
             changed,
             ahead_of_log,
-        } = recovery::recover(file, &files, opts)?;
+            new_epoch,
+        } = recovery::open_writer(path, opts)?;
         let (seq, _) = live.applied();
+        // A file near the limit was altered (see `COUNTER_LIMIT`): refuse
+        // it here rather than fail commits and checkpoints later.
+        if seq >= COUNTER_LIMIT / 2 || durable.header.generation.get() >= COUNTER_LIMIT / 2 {
+            return Err(durable::at_counter_limit(
+                &durable.path,
+                "sequence number or checkpoint generation",
+            ));
+        }
         let len = live.len_word().load(Ordering::Acquire);
         let view = View::new(&live, durable.header.max_size.get())?;
         let syncer = match opts.durability {
@@ -138,6 +133,7 @@ impl Writer {
             log,
             live,
             files,
+            origin,
             seq,
             len,
             pending: Pending::new(len),
@@ -153,13 +149,20 @@ impl Writer {
             // lost): make them durable now with a full checkpoint.
             let max = w.max_size();
             w.changed.mark(0, len, max);
+        }
+        if ahead_of_log || new_epoch {
+            // A new epoch before the first append (see `store::recovery`).
             w.checkpoint()?;
+            w.live.set_rebuilt(false);
         }
         w.view.map_to(len, &w.live.path)?;
         w.live.publish_log(w.log.position());
         w.live
             .writer_durability()
             .store(opts.durability.to_word(), Ordering::Relaxed);
+        w.live
+            .writer_pidns()
+            .store(sys::pid_namespace(), Ordering::Relaxed);
         w.live.writer_pid().store(sys::getpid(), Ordering::Release);
         // A writer killed between publishing a commit and waking its waiters
         // left them asleep: wake everyone once (they re-check and sleep again).
@@ -175,6 +178,12 @@ impl Writer {
     /// The files of this state.
     pub fn files(&self) -> &StateFiles {
         &self.files
+    }
+
+    /// Where the live image came from when this writer opened the state:
+    /// kept, or rebuilt from the files on disk, and why.
+    pub fn live_image(&self) -> LiveImage {
+        self.origin
     }
 
     /// The sequence number of the last commit (0 for a new state).
@@ -222,13 +231,6 @@ impl Writer {
         self.poisoned.get_or_insert_with(|| cause.to_owned());
     }
 
-    /// Starts a transaction. Nothing it changes is visible to anyone else
-    /// until [`Txn::commit`]; dropping it discards it.
-    pub fn begin(&mut self) -> Txn<'_> {
-        self.pending.reset(self.len);
-        Txn::new(self)
-    }
-
     pub(crate) fn check_poison(&mut self) -> Result<()> {
         if self.poisoned.is_none()
             && let Some(cause) = self.syncer.as_ref().and_then(Syncer::failure)
@@ -244,9 +246,15 @@ impl Writer {
         }
     }
 
-    /// Makes a failure sticky: every later operation reports it.
+    /// Makes a failure sticky if it must be: every later operation reports
+    /// it. A failed sync must (the kernel may have dropped the dirty pages,
+    /// so a retry could falsely succeed), and so must an I/O error; a full
+    /// disk, a size limit or a bad argument leaves the writer usable (the
+    /// failed call changed nothing that was durable).
     fn poison<T>(&mut self, r: Result<T>) -> Result<T> {
-        if let Err(e) = &r {
+        if let Err(e) = &r
+            && is_sticky(e)
+        {
             self.poisoned.get_or_insert_with(|| e.to_string());
         }
         r
@@ -270,8 +278,7 @@ impl Writer {
             self.seq,
             self.len,
         )?;
-        self.log
-            .set_position(LogPosition::start(self.seq, header.log_salt.get()));
+        self.log.restart(&header);
         self.live.publish_log(self.log.position());
         self.changed.clear();
         Ok(())
@@ -280,12 +287,22 @@ impl Writer {
     /// Checkpoints and closes, reporting any error (dropping does the same
     /// but can only ignore errors).
     pub fn close(mut self) -> Result<()> {
+        let r = self.final_checkpoint();
+        self.release();
+        r
+    }
+
+    /// A checkpoint if the log holds records; on success, the files hold
+    /// everything synced, which the next writer need not sync again.
+    fn final_checkpoint(&mut self) -> Result<()> {
         let r = if self.log.used() > 0 {
             self.checkpoint()
         } else {
             self.check_poison()
         };
-        self.release();
+        if r.is_ok() {
+            self.live.set_files_synced(true);
+        }
         r
     }
 
@@ -295,7 +312,10 @@ impl Writer {
     /// as it was.
     pub fn remove(mut self) -> Result<()> {
         self.release();
-        for p in self.files.all() {
+        // No reader may be building a live image meanwhile.
+        let _build = BuildLock::take(&self.durable.file, self.files.durable())?;
+        let temps = self.files.temporaries();
+        for p in temps.iter().map(PathBuf::as_path).chain(self.files.all()) {
             if let Err(e) = std::fs::remove_file(p) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     return Err(Error::io("unlink", p, e));
@@ -325,9 +345,22 @@ impl Writer {
         let r = self.commit_ranges(&mut ranges, durability);
         self.pending.ranges = ranges;
         if r.is_ok() {
+            self.note_view_writes();
             self.pending.reset(self.len);
         }
         r
+    }
+
+    /// After a transaction without free stores ends: what it wrote into the
+    /// view (its ranges, and the zeros of a shrink) is not a free store of
+    /// the next one.
+    fn note_view_writes(&mut self) {
+        if self.pending.free {
+            return;
+        }
+        let zeroed = self.pending.zero_from.map(|z| (z, u64::MAX - z));
+        let ranges = self.pending.ranges.iter().copied().chain(zeroed);
+        self.view.note_written(ranges);
     }
 
     fn commit_ranges(
@@ -348,12 +381,24 @@ impl Writer {
                 });
             }
         }
-        if ranges.is_empty() && new_len == self.len {
+        // A shrink in the transaction zeroes what it cut off (so that a later
+        // growth reads zeros); the record says so without carrying the zeros.
+        let zero = self
+            .pending
+            .zero_from
+            .filter(|&z| z < self.len)
+            .map(|z| (z, self.len - z));
+        if ranges.is_empty() && zero.is_none() && new_len == self.len {
             return Ok(self.seq);
         }
+        if self.seq >= COUNTER_LIMIT {
+            return Err(durable::at_counter_limit(
+                &self.durable.path,
+                "sequence number",
+            ));
+        }
         self.live.map_data(new_len.max(self.len))?;
-        let data: u64 = ranges.iter().map(|r| r.1).sum();
-        let total = format::record_len(ranges.len(), data);
+        let total = log::record_len(zero, ranges);
         if !self.log.fits(total) {
             self.checkpoint()?;
             if !self.log.fits_empty(total) {
@@ -369,7 +414,8 @@ impl Writer {
         // copy out of it under the sequence lock), so slices over both are
         // sound.
         let n = new_len.max(self.len).next_multiple_of(PAGE);
-        self.log.append(new_len, ranges, self.view.bytes(0, n));
+        self.log
+            .append(new_len, zero, ranges, self.view.bytes(0, n));
         debug_assert_eq!(self.log.position().seq, seq);
         testing::point(Step::Appended);
         if durability == Durability::Sync {
@@ -382,6 +428,10 @@ impl Writer {
         let max = self.max_size();
         let src = self.view.bytes(0, n);
         let dst = self.live.data_mut(n);
+        if let Some((off, len)) = zero {
+            dst[off as usize..(off + len) as usize].fill(0);
+            self.changed.mark(off, len, max);
+        }
         for (i, &(off, len)) in ranges.iter().enumerate() {
             if i == half {
                 testing::point(Step::ApplyHalf);
@@ -393,6 +443,7 @@ impl Writer {
         testing::point(Step::Applied);
         self.live.ring().write(seq, ranges, self.len, new_len);
         self.live.end_apply(seq, new_len);
+        testing::point(Step::Visible);
         self.live.publish_log(self.log.position());
         if self.mtime.due() {
             crate::mtime::touch(&[&self.durable.file, &self.live.file]);
@@ -425,8 +476,16 @@ impl Writer {
         if self.pending.free {
             // Drop every private page: the view reads the live image again.
             self.view.discard_all();
-        } else if self.live.map_data(self.pending.len).is_ok() {
+        } else if self.live.map_data(self.pending.extent()).is_ok() {
             self.view.restore(&self.live, &self.pending.ranges);
+            if let Some(z) = self.pending.zero_from {
+                // The zeros of a shrink, back to the committed bytes.
+                let end = self.pending.len.max(self.len).min(self.view.mapped());
+                if z < end {
+                    self.view.restore(&self.live, &[(z, end - z)]);
+                }
+            }
+            self.note_view_writes();
         } else {
             self.view.discard_all();
         }
@@ -437,15 +496,30 @@ impl Writer {
     }
 }
 
+/// Whether a failure must poison the writer (see [`Writer::poison`]).
+fn is_sticky(e: &Error) -> bool {
+    match e {
+        Error::NoSpace { .. } | Error::InvalidSize { .. } | Error::PastMaximum { .. } => false,
+        // A sync that failed for any reason; any other I/O failure but a
+        // full disk.
+        Error::Io { op, source, .. } => {
+            matches!(*op, "fdatasync" | "fsync")
+                || !matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        }
+        _ => true,
+    }
+}
+
 impl Drop for Writer {
     fn drop(&mut self) {
-        if self.closed {
-            return;
+        if !self.closed {
+            let _ = self.final_checkpoint();
+            self.release();
         }
-        if self.poisoned.is_none() && self.log.used() > 0 {
-            let _ = self.checkpoint();
-        }
-        self.release();
+        // Let go of the writer lock explicitly: a child forked meanwhile
+        // shares the lock's open file description until it execs, and would
+        // hold the lock on after this writer is gone.
+        lock::release_writer_lock(&self.durable.file);
     }
 }
 
@@ -470,6 +544,9 @@ pub(crate) struct Pending {
     pub(crate) len_rule: LenRule,
     /// Explicit changes.
     pub(crate) ranges: Vec<(u64, u64)>,
+    /// The shortest length a shrink (`set_len`) cut the state to: the
+    /// committed bytes past it are zeroed at commit.
+    pub(crate) zero_from: Option<u64>,
     /// Whether the view was handed out for free stores.
     pub(crate) free: bool,
 }
@@ -481,8 +558,17 @@ impl Pending {
             len,
             len_rule: LenRule::Kept,
             ranges: Vec::new(),
+            zero_from: None,
             free: false,
         }
+    }
+
+    /// The end of what the transaction wrote, or of its length.
+    pub(crate) fn extent(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|&(o, l)| o + l)
+            .fold(self.len, u64::max)
     }
 
     /// Empties it for the next transaction (keeping the ranges' memory).
@@ -490,213 +576,7 @@ impl Pending {
         self.len = len;
         self.len_rule = LenRule::Kept;
         self.ranges.clear();
+        self.zero_from = None;
         self.free = false;
-    }
-}
-
-/// One transaction of a [`Writer`].
-///
-/// ```
-/// # fn main() -> mapstate::Result<()> {
-/// use mapstate::{Offset, Writer};
-/// let dir = tempfile::tempdir().unwrap();
-/// let mut w = Writer::options().create(true).len(4096).open(dir.path().join("s"))?;
-/// let mut t = w.begin();
-/// t.write_at(0, b"hello")?;                    // an explicit change
-/// *t.get_mut::<u64>(Offset::new(64))? += 1;    // a typed one
-/// t.as_mut_slice()[4095] = 7;                  // a free store, found at commit
-/// t.commit()?;                                 // all or nothing
-/// # w.remove()?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct Txn<'w> {
-    w: &'w mut Writer,
-    done: bool,
-}
-
-impl<'w> Txn<'w> {
-    pub(crate) fn new(w: &'w mut Writer) -> Self {
-        Self { w, done: false }
-    }
-}
-
-impl Txn<'_> {
-    /// The length the state will have when this transaction commits.
-    #[allow(clippy::misnamed_getters)] // the transaction's length, not the committed one
-    pub fn len(&self) -> u64 {
-        self.w.pending.len
-    }
-
-    /// Whether that length is 0.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn check(&self, offset: u64, len: u64) -> Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len() => Ok(()),
-            _ => Err(Error::OutOfBounds {
-                offset,
-                len,
-                size: self.len(),
-            }),
-        }
-    }
-
-    /// Changes the state's length (growing reads as zeros; at most the maximum size).
-    pub fn set_len(&mut self, len: u64) -> Result<()> {
-        let max = self.w.max_size();
-        if len > max {
-            return Err(Error::InvalidSize {
-                what: "length",
-                size: len,
-                reason: format!("larger than the maximum size of {max} bytes"),
-            });
-        }
-        self.w.view.map_to(len, &self.w.live.path)?;
-        let p = &mut self.w.pending;
-        p.len_rule = LenRule::Set;
-        if len < p.len {
-            // Bytes past the new end must read as zeros if the state grows again.
-            let cut = p.len - len;
-            self.w.view.bytes_mut(len, cut).fill(0);
-            push_range(&mut p.ranges, len, cut);
-        }
-        p.len = len;
-        Ok(())
-    }
-
-    /// Writes `data` at `offset`.
-    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.check(offset, data.len() as u64)?;
-        self.w
-            .view
-            .bytes_mut(offset, data.len() as u64)
-            .copy_from_slice(data);
-        if !data.is_empty() {
-            push_range(&mut self.w.pending.ranges, offset, data.len() as u64);
-        }
-        Ok(())
-    }
-
-    /// Reads bytes at `offset`, including this transaction's own changes.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.check(offset, buf.len() as u64)?;
-        buf.copy_from_slice(self.w.view.bytes(offset, buf.len() as u64));
-        Ok(())
-    }
-
-    fn typed<T: KnownLayout>(&self, at: Offset<T>) -> Result<(u64, u64)> {
-        let offset = at.get();
-        let size = std::mem::size_of::<T>() as u64;
-        if offset % std::mem::align_of::<T>() as u64 != 0 {
-            return Err(misaligned::<T>(offset));
-        }
-        self.check(offset, size)?;
-        Ok((offset, size))
-    }
-
-    /// A reference to the `T` at `at` in this transaction's view.
-    pub fn get<T: FromBytes + KnownLayout + Immutable>(&self, at: Offset<T>) -> Result<&T> {
-        let (off, size) = self.typed(at)?;
-        T::ref_from_bytes(self.w.view.bytes(off, size)).map_err(|_| misaligned::<T>(off))
-    }
-
-    /// A mutable reference to the `T` at `at`; the whole `T` is part of the commit.
-    pub fn get_mut<T: FromBytes + IntoBytes + KnownLayout>(
-        &mut self,
-        at: Offset<T>,
-    ) -> Result<&mut T> {
-        let (off, size) = self.typed(at)?;
-        push_range(&mut self.w.pending.ranges, off, size);
-        T::mut_from_bytes(self.w.view.bytes_mut(off, size)).map_err(|_| misaligned::<T>(off))
-    }
-
-    /// The whole state, writable with plain stores (a C library filling a
-    /// buffer, say). The pages changed are found at commit by comparing the
-    /// view with the live image.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.hand_out_view();
-        let n = self.len();
-        self.w.view.bytes_mut(0, n)
-    }
-
-    /// Extend-on-write: the whole address range up to the maximum size,
-    /// writable with plain stores. Bytes past the state's length read as
-    /// zeros; a load or store past the mapped part grows the view (and the
-    /// live image) in chunks at stable addresses, from a SIGSEGV handler,
-    /// with no call by the program. At commit the state's length becomes the
-    /// end of the last page written (page granularity: the length is then a
-    /// multiple of 4096, or the maximum size), unless the transaction calls
-    /// [`Txn::set_len`], whose length is kept.
-    ///
-    /// If growth fails (the live image's filesystem is full, a memory limit)
-    /// the stores land in scratch pages and the commit fails with
-    /// [`Error::NoSpace`] (or another growth error), discarding the
-    /// transaction; nothing committed before is affected. A store in the
-    /// guard just past the maximum size (up to 1 MiB) fails the commit with
-    /// [`Error::PastMaximum`]; further out it is an ordinary segfault.
-    pub fn extend_on_write(&mut self) -> &mut [u8] {
-        self.hand_out_view();
-        let p = &mut self.w.pending;
-        if p.len_rule != LenRule::Set {
-            p.len_rule = LenRule::FollowsStores;
-        }
-        let n = self.w.max_size();
-        self.w.view.bytes_mut(0, n)
-    }
-
-    /// Marks the view handed out for free stores (which the commit then
-    /// looks for).
-    fn hand_out_view(&mut self) {
-        let path = self.w.live.path.clone();
-        self.w.view.track_free_stores(&path);
-        self.w.pending.free = true;
-    }
-
-    /// The whole state as this transaction sees it.
-    pub fn as_slice(&self) -> &[u8] {
-        self.w.view.bytes(0, self.len())
-    }
-
-    /// Makes every change of this transaction visible at once, with the
-    /// writer's durability. Returns the commit's sequence number (the
-    /// previous one if the transaction changed nothing).
-    pub fn commit(self) -> Result<u64> {
-        let d = self.w.durability();
-        self.commit_with(d)
-    }
-
-    /// As [`Txn::commit`] with another durability for this commit.
-    pub fn commit_with(mut self, durability: Durability) -> Result<u64> {
-        self.done = true;
-        let r = self.w.commit_pending(durability);
-        if r.is_err() {
-            self.w.abort_pending();
-        }
-        r
-    }
-
-    /// Discards every change of this transaction.
-    pub fn abort(mut self) {
-        self.done = true;
-        self.w.abort_pending();
-    }
-}
-
-impl Drop for Txn<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.w.abort_pending();
-        }
-    }
-}
-
-fn misaligned<T>(offset: u64) -> Error {
-    Error::Misaligned {
-        offset,
-        align: std::mem::align_of::<T>(),
-        type_name: std::any::type_name::<T>(),
     }
 }

@@ -390,7 +390,7 @@ fn every_test_again_without_write_tracking() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("test result: ok. 11 passed"), "{text}");
+    assert!(text.contains("test result: ok. 14 passed"), "{text}");
 }
 
 // ---------------------------------------------------------------------------
@@ -469,6 +469,189 @@ fn a_growable_mapping_grows_from_several_threads_and_by_write_at() {
     assert_eq!(
         &bytes[(40 * MIB) as usize..(40 * MIB + 11) as usize],
         b"by write_at"
+    );
+}
+
+/// Plain stores of `data` at `at`, as a C program attached with
+/// `mapstate_attach` makes them.
+fn store(m: &mut mapstate::Mapping, at: u64, data: &[u8]) {
+    let base = m.as_mut_ptr();
+    for (i, b) in data.iter().enumerate() {
+        // SAFETY: the callers stay inside the maximum size of an
+        // extend-on-write mapping: a store past the mapped part is mapped by
+        // the handler before it completes.
+        unsafe { base.wrapping_add(at as usize + i).write_volatile(*b) };
+    }
+}
+
+/// A fresh file holding `contents`, attached with extend-on-write.
+fn attach_file(dir: &Path, name: &str, contents: &[u8], max: u64) -> (PathBuf, mapstate::Mapping) {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    let m = attach(&p, max);
+    assert_eq!(m.len(), contents.len() as u64);
+    (p, m)
+}
+
+/// The file's bytes: `want` at their offsets, zero everywhere else.
+fn assert_file(p: &Path, len: u64, want: &[(u64, &[u8])]) {
+    let bytes = std::fs::read(p).unwrap();
+    assert_eq!(bytes.len() as u64, len, "the file's length");
+    let mut expect = vec![0u8; len as usize];
+    for &(at, data) in want {
+        expect[at as usize..at as usize + data.len()].copy_from_slice(data);
+    }
+    if let Some(i) = (0..bytes.len()).find(|&i| bytes[i] != expect[i]) {
+        panic!("byte {i} is {:#x}, want {:#x}", bytes[i], expect[i]);
+    }
+}
+
+/// The page that holds the high-water mark counts once it holds a non-zero
+/// byte past the mark: a second `write_at` just past the first one was
+/// dropped by `detach` (the scan started at the next page).
+#[test]
+fn a_write_in_the_page_of_the_high_water_mark_survives_detach() {
+    no_tracking_if_asked();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let p = dir.path().join("two");
+    let mut m = attach(&p, 64 * MIB);
+    m.write_at(0, b"thirteen byte").unwrap();
+    m.write_at(13, b"fourteen bytes").unwrap();
+    assert_eq!(m.high_water().unwrap(), PAGE, "page granularity");
+    assert_eq!(m.detach().unwrap(), PAGE);
+    assert_file(&p, PAGE, &[(0, b"thirteen bytefourteen bytes")]);
+}
+
+/// Plain stores past the end of a file whose length is not a whole number
+/// of pages, inside its last page (mapped already: no fault, no growth),
+/// are kept, also after a flush (writeback zeroes a page's bytes past the
+/// file's end). Bytes before the mark, zeros past it and a mark at a page
+/// boundary do not move it.
+#[test]
+fn stores_in_the_last_page_of_an_unaligned_file_survive_detach() {
+    no_tracking_if_asked();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let old = *b"thirty-three bytes of old content";
+    let tail = *b"forty bytes past the end, in its page!!!";
+
+    // Only the file's own (non-zero) bytes: the length stays.
+    let (p, mut m) = attach_file(dir.path(), "kept", &old, 64 * MIB);
+    assert_eq!(m.high_water().unwrap(), 33);
+    assert_eq!(m.detach().unwrap(), 33);
+    assert_file(&p, 33, &[(0, &old)]);
+
+    // Zeros past the end, and a load further out, change nothing.
+    let (p, mut m) = attach_file(dir.path(), "zeros", &old, 64 * MIB);
+    store(&mut m, 33, &[0; 100]);
+    // SAFETY: inside the maximum size; the handler maps the page.
+    let far = unsafe { m.as_ptr().wrapping_add(2 * PAGE as usize).read_volatile() };
+    assert_eq!(far, 0);
+    m.flush().unwrap();
+    assert_eq!(m.high_water().unwrap(), 33);
+    assert_eq!(m.detach().unwrap(), 33);
+    assert_file(&p, 33, &[(0, &old)]);
+
+    // The reported case: 40 bytes at 33.
+    let (p, mut m) = attach_file(dir.path(), "tail", &old, 64 * MIB);
+    store(&mut m, 33, &tail);
+    m.flush().unwrap();
+    // Read through the pointer: the part of the page past the file's end
+    // is no part of `len` until the mark is found.
+    // SAFETY: inside the first page, mapped since the open.
+    let back: Vec<u8> = (33..73)
+        .map(|i| unsafe { m.as_ptr().wrapping_add(i).read_volatile() })
+        .collect();
+    assert_eq!(back, tail, "a flush kept the stores");
+    assert_eq!(m.high_water().unwrap(), PAGE);
+    assert_eq!(m.detach().unwrap(), PAGE);
+    assert_file(&p, PAGE, &[(0, &old), (33, &tail)]);
+
+    // The last byte of the page, then a store ending at the next page's
+    // end, then one byte at a page boundary.
+    let (p, mut m) = attach_file(dir.path(), "edges", &old, 64 * MIB);
+    store(&mut m, PAGE - 1, b"x");
+    assert_eq!(m.high_water().unwrap(), PAGE);
+    store(&mut m, 2 * PAGE - 4, b"four");
+    assert_eq!(m.high_water().unwrap(), 2 * PAGE);
+    assert_eq!(
+        m.high_water().unwrap(),
+        2 * PAGE,
+        "a mark at a boundary stays"
+    );
+    store(&mut m, 2 * PAGE, b"y");
+    assert_eq!(m.high_water().unwrap(), 3 * PAGE);
+    assert_eq!(m.detach().unwrap(), 3 * PAGE);
+    assert_file(
+        &p,
+        3 * PAGE,
+        &[
+            (0, &old),
+            (PAGE - 1, b"x"),
+            (2 * PAGE - 4, b"four"),
+            (2 * PAGE, b"y"),
+        ],
+    );
+
+    // A maximum size that is not a whole number of pages caps the mark.
+    let (p, mut m) = attach_file(dir.path(), "capped", &old, PAGE + 904);
+    store(&mut m, PAGE + 903, b"z");
+    assert_eq!(m.high_water().unwrap(), PAGE + 904);
+    assert_eq!(m.detach().unwrap(), PAGE + 904);
+    assert_file(&p, PAGE + 904, &[(0, &old), (PAGE + 903, b"z")]);
+}
+
+/// A length set by `grow_to` or `shrink_to` is the mark; stores past it in
+/// its page count, and the file holds them: it covers that page even when
+/// the length was set inside the page mapped already (`grow_to` left the
+/// file shorter, and `detach` returned a length the file did not have).
+#[test]
+fn the_mark_set_by_grow_to_and_shrink_to_counts_the_rest_of_its_page() {
+    no_tracking_if_asked();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let old = *b"thirty-three bytes of old content";
+
+    // grow_to inside the page mapped at open, a store below the new length.
+    let (p, mut m) = attach_file(dir.path(), "inside", &old, 64 * MIB);
+    m.grow_to(100).unwrap();
+    assert_eq!(m.len(), 100);
+    store(&mut m, 50, b"q");
+    m.flush().unwrap();
+    assert_eq!(m.high_water().unwrap(), 100, "an explicit length is exact");
+    // trim to a mark inside a page, then write_at past it: the file grows
+    // over the rest of the page again.
+    assert_eq!(m.trim().unwrap(), 100);
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 100);
+    m.write_at(150, b"w").unwrap();
+    m.flush().unwrap();
+    assert_eq!(m.high_water().unwrap(), 151);
+    assert_eq!(m.detach().unwrap(), 151);
+    assert_file(&p, 151, &[(0, &old), (50, b"q"), (150, b"w")]);
+
+    // grow_to into a new page, then a store past it in that page.
+    let p = dir.path().join("grown");
+    let mut m = attach(&p, 64 * MIB);
+    m.grow_to(5000).unwrap();
+    assert_eq!(m.high_water().unwrap(), 5000);
+    m.write_at(3000, b"cut by the shrink").unwrap();
+    store(&mut m, 5000, b"past the set length");
+    assert_eq!(m.high_water().unwrap(), 2 * PAGE);
+
+    // shrink_to: the mark comes down with it, the bytes past it are gone,
+    // and a store past it in its page counts again.
+    m.shrink_to(100).unwrap();
+    assert_eq!(m.len(), 100);
+    assert_eq!(m.high_water().unwrap(), 100);
+    store(&mut m, 200, b"after the shrink");
+    m.flush().unwrap();
+    assert_eq!(m.high_water().unwrap(), PAGE);
+    assert_eq!(m.trim().unwrap(), PAGE);
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), PAGE);
+    store(&mut m, PAGE + 7, b"after the trim");
+    assert_eq!(m.detach().unwrap(), 2 * PAGE);
+    assert_file(
+        &p,
+        2 * PAGE,
+        &[(200, b"after the shrink"), (PAGE + 7, b"after the trim")],
     );
 }
 

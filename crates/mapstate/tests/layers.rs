@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
         "change",
         "signals",
         "mtime",
+        "live_image",
     ],
     &["fs", "options"],
     &["map"],
@@ -43,7 +44,7 @@ const LAYERS: &[&[&str]] = &[
     &["store::recovery"],
     &["store"],
     &["writer"],
-    &["reader"],
+    &["txn", "reader"],
     &["shared", "notify"],
     &["lib"],
 ];

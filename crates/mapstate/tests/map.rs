@@ -1307,8 +1307,8 @@ fn read_only_mapping_refuses_writes() {
 }
 
 #[test]
-fn read_only_filesystem_is_permission_denied() {
-    const NAME: &str = "read_only_filesystem_is_permission_denied";
+fn read_only_filesystem_is_its_own_error() {
+    const NAME: &str = "read_only_filesystem_is_its_own_error";
     if !is_root() {
         skip(NAME, "needs root to mount a tmpfs");
         return;
@@ -1323,18 +1323,17 @@ fn read_only_filesystem_is_permission_denied() {
     fs::write(&p, b"on a read-only fs").unwrap();
     mount.remount("remount,ro");
 
+    // Not "permission denied ... check the file's owner and mode".
     let e = MapOptions::new().open(&p).unwrap_err();
-    assert!(
-        matches!(e, Error::PermissionDenied { write: true, .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::ReadOnlyFilesystem { .. }), "{e:?}");
     assert_eq!(e.errno(), Some(libc::EROFS));
+    assert!(e.to_string().contains("read-only filesystem"), "{e}");
     let e = MapOptions::new()
         .create(true)
         .len(PAGE)
         .open(mnt.join("new"))
         .unwrap_err();
-    assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
+    assert!(matches!(e, Error::ReadOnlyFilesystem { .. }), "{e:?}");
     let m = MapOptions::new().read_only().open(&p).unwrap();
     assert_eq!(read_vec(&m, 0, 17), b"on a read-only fs");
     drop(m);

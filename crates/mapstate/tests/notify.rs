@@ -139,7 +139,7 @@ fn one_commit_wakes_every_sleeping_waiter() {
             let (tid_tx, tid) = mpsc::channel();
             std::thread::spawn(move || {
                 tid_tx.send(rustix::thread::gettid().as_raw_pid()).unwrap();
-                let _ = tx.send(r.wait_for_change(0, Some(Duration::from_secs(60))));
+                let _ = tx.send(r.wait_for_change(0, Some(Duration::from_secs(60))).unwrap());
             });
             tid.recv().unwrap()
         })
@@ -177,7 +177,7 @@ fn child() -> Option<()> {
             let mut seen = r.seq();
             println!("ready {seen}");
             while seen < target {
-                seen = r.wait_for_change(seen, None).expect("no timeout");
+                seen = r.wait_for_change(seen, None).unwrap().expect("no timeout");
                 println!("saw {seen}");
                 std::io::stdout().flush().unwrap();
             }
@@ -199,7 +199,8 @@ fn child() -> Option<()> {
         "idle" => {
             let r = o.reader().open(&args[1]).unwrap();
             println!("ready");
-            r.wait_for_change(r.seq(), Some(Duration::from_secs(30)));
+            r.wait_for_change(r.seq(), Some(Duration::from_secs(30)))
+                .unwrap();
         }
         _ => unreachable!(),
     }

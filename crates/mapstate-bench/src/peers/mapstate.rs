@@ -362,7 +362,7 @@ impl System for Mapstate {
                 notify_waiter(parent, args.arg, |_| {
                     // No timeout: it returns only with a newer commit.
                     seen = r
-                        .wait_for_change(seen, None)
+                        .wait_for_change(seen, None)?
                         .ok_or("wait_for_change without a timeout returned no commit")?;
                     let mut b = [0_u8; SLOT_BYTES];
                     r.read_at(0, &mut b)?;

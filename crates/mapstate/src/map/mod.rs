@@ -209,7 +209,9 @@ impl Mapping {
     }
 
     /// Bytes currently mapped (with extend-on-write: also what growth has
-    /// mapped since, whole chunks, which is the file's length too).
+    /// mapped since, whole chunks, which is the file's length too; a length
+    /// inside a page is the file's rounded up to the page, see
+    /// [`MapOptions::extend_on_write`]).
     pub fn len(&self) -> u64 {
         match &self.grow {
             // Growth maps and allocates whole pages past the last one.
@@ -266,6 +268,11 @@ impl Mapping {
         if new_len < self.len {
             return self.shrink_to(new_len);
         }
+        if self.grow.is_some() {
+            // After a `trim` to a mark inside a page the file may end there:
+            // cover that page before stores below `new_len` land in it.
+            self.cover_last_page()?;
+        }
         if let Some(g) = &self.grow {
             g.grow_to(new_len as usize)
                 .map_err(|e| growth_error(&self.path, Some(sys::fd_of(&self.file)), e, new_len))?;
@@ -297,8 +304,22 @@ impl Mapping {
 
     /// Shrinks the mapped part to `new_len` bytes; the pages past it return to
     /// reserved, inaccessible address space and a writable shared file is
-    /// truncated to `new_len`.
+    /// truncated to `new_len`. With extend-on-write the file is then grown
+    /// back with zeros to the end of the page that holds `new_len`, which
+    /// stays mapped (stores there are the file's; [`Mapping::trim`] and
+    /// [`Mapping::detach`] cut the file at the high-water mark, which is now
+    /// `new_len` or less).
     pub fn shrink_to(&mut self, new_len: u64) -> Result<()> {
+        self.cut(new_len)?;
+        if self.grow.is_some() {
+            self.cover_last_page()?;
+        }
+        Ok(())
+    }
+
+    /// [`Mapping::shrink_to`] without covering the last page: the file ends
+    /// at `new_len` exactly.
+    fn cut(&mut self, new_len: u64) -> Result<()> {
         self.len = self.len();
         if new_len > self.len {
             return Err(Error::OutOfBounds {

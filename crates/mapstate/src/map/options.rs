@@ -80,6 +80,16 @@ impl MapOptions {
     /// there. A full disk is never a SIGBUS: the store lands in a scratch
     /// page and the next `trim`, `detach`, `flush` or [`Mapping::check_growth`]
     /// returns the error. Needs a writable shared mapping without `MAP_SYNC`.
+    ///
+    /// While the mapping is open the file covers every mapped page: a length
+    /// that is not a whole number of pages is grown with zeros to the end of
+    /// its page at open (and after [`Mapping::shrink_to`]), because the rest
+    /// of that page is mapped too, and a store there, past the file's end,
+    /// would not be the file's (writeback zeroes it). `trim` and `detach` set
+    /// the final length (after a `trim` to a mark inside a page, the rest of
+    /// that page is past the file's end again until the file grows); a
+    /// mapping dropped without them leaves the file at whole pages (or
+    /// chunks, if it grew).
     #[must_use]
     pub fn extend_on_write(mut self, yes: bool) -> Self {
         self.extend_on_write = yes;

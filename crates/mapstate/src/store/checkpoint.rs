@@ -15,16 +15,12 @@
 
 use std::path::Path;
 
-use zerocopy::little_endian::U64;
-
 use crate::error::{Error, Result};
 use crate::format::{DurableHeader, PAGE};
-use crate::fs;
-use crate::store::durable::Durable;
+use crate::store::durable::{COUNTER_LIMIT, Durable, at_counter_limit};
 use crate::store::journal::{self, Journal};
 use crate::store::live::Live;
 use crate::store::pages::PageSet;
-use crate::sys;
 use crate::testing::{self, Step};
 
 /// Checkpoints the state as of commit `seq` with length `len`: writes the
@@ -40,6 +36,9 @@ pub(crate) fn run(
     seq: u64,
     len: u64,
 ) -> Result<DurableHeader> {
+    if durable.header.generation.get() >= COUNTER_LIMIT {
+        return Err(at_counter_limit(&durable.path, "checkpoint generation"));
+    }
     // Pages past the durable image's length were never written there
     // (after a shrink its file may even hold stale bytes): write them.
     let durable_len = durable.header.len.get();
@@ -50,26 +49,24 @@ pub(crate) fn run(
             durable.header.max_size.get(),
         );
     }
-    let mut target = durable.header;
-    target.generation = U64::new(target.generation.get() + 1);
-    target.checkpoint_seq = U64::new(seq);
-    target.len = U64::new(len);
-    target.log_salt = U64::new(sys::random_u64());
-    target.seal();
+    let target = durable.next_header(seq, len);
     let pages = changed.below(len.div_ceil(PAGE));
-    let mode = fs::file_mode(&durable.file, &durable.path).map_or(0o600, |m| m & 0o777);
-    journal::write(journal_path, mode, &target, &pages, |no, buf| {
+    journal::write(journal_path, durable.owner, &target, &pages, |no, buf| {
         let n = (len - no * PAGE).min(PAGE) as usize;
         live.read(no * PAGE, &mut buf[..n]);
         buf[n..].fill(0);
     })?;
     testing::point(Step::JournalSynced);
-    let journal = journal::read(journal_path, &durable.header)?.ok_or_else(|| Error::Corrupt {
-        path: journal_path.into(),
-        what: "the checkpoint journal just written does not read back".into(),
-    })?;
+    let journal =
+        journal::read(journal_path, &durable.header, durable.owner)?.ok_or_else(|| {
+            Error::Corrupt {
+                path: journal_path.into(),
+                what: "the checkpoint journal just written does not read back".into(),
+            }
+        })?;
     finish(durable, &journal)?;
     testing::point(Step::HeaderSynced);
+    journal::truncate(journal_path, durable.owner);
     Ok(target)
 }
 

@@ -11,7 +11,7 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::format::{self, DurableHeader, HEADER_SLOTS, PAGE, VERSION};
-use crate::fs::{self, pread, pwrite};
+use crate::fs::{self, Owner, pread, pwrite};
 use crate::options::Durability;
 use crate::sys;
 
@@ -22,6 +22,8 @@ pub(crate) struct Durable {
     pub(crate) path: PathBuf,
     /// The newest valid header.
     pub(crate) header: DurableHeader,
+    /// Who owns the state (every other file of it must match).
+    pub(crate) owner: Owner,
     /// Which slot holds it.
     slot: usize,
 }
@@ -138,25 +140,55 @@ pub(crate) fn check_fields(h: &DurableHeader) -> std::result::Result<(), String>
     Ok(())
 }
 
-/// Sequence numbers are doubled in the sequence lock and generations count
-/// up: both must leave room.
+/// The largest sequence number and generation a file may hold: sequence
+/// numbers are doubled in the sequence lock and generations count up, so
+/// both must leave room. No state reaches it by committing (2^62 commits at
+/// a billion a second take 146 years): a writer refuses to open a state
+/// past half of it and to commit or checkpoint past it
+/// ([`at_counter_limit`]), so a file that holds such a number was altered.
+pub(crate) const COUNTER_LIMIT: u64 = 1 << 62;
+
 pub(crate) fn check_counters(h: &DurableHeader) -> std::result::Result<(), String> {
-    if h.checkpoint_seq.get() > 1 << 62 || h.generation.get() > 1 << 62 {
+    if h.checkpoint_seq.get() > COUNTER_LIMIT || h.generation.get() > COUNTER_LIMIT {
         return Err("sequence number or generation out of range".into());
     }
     Ok(())
+}
+
+/// The error of a commit or checkpoint that would take the sequence number
+/// or the generation (`what`) of the state at `path` past [`COUNTER_LIMIT`].
+pub(crate) fn at_counter_limit(path: &Path, what: &str) -> Error {
+    Error::Corrupt {
+        path: path.into(),
+        what: format!(
+            "the {what} is near its limit of 2^62, which no state reaches by \
+             committing: the state's files were altered; restore a backup"
+        ),
+    }
 }
 
 impl Durable {
     /// Opens an existing durable image and reads its header.
     pub(crate) fn open(file: File, path: &Path) -> Result<Self> {
         let (header, slot) = read_header(&file, path)?;
+        let owner = Owner::of(&file, path)?;
         Ok(Self {
             file,
             path: path.into(),
             header,
+            owner,
             slot,
         })
+    }
+
+    /// The durable image again, its header read anew (another process may
+    /// have checkpointed since), through a new descriptor.
+    pub(crate) fn reread(d: &Durable) -> Result<Self> {
+        let file = d
+            .file
+            .try_clone()
+            .map_err(|e| Error::io("dup", &d.path, e))?;
+        Self::open(file, &d.path)
     }
 
     /// Writes the first header and the (zeroed, allocated) data area of a new
@@ -179,20 +211,45 @@ impl Durable {
         h.len = U64::new(len);
         h.max_size = U64::new(max_size);
         h.log_salt = U64::new(sys::random_u64());
+        sys::random_bytes(&mut h.epoch);
         let (code, arg) = durability.to_code();
         h.durability = U64::new(code);
         h.durability_arg = U64::new(arg);
         h.seal();
         fs::allocate(path, &file, 0, PAGE + len)?;
         pwrite(&file, path, h.as_bytes(), HEADER_SLOTS[0])?;
+        let owner = Owner::of(&file, path)?;
         let mut d = Self {
             file,
             path: path.into(),
             header: h,
+            owner,
             slot: 0,
         };
         d.sync()?;
         Ok(d)
+    }
+
+    /// The header that follows the current one at a checkpoint of the state
+    /// as of commit `seq` with length `len`: the next generation, a new
+    /// epoch (the current one becomes its `prev_epoch`) and a new log salt.
+    pub(crate) fn next_header(&self, seq: u64, len: u64) -> DurableHeader {
+        let mut h = self.header;
+        h.version = U32::new(VERSION);
+        h.generation = U64::new(h.generation.get() + 1);
+        h.checkpoint_seq = U64::new(seq);
+        h.len = U64::new(len);
+        h.log_salt = U64::new(sys::random_u64());
+        h.prev_epoch = h.epoch;
+        sys::random_bytes(&mut h.epoch);
+        h.seal();
+        h
+    }
+
+    /// Whether the header predates epochs (format version 1): the writer's
+    /// first checkpoint gives it one.
+    pub(crate) fn lacks_epoch(&self) -> bool {
+        self.header.epoch == format::NO_EPOCH
     }
 
     /// `fdatasync` of the image.

@@ -2,18 +2,22 @@
 //! for the library and for the tools around it.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::filesystem::{Filesystem, FsClass};
+use crate::fs::Owner;
+use crate::sys;
 
 /// The files of a state named `NAME`: the durable image (`NAME`), the redo
 /// log (`NAME-wal`), the checkpoint journal (`NAME-ckpt`) and the live
-/// image (on tmpfs, named after the durable file's device and inode:
-/// `/dev/shm/mapstate-DEV-INO.live`, or in the live directory the writer
-/// was given, or `NAME-live` beside the durable file when `/dev/shm` is not
-/// tmpfs).
+/// image, named after the durable file's device and inode
+/// (`mapstate-DEV-INO.live`), on tmpfs in a directory only the state's
+/// owner can create files in: `/run/mapstate` for root when `/run` is
+/// tmpfs, else `/dev/shm/mapstate-UID` (made by mapstate, mode 0711); or in
+/// the live directory the writer was given; or `NAME-live` beside the
+/// durable file when `/dev/shm` is not tmpfs.
 ///
 /// ```
 /// # fn main() -> mapstate::Result<()> {
@@ -32,6 +36,9 @@ pub struct StateFiles {
     log: PathBuf,
     journal: PathBuf,
     live: PathBuf,
+    /// Whether the live image's directory is one mapstate makes and checks
+    /// (the default), rather than one the program named.
+    managed_live_dir: bool,
 }
 
 impl StateFiles {
@@ -40,29 +47,81 @@ impl StateFiles {
     /// must exist: the live image is named after its device and inode.
     pub fn of(path: impl AsRef<Path>, live_dir: Option<&Path>) -> Result<Self> {
         let path = path.as_ref();
-        let md = std::fs::metadata(path).map_err(|e| crate::fs::open_error(path, false, e))?;
-        Ok(Self::named(path, md.dev(), md.ino(), live_dir))
+        let md =
+            std::fs::symlink_metadata(path).map_err(|e| crate::fs::open_error(path, false, e))?;
+        Ok(Self::named(path, md.dev(), md.ino(), md.uid(), live_dir))
     }
 
     /// As [`StateFiles::of`] for a durable file already open as `file`.
     pub(crate) fn of_open(path: &Path, file: &File, live_dir: Option<&Path>) -> Result<Self> {
         let md = file.metadata().map_err(|e| Error::io("fstat", path, e))?;
-        Ok(Self::named(path, md.dev(), md.ino(), live_dir))
+        Ok(Self::named(path, md.dev(), md.ino(), md.uid(), live_dir))
     }
 
-    fn named(path: &Path, dev: u64, ino: u64, live_dir: Option<&Path>) -> Self {
+    fn named(path: &Path, dev: u64, ino: u64, owner: u32, live_dir: Option<&Path>) -> Self {
         let name = format!("mapstate-{dev:x}-{ino}.live");
-        let live = match live_dir {
-            Some(d) => d.join(name),
-            None if shm_is_tmpfs() => Path::new(SHM).join(name),
-            None => beside(path, "-live"),
+        let (live, managed_live_dir) = match live_dir {
+            Some(d) => (d.join(name), false),
+            None => match default_live_dir(owner) {
+                Some(d) => (d.join(name), true),
+                None => (beside(path, "-live"), false),
+            },
         };
         Self {
             durable: path.into(),
             log: beside(path, "-wal"),
             journal: beside(path, "-ckpt"),
             live,
+            managed_live_dir,
         }
+    }
+
+    /// Makes sure the live image's directory exists and that only the
+    /// state's owner can create files in it, before a live image is built
+    /// there: a directory mapstate manages is made (mode 0711, so that other
+    /// users who may read the state reach its live image) if missing, and
+    /// refused if someone else made it or it lets others write. A directory
+    /// the program named is taken as it is.
+    pub(crate) fn prepare_live_dir(&self, owner: Owner) -> Result<()> {
+        if !self.managed_live_dir {
+            return Ok(());
+        }
+        let dir = crate::fs::parent_dir(&self.live);
+        match std::fs::DirBuilder::new().mode(0o711).create(dir) {
+            Ok(()) => {
+                let f = File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+                if sys::euid() == 0 && owner.uid != 0 {
+                    sys::fchown(sys::fd_of(&f), owner.uid, owner.gid)
+                        .map_err(|e| Error::io("fchown", dir, e))?;
+                }
+                // The umask may have narrowed it.
+                f.set_permissions(std::fs::Permissions::from_mode(0o711))
+                    .map_err(|e| Error::io("fchmod", dir, e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("mkdir", dir, e)),
+        }
+        let md = std::fs::symlink_metadata(dir).map_err(|e| Error::io("lstat", dir, e))?;
+        if !md.is_dir() || md.uid() != owner.uid || md.mode() & 0o022 != 0 {
+            return Err(Error::Foreign {
+                path: dir.into(),
+                what: format!(
+                    "the live images' directory is {} owned by uid {} with mode {:o}, \
+                     not a directory of the state's owner (uid {}) that only it may write: \
+                     another user made it; remove it (as root), or give the state a live \
+                     directory of its own",
+                    if md.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a directory, but something"
+                    },
+                    md.uid(),
+                    md.mode() & 0o7777,
+                    owner.uid
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The durable image: the file the user names, consistent on disk as of
@@ -92,13 +151,46 @@ impl StateFiles {
     pub fn all(&self) -> [&Path; 4] {
         [&self.live, &self.log, &self.journal, &self.durable]
     }
+
+    /// Temporary files of this state that a process killed while it made
+    /// one of them left behind (`.NAME.mapstate-*` beside each of the four;
+    /// only on filesystems without `O_TMPFILE`, or in the instant between
+    /// naming and renaming a file).
+    pub(crate) fn temporaries(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for p in self.all() {
+            let Some(name) = p.file_name() else { continue };
+            let prefix = format!(".{}{}", name.to_string_lossy(), crate::fs::TEMP_MARK);
+            let Ok(dir) = std::fs::read_dir(crate::fs::parent_dir(p)) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    }
 }
 
-/// Where live images go by default, when it is tmpfs.
+/// Where live images go by default, when it is tmpfs: a directory per
+/// owner in it.
 const SHM: &str = "/dev/shm";
 
-fn shm_is_tmpfs() -> bool {
-    Filesystem::of(SHM).is_ok_and(|f| f.class == FsClass::Memory)
+/// Where root's live images go when `/run` is tmpfs (only root may create
+/// files in `/run`).
+const RUN: &str = "/run/mapstate";
+
+/// The directory of the live images of states owned by `uid`: one no other
+/// user can create files in. `None` without a tmpfs for it (the live image
+/// then goes beside the durable file).
+fn default_live_dir(uid: u32) -> Option<PathBuf> {
+    let tmpfs = |p: &str| Filesystem::of(p).is_ok_and(|f| f.class == FsClass::Memory);
+    if uid == 0 && tmpfs("/run") {
+        return Some(PathBuf::from(RUN));
+    }
+    tmpfs(SHM).then(|| Path::new(SHM).join(format!("mapstate-{uid}")))
 }
 
 /// `path` with `suffix` appended to its file name.

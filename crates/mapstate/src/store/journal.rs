@@ -15,7 +15,7 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::format::{self, DurableHeader, JournalHeader, PAGE, VERSION};
-use crate::fs::{self, Open, pread, pwrite};
+use crate::fs::{self, Open, Owner, pread, pwrite};
 use crate::store::durable::{check_counters, check_fields};
 
 /// A checkpoint journal found valid and newer than the durable header: the
@@ -31,6 +31,15 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
+    /// Makes the journal and its name durable: a journal its writer was
+    /// killed before syncing may still be only in the page cache, and
+    /// recovery must not write into the durable image from bytes a power
+    /// cut can take back.
+    pub(crate) fn sync(&self) -> Result<()> {
+        fs::fdatasync(&self.file, &self.path)?;
+        fs::sync_parent(&self.path)
+    }
+
     /// Calls `f(offset, bytes)` for each page of the journal, in order: the
     /// page's offset in the state and its bytes, cut at the target length.
     pub(crate) fn for_each_page(&self, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
@@ -51,6 +60,15 @@ impl Journal {
     }
 }
 
+/// Empties the journal at `path` once its checkpoint is complete (its
+/// target is the durable header now, so it is ignored anyway): the space
+/// goes back to the filesystem. Best effort.
+pub(crate) fn truncate(path: &Path, owner: Owner) {
+    if let Ok(f) = fs::open_owned(path, Open::ReadWrite, owner) {
+        let _ = f.set_len(0);
+    }
+}
+
 /// Pages written per batch when streaming a journal.
 const BATCH: usize = 256;
 
@@ -62,12 +80,23 @@ const BATCH: usize = 256;
 /// so whoever may read the state may read its journal).
 pub(crate) fn write(
     path: &Path,
-    mode: u32,
+    owner: Owner,
     target: &DurableHeader,
     pages: &[u64],
     mut contents: impl FnMut(u64, &mut [u8]),
 ) -> Result<()> {
-    let file = fs::open_file(path, Open::Create(mode))?;
+    let file = match fs::open_owned(path, Open::ReadWrite, owner) {
+        Ok(f) => f,
+        Err(Error::NotFound { .. }) => {
+            // A new journal's name must survive a power cut before the
+            // durable image is touched: it is what finishes the checkpoint.
+            let f = fs::create_new(path, owner.mode)?;
+            owner.give(&f, path, owner.mode)?;
+            fs::sync_parent(path)?;
+            f
+        }
+        Err(e) => return Err(e),
+    };
     let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(target.checksum.get());
     let mut list = Vec::with_capacity((pages.len() * 8).next_multiple_of(PAGE as usize));
     for n in pages {
@@ -97,11 +126,34 @@ pub(crate) fn write(
     fs::fdatasync(&file, path)
 }
 
+/// Whether a journal's `pages` hold every page from the one holding the
+/// durable image's end (`from_len`) to the target's end (`to_len`), as every
+/// checkpoint writes them (`checkpoint::run`): the durable file may hold
+/// stale bytes there (from before a shrink), which finishing a journal
+/// without them would expose, while a rebuild that ignores them reads
+/// zeros. A journal without them was not written by mapstate.
+fn covers_growth(pages: &[u64], from_len: u64, to_len: u64) -> bool {
+    if to_len <= from_len {
+        return true;
+    }
+    let grown = from_len / PAGE..to_len.div_ceil(PAGE);
+    let mut inside: Vec<u64> = pages
+        .iter()
+        .copied()
+        .filter(|p| grown.contains(p))
+        .collect();
+    inside.sort_unstable();
+    inside.dedup();
+    inside.len() as u64 == grown.end - grown.start
+}
+
 /// Reads the checkpoint journal if it is valid, belongs to `current`'s
-/// state and leads past it (a checkpoint interrupted after its journal was
-/// synced); `None` otherwise.
-pub(crate) fn read(path: &Path, current: &DurableHeader) -> Result<Option<Journal>> {
-    let file = match fs::open_file(path, Open::Read) {
+/// state and leads from exactly `current` (the target's `prev_epoch` is
+/// `current`'s epoch): a checkpoint interrupted after its journal was
+/// synced. `None` otherwise (a journal of another lineage, say of a state
+/// restored from a backup, is never applied).
+pub(crate) fn read(path: &Path, current: &DurableHeader, owner: Owner) -> Result<Option<Journal>> {
+    let file = match fs::open_owned(path, Open::Read, owner) {
         Ok(f) => f,
         Err(Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -120,6 +172,7 @@ pub(crate) fn read(path: &Path, current: &DurableHeader) -> Result<Option<Journa
         || check_fields(&t).is_err()
         || check_counters(&t).is_err()
         || t.generation.get() != current.generation.get() + 1
+        || t.prev_epoch != current.epoch
         || t.checkpoint_seq.get() < current.checkpoint_seq.get()
         || t.len.get() > t.max_size.get()
     {
@@ -160,6 +213,9 @@ pub(crate) fn read(path: &Path, current: &DurableHeader) -> Result<Option<Journa
             return Ok(None);
         }
         pages.push(no);
+    }
+    if !covers_growth(&pages, current.len.get(), t.len.get()) {
+        return Ok(None);
     }
     Ok(Some(Journal {
         target: t,

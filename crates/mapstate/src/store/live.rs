@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::format::{self, PAGE, live};
-use crate::fs::{self, Open};
+use crate::format::{self, DurableHeader, PAGE, live};
+use crate::fs::{self, Open, Owner};
+use crate::live_image::Rebuilt;
 use crate::store::log::{LogPosition, Record};
 use crate::store::notify_word;
 use crate::store::ring::ChangeRing;
@@ -111,54 +112,90 @@ impl Live {
         })
     }
 
-    /// Opens an existing live image of the state `file_id` built during this
-    /// boot; `None` if it is missing or must be rebuilt. A reader opens it
+    /// Opens the existing live image of the state whose durable header is
+    /// (or, once an interrupted checkpoint is finished, will be) `base` and
+    /// whose durable file `owner` owns; `Err(why)` if it is missing or must
+    /// be rebuilt. It is trusted only if the owner made it (no more
+    /// permissions than the durable file) during this boot for this state,
+    /// it is complete, holds at least the checkpoint's commits, and follows
+    /// the log of `base`'s epoch or of the one before (a writer killed in a
+    /// checkpoint, before it published the new epoch). A reader opens it
     /// read-write if it may, to register as a waiter.
     pub(crate) fn open_existing(
         path: &Path,
-        file_id: &[u8; 16],
-        max_size: u64,
+        base: &DurableHeader,
+        owner: Owner,
         role: Role,
-    ) -> Result<Option<Self>> {
+    ) -> Result<std::result::Result<Self, Rebuilt>> {
         let writer = role == Role::Writer;
         let (file, access) = match fs::open_file(path, Open::ReadWrite) {
             Ok(f) if writer => (f, LiveAccess::Writer),
             Ok(f) => (f, LiveAccess::ReaderWaiter),
-            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(Error::NotFound { .. }) => return Ok(Err(Rebuilt::Missing)),
             Err(e) if writer => return Err(e),
             Err(_) => match fs::open_file(path, Open::Read) {
                 Ok(f) => (f, LiveAccess::Reader),
-                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(Error::NotFound { .. }) => return Ok(Err(Rebuilt::Missing)),
                 Err(e) => return Err(e),
             },
         };
+        if owner.check(&file, path).is_err() {
+            use std::os::unix::fs::MetadataExt as _;
+            let uid = file.metadata().map_or(u32::MAX, |m| m.uid());
+            return Ok(Err(Rebuilt::NotTheOwners { uid }));
+        }
         let flen = fs::file_len(&file, path)?;
         if flen < PAGE {
-            return Ok(None);
+            return Ok(Err(Rebuilt::Incomplete));
         }
-        let mut l = Self::map(file, path, max_size, access)?;
-        let ok = l.identity() == Some((*file_id, format::boot_id()))
-            && l.word(live::READY).load(Ordering::Acquire) == 1;
-        let len = l.len_word().load(Ordering::Acquire);
-        if !ok || len > max_size || PAGE + len > flen {
-            return Ok(None);
+        let mut l = Self::map(file, path, base.max_size.get(), access)?;
+        if let Err(why) = l.trusted(base, flen) {
+            return Ok(Err(why));
         }
-        l.map_data(len)?;
-        Ok(Some(l))
+        l.map_data(l.len_word().load(Ordering::Acquire))?;
+        Ok(Ok(l))
     }
 
-    /// The header's identity, if its magic and version are this build's:
-    /// `(file id, boot id)`.
-    fn identity(&self) -> Option<([u8; 16], [u8; 16])> {
+    /// The identity checks of [`Live::open_existing`] on a mapped image of
+    /// `flen` bytes.
+    fn trusted(&self, base: &DurableHeader, flen: u64) -> std::result::Result<(), Rebuilt> {
         let mut hdr = [0u8; 48];
         self.res.read(0, &mut hdr);
-        let version = u32::from_le_bytes(hdr[8..12].try_into().expect("4 bytes"));
-        (hdr[..8] == format::LIVE_MAGIC && version == format::VERSION).then(|| {
-            (
-                hdr[16..32].try_into().expect("16 bytes"),
-                hdr[32..48].try_into().expect("16 bytes"),
-            )
-        })
+        if hdr[..8] != format::LIVE_MAGIC {
+            return Err(Rebuilt::Incomplete);
+        }
+        if u32::from_le_bytes(hdr[8..12].try_into().expect("4 bytes")) != format::VERSION {
+            return Err(Rebuilt::OtherVersion);
+        }
+        if hdr[16..32] != base.file_id {
+            return Err(Rebuilt::OtherState);
+        }
+        if hdr[32..48] != format::boot_id() {
+            return Err(Rebuilt::OtherBoot);
+        }
+        if self.word(live::READY).load(Ordering::Acquire) != 1 {
+            return Err(Rebuilt::Incomplete);
+        }
+        let Some(pos) = self.log_position() else {
+            return Err(Rebuilt::Incomplete);
+        };
+        if pos.epoch != base.epoch && pos.epoch != base.prev_epoch {
+            return Err(Rebuilt::OtherEpoch);
+        }
+        let (applied, _) = self.applied();
+        if applied < base.checkpoint_seq.get() {
+            return Err(Rebuilt::Behind);
+        }
+        // Sequence numbers are doubled in the lock (and one more is
+        // appended): a damaged image must leave room, as the header must.
+        if applied > 1 << 62 {
+            return Err(Rebuilt::Incomplete);
+        }
+        let len = self.len_word().load(Ordering::Acquire);
+        if len > base.max_size.get() || PAGE + len > flen {
+            return Err(Rebuilt::Incomplete);
+        }
+        Ok(())
     }
 
     /// Writes the header of a new image: magic, version, the state's file
@@ -271,6 +308,24 @@ impl Live {
         self.res.atomic_u32(live::WRITER_PID as usize)
     }
 
+    /// Whether the last writer closed with the files synced (see
+    /// `format::live::FILES_SYNCED`).
+    pub(crate) fn files_synced(&self) -> bool {
+        self.word(live::FILES_SYNCED).load(Ordering::Acquire) == 1
+    }
+
+    /// Records whether the state's files hold everything synced (`true`
+    /// only from a writer's clean close).
+    pub(crate) fn set_files_synced(&self, yes: bool) {
+        self.word(live::FILES_SYNCED)
+            .store(u64::from(yes), Ordering::Release);
+    }
+
+    /// The writer's pid namespace word (see `format::live::WRITER_PIDNS`).
+    pub(crate) fn writer_pidns(&self) -> &AtomicU64 {
+        self.word(live::WRITER_PIDNS)
+    }
+
     /// The writer's durability word (see `format::live::WRITER_DURABILITY`).
     pub(crate) fn writer_durability(&self) -> &AtomicU64 {
         self.word(live::WRITER_DURABILITY)
@@ -339,9 +394,11 @@ impl Live {
         }
     }
 
-    /// Wakes every waiter (a handle that stops its own waiting thread). The
-    /// word moves on first, so a thread about to sleep on the old value
-    /// does not sleep (the kernel compares the value atomically). Other
+    /// Wakes every waiter (a new writer, or a handle that stops its own
+    /// waiting thread). The word moves on first, so a thread about to sleep
+    /// on the old value does not sleep (the kernel compares the value
+    /// atomically); a reader's step may race the writer's, which
+    /// `notify_word::advance` (a compare-and-swap loop) allows. Other
     /// waiters see a spurious wake-up and sleep again; the writer moves the
     /// word on at its next commit and wakes them then as always. A
     /// read-only handle cannot bump the word; its waits poll every
@@ -358,8 +415,10 @@ impl Live {
         SeqLock::new(self.word(live::LOG_GEN))
     }
 
-    /// Publishes where the log record after commit `pos.seq` starts, for
-    /// readers that catch up on commits made while they copied.
+    /// Publishes where the log record after commit `pos.seq` starts, with
+    /// the epoch of the log, for readers that catch up on commits made while
+    /// they copied, and for the next writer's recovery (which trusts it only
+    /// if the epoch is the durable header's).
     pub(crate) fn publish_log(&self, pos: LogPosition) {
         let lock = self.log_lock();
         // Start from an odd value even if a writer died half-way through.
@@ -369,7 +428,14 @@ impl Live {
         self.word(live::LOG_HEAD).store(pos.head, Ordering::Relaxed);
         self.word(live::LOG_CHAIN)
             .store(pos.chain, Ordering::Relaxed);
-        lock.end_write(g + 1);
+        let (lo, hi) = pos.epoch.split_at(8);
+        for (i, half) in [lo, hi].into_iter().enumerate() {
+            let v = u64::from_le_bytes(half.try_into().expect("8 bytes"));
+            self.word(live::LOG_EPOCH + 8 * i as u64)
+                .store(v, Ordering::Relaxed);
+        }
+        // A count that only grows, and may wrap (the parity is what counts).
+        lock.end_write(g.wrapping_add(1));
     }
 
     /// Reads the published log position, or `None` if it keeps changing or
@@ -378,10 +444,20 @@ impl Live {
     pub(crate) fn log_position(&self) -> Option<LogPosition> {
         let lock = self.log_lock();
         for _ in 0..1000 {
-            let read = lock.read(|| LogPosition {
-                seq: self.word(live::LOG_SEQ).load(Ordering::Relaxed),
-                head: self.word(live::LOG_HEAD).load(Ordering::Relaxed),
-                chain: self.word(live::LOG_CHAIN).load(Ordering::Relaxed),
+            let read = lock.read(|| {
+                let mut epoch = [0u8; 16];
+                for (i, half) in epoch.chunks_mut(8).enumerate() {
+                    let v = self
+                        .word(live::LOG_EPOCH + 8 * i as u64)
+                        .load(Ordering::Relaxed);
+                    half.copy_from_slice(&v.to_le_bytes());
+                }
+                LogPosition {
+                    seq: self.word(live::LOG_SEQ).load(Ordering::Relaxed),
+                    head: self.word(live::LOG_HEAD).load(Ordering::Relaxed),
+                    chain: self.word(live::LOG_CHAIN).load(Ordering::Relaxed),
+                    epoch,
+                }
             });
             if let Some((_, pos)) = read {
                 return Some(pos);
@@ -391,12 +467,46 @@ impl Live {
         None
     }
 
+    /// The writer takes an exclusive OFD lock on byte 0 of its live image
+    /// and keeps it for as long as it lives: a reader that sees the writer
+    /// lock of the durable file taken but no lock here knows that the
+    /// writer's live image is not the one it maps. Best effort: if the byte
+    /// is locked already (a process forked by the previous writer holds a
+    /// copy of its lock until it execs, or another process holds a shared
+    /// lock), it stays locked, which is what readers look for.
+    pub(crate) fn lock_as_writer(&self) {
+        let _ = sys::ofd_try_lock_exclusive(sys::fd_of(&self.file), 0, 1);
+    }
+
+    /// Whether byte 0 of this live image is locked (see
+    /// [`Live::lock_as_writer`]).
+    pub(crate) fn writer_holds(&self) -> Result<bool> {
+        sys::ofd_lock_holder(sys::fd_of(&self.file), 0, 1)
+            .map(|h| h.is_some())
+            .map_err(|e| Error::io("fcntl(F_OFD_GETLK)", &self.path, e))
+    }
+
+    /// Whether the image was built from the files on disk and no writer has
+    /// started a new epoch since (see `format::live::REBUILT`).
+    pub(crate) fn rebuilt(&self) -> bool {
+        self.word(live::REBUILT).load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the image as built from the files on disk (`true`), or as
+    /// continued by a writer in an epoch of its own (`false`).
+    pub(crate) fn set_rebuilt(&self, yes: bool) {
+        self.word(live::REBUILT)
+            .store(u64::from(yes), Ordering::Release);
+    }
+
     /// Applies one log record under the sequence lock (recovery and rebuild).
     pub(crate) fn apply_record(&mut self, r: &Record) -> Result<()> {
-        // A shrinking commit's ranges reach past its new length.
-        let end = r.ranges.iter().map(|&(o, l)| o + l).max().unwrap_or(0);
+        let end = r.all_ranges().map(|(o, l)| o + l).max().unwrap_or(0);
         self.map_data(r.new_len.max(end))?;
         self.begin_apply(r.seq);
+        if let Some((off, len)) = r.zero {
+            self.data_mut(off + len)[off as usize..].fill(0);
+        }
         let mut at = 0;
         for &(off, len) in &r.ranges {
             self.write(off, &r.data[at..at + len as usize]);
@@ -404,7 +514,8 @@ impl Live {
         }
         testing::point(Step::ReplayHalf);
         let old_len = self.len_word().load(Ordering::Relaxed);
-        self.ring().write(r.seq, &r.ranges, old_len, r.new_len);
+        let ranges: Vec<(u64, u64)> = r.all_ranges().collect();
+        self.ring().write(r.seq, &ranges, old_len, r.new_len);
         self.end_apply(r.seq, r.new_len);
         Ok(())
     }

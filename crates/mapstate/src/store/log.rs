@@ -11,15 +11,25 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::error::{Error, Result};
-use crate::format::{self, LogHeader, PAGE, RANGE_ENTRY, RECORD_HEADER, RangeEntry, RecordHeader};
-use crate::fs::{self, Open};
+use crate::format::{
+    self, DurableHeader, Epoch, LogHeader, NO_EPOCH, PAGE, RANGE_ENTRY, RECORD_HEADER, RangeEntry,
+    RecordHeader,
+};
+use crate::fs::{self, Open, Owner};
 use crate::sys::{self, FileMap, Protection, Reservation};
 use crate::testing::{self, Step};
 
 /// Address space reserved for the log.
-const LOG_RESERVATION: u64 = 4 << 30;
+pub(crate) const LOG_RESERVATION: u64 = 4 << 30;
 /// How far ahead of the head the writer initializes the log's blocks.
 const INIT_AHEAD: u64 = 1 << 20;
+
+/// Bytes the record of a commit zeroing `zero` and changing `ranges` takes
+/// in the log.
+pub(crate) fn record_len(zero: Option<(u64, u64)>, ranges: &[(u64, u64)]) -> u64 {
+    let data: u64 = ranges.iter().map(|r| r.1).sum();
+    format::record_len(ranges.len() + usize::from(zero.is_some()), data)
+}
 
 /// An open log.
 #[derive(Debug)]
@@ -43,15 +53,25 @@ pub(crate) struct Log {
 pub(crate) struct Record {
     pub(crate) seq: u64,
     pub(crate) new_len: u64,
-    /// Changed ranges (state offset, length).
+    /// A range set to zeros, first (the bytes a shrink cut off).
+    pub(crate) zero: Option<(u64, u64)>,
+    /// Changed ranges (state offset, length), after the zeroed one.
     pub(crate) ranges: Vec<(u64, u64)>,
     /// The ranges' bytes, concatenated.
     pub(crate) data: Vec<u8>,
 }
 
-/// A position in the log: where the record after commit `seq` starts, and
-/// the chain value it is seeded with. The writer's next append, where a
-/// scan stopped, and what the live image publishes for readers.
+impl Record {
+    /// Every range the record changes, the zeroed one first.
+    pub(crate) fn all_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.zero.iter().chain(self.ranges.iter()).copied()
+    }
+}
+
+/// A position in the log: where the record after commit `seq` starts, the
+/// chain value it is seeded with, and the epoch of the durable header whose
+/// salt began the chain. The writer's next append, where a scan stopped,
+/// and what the live image publishes for readers and the next writer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LogPosition {
     /// The sequence number of the last record before `head`.
@@ -60,15 +80,18 @@ pub(crate) struct LogPosition {
     pub(crate) head: u64,
     /// The chain value the next record is seeded with.
     pub(crate) chain: u64,
+    /// The epoch of the durable header this log follows.
+    pub(crate) epoch: Epoch,
 }
 
 impl LogPosition {
-    /// The start of an empty log after commit `seq`, chained from `salt`.
-    pub(crate) fn start(seq: u64, salt: u64) -> Self {
+    /// The start of the log that follows the checkpoint `h`.
+    pub(crate) fn start(h: &DurableHeader) -> Self {
         Self {
-            seq,
+            seq: h.checkpoint_seq.get(),
             head: PAGE,
-            chain: salt,
+            chain: h.log_salt.get(),
+            epoch: h.epoch,
         }
     }
 }
@@ -76,21 +99,43 @@ impl LogPosition {
 impl Log {
     /// Opens the log of the state `file_id` for reading (readers, and
     /// the build of a live image).
-    pub(crate) fn open_for_reading(path: &Path, file_id: &[u8; 16]) -> Result<Self> {
-        let file = fs::open_file(path, Open::Read)?;
+    pub(crate) fn open_for_reading(path: &Path, file_id: &[u8; 16], owner: Owner) -> Result<Self> {
+        let file = fs::open_owned(path, Open::Read, owner)?;
         Self::open_file(file, path, file_id, Protection::ReadOnly)
     }
 
-    /// Opens the log of the state `file_id` for the writer, creating it
-    /// with `size` bytes if it is missing or empty.
-    pub(crate) fn open_for_writing(path: &Path, file_id: &[u8; 16], size: u64) -> Result<Self> {
-        let file = fs::open_file(path, Open::Create(0o600))?;
+    /// Opens the log of the state `file_id` for the writer, who holds the
+    /// writer lock; `None` if it is missing or empty (a state whose log was
+    /// lost, or never made: [`Log::create`] makes it).
+    pub(crate) fn open_for_writing(
+        path: &Path,
+        file_id: &[u8; 16],
+        owner: Owner,
+    ) -> Result<Option<Self>> {
+        let file = match fs::open_owned(path, Open::ReadWrite, owner) {
+            Ok(f) => f,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         if fs::file_len(&file, path)? == 0 {
-            let h = LogHeader::new(*file_id);
-            fs::allocate(path, &file, 0, size)?;
-            fs::pwrite(&file, path, h.as_bytes(), 0)?;
-            fs::fdatasync(&file, path)?;
+            return Ok(None);
         }
+        Self::open_file(file, path, file_id, Protection::ReadWrite).map(Some)
+    }
+
+    /// Makes a new, empty log of `size` bytes for the state `file_id`, whole
+    /// before it takes its name (replacing a missing or empty one), with the
+    /// owner and permission bits of the state; the caller syncs the
+    /// directory.
+    pub(crate) fn create(path: &Path, file_id: &[u8; 16], size: u64, owner: Owner) -> Result<Self> {
+        let mut new = fs::NewFile::create(path, owner.mode)?;
+        owner.give(new.file(), path, owner.mode)?;
+        let h = LogHeader::new(*file_id);
+        fs::allocate(path, new.file(), 0, size)?;
+        fs::pwrite(new.file(), path, h.as_bytes(), 0)?;
+        fs::fdatasync(new.file(), path)?;
+        new.name_replacing(path)?;
+        let file = new.reopen(path)?;
         Self::open_file(file, path, file_id, Protection::ReadWrite)
     }
 
@@ -138,7 +183,12 @@ impl Log {
             file,
             path: path.into(),
             cap,
-            pos: LogPosition::start(0, 0),
+            pos: LogPosition {
+                seq: 0,
+                head: PAGE,
+                chain: 0,
+                epoch: NO_EPOCH,
+            },
             synced_commits: false,
             initialized: 0,
         })
@@ -177,6 +227,7 @@ impl Log {
                 seq: rec.seq,
                 head: at.head + total,
                 chain,
+                epoch: at.epoch,
             };
         }
         Ok(at)
@@ -209,7 +260,7 @@ impl Log {
                     (at + RECORD_HEADER as u64 + i * RANGE_ENTRY as u64) as usize,
                     e.as_mut_bytes(),
                 );
-                f(e.off.get(), e.len.get());
+                f(e.off.get(), e.len.get() & !format::ZERO_RANGE);
             }
             at += total;
             seq += 1;
@@ -260,11 +311,21 @@ impl Log {
             return None;
         }
         let mut ranges = Vec::with_capacity(n as usize);
+        let mut zero = None;
         let mut data_len: u64 = 0;
         for i in 0..n as usize {
             let at = RECORD_HEADER + i * RANGE_ENTRY;
             let e = RangeEntry::read_from_bytes(&buf[at..at + RANGE_ENTRY]).ok()?;
             let (o, l) = (e.off.get(), e.len.get());
+            if l & format::ZERO_RANGE != 0 {
+                let l = l & !format::ZERO_RANGE;
+                // Only the first entry may zero, within the maximum size.
+                if i != 0 || o.checked_add(l)? > max_size {
+                    return None;
+                }
+                zero = Some((o, l));
+                continue;
+            }
             // Within the maximum size, not the new length: a shrinking
             // commit logs the zeroed bytes past its new end.
             if o.checked_add(l)? > max_size {
@@ -282,6 +343,7 @@ impl Log {
             Record {
                 seq,
                 new_len: h.new_len.get(),
+                zero,
                 ranges,
                 data,
             },
@@ -401,14 +463,36 @@ impl Log {
         self.pos = pos;
     }
 
-    /// Appends the record of the next commit: `ranges` of `view` (the
-    /// writer's view, whose offsets are state offsets), and the new state
-    /// length. The caller checked [`Log::fits`]. A crash part-way leaves a
-    /// record whose chain does not match, which recovery cuts off.
-    pub(crate) fn append(&mut self, new_len: u64, ranges: &[(u64, u64)], view: &[u8]) {
+    /// Empties the log after a checkpoint that wrote durable header `h`:
+    /// the next record goes at the start, chained from `h`'s salt, and the
+    /// first record's header is cleared, so that the records written
+    /// before stop being a chain from any older header's salt (a backup
+    /// of the durable file restored later must not replay the commits
+    /// that came after it).
+    pub(crate) fn restart(&mut self, h: &DurableHeader) {
+        self.pos = LogPosition::start(h);
+        // A log too short for one record holds none to clear.
+        if self.fits(RECORD_HEADER as u64) {
+            self.res
+                .exclusive_bytes_mut(PAGE as usize, RECORD_HEADER)
+                .fill(0);
+        }
+    }
+
+    /// Appends the record of the next commit: the range `zero` set to zeros
+    /// (a shrink), then `ranges` of `view` (the writer's view, whose offsets
+    /// are state offsets), and the new state length. The caller checked
+    /// [`Log::fits`] with [`record_len`]. A crash part-way leaves a record
+    /// whose chain does not match, which recovery cuts off.
+    pub(crate) fn append(
+        &mut self,
+        new_len: u64,
+        zero: Option<(u64, u64)>,
+        ranges: &[(u64, u64)],
+        view: &[u8],
+    ) {
         let seq = self.pos.seq + 1;
-        let data_len: u64 = ranges.iter().map(|r| r.1).sum();
-        let total = format::record_len(ranges.len(), data_len);
+        let total = record_len(zero, ranges);
         if self.synced_commits {
             self.initialize_ahead();
         }
@@ -416,7 +500,7 @@ impl Log {
         let h = RecordHeader {
             chain: U64::new(0),
             magic: U32::new(format::RECORD_MAGIC),
-            n_ranges: U32::new(ranges.len() as u32),
+            n_ranges: U32::new((ranges.len() + usize::from(zero.is_some())) as u32),
             seq: U64::new(seq),
             total_len: U64::new(total),
             new_len: U64::new(new_len),
@@ -426,7 +510,11 @@ impl Log {
         let rec = self.res.exclusive_bytes_mut(at, total as usize);
         rec[..RECORD_HEADER].copy_from_slice(h.as_bytes());
         let mut p = RECORD_HEADER;
-        for &(off, len) in ranges {
+        let entries = zero
+            .map(|(off, len)| (off, len | format::ZERO_RANGE))
+            .into_iter()
+            .chain(ranges.iter().copied());
+        for (off, len) in entries {
             let e = RangeEntry {
                 off: U64::new(off),
                 len: U64::new(len),
@@ -448,6 +536,7 @@ impl Log {
             seq,
             head: self.pos.head + total,
             chain,
+            epoch: self.pos.epoch,
         };
     }
 

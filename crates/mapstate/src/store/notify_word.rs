@@ -11,6 +11,13 @@
 //! the waiter's came first, the writer sees the bit and wakes it (and the
 //! kernel's compare in step 3 fails, or the wake finds it queued); if the
 //! writer's came first, the waiter's step 2 sees the commit.
+//!
+//! A wake-all (`Live::wake_all`: a new writer when it opens, and any reader
+//! that may write the header when it stops its own waiting thread, as
+//! dropping a `Watcher` or `ChangeStream` does) [`advance`]s the word too,
+//! then `FUTEX_WAKE`s everyone. A reader's runs at any moment, concurrently
+//! with the writer's commits, so `advance` is a compare-and-swap loop:
+//! every step moves the count exactly one on, whoever makes it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -24,8 +31,10 @@ pub(crate) trait Word {
     fn fetch_or(&self, bits: u32) -> u32;
     /// A relaxed load.
     fn load(&self) -> u32;
-    /// `swap(v)`, sequentially consistent; returns the old value.
-    fn swap(&self, v: u32) -> u32;
+    /// `compare_exchange_weak(current, new)`: stores `new` if the word holds
+    /// `current` (sequentially consistent) and returns `Ok(current)`, else
+    /// (or spuriously) returns `Err` with the value it found (relaxed).
+    fn compare_exchange_weak(&self, current: u32, new: u32) -> Result<u32, u32>;
 }
 
 impl Word for AtomicU32 {
@@ -35,8 +44,8 @@ impl Word for AtomicU32 {
     fn load(&self) -> u32 {
         AtomicU32::load(self, Ordering::Relaxed)
     }
-    fn swap(&self, v: u32) -> u32 {
-        AtomicU32::swap(self, v, Ordering::SeqCst)
+    fn compare_exchange_weak(&self, current: u32, new: u32) -> Result<u32, u32> {
+        AtomicU32::compare_exchange_weak(self, current, new, Ordering::SeqCst, Ordering::Relaxed)
     }
 }
 
@@ -47,9 +56,9 @@ pub(crate) fn announce(word: &impl Word) -> u32 {
     word.fetch_or(WAITING) | WAITING
 }
 
-/// The writer's step, after a commit is published (and a new writer's
-/// wake-all): moves the word on and clears [`WAITING`] in one atomic step;
-/// `true` if a waiter had set the bit, so that `FUTEX_WAKE` is needed.
+/// The writer's step, after a commit is published, and every wake-all's:
+/// moves the word on and clears [`WAITING`] in one atomic step; `true` if a
+/// waiter had set the bit, so that `FUTEX_WAKE` is needed.
 ///
 /// The low 31 bits count these steps (modulo 2^31) rather than hold the
 /// sequence number: with a word holding the sequence number, a wake-all
@@ -58,10 +67,21 @@ pub(crate) fn announce(word: &impl Word) -> u32 {
 /// only after another waiter set the bit again found its old value in the
 /// word (ABA) and slept through the commit.
 ///
-/// Only the writer changes the count (waiters only set the bit), so the
-/// next value is computed from a plain load and stored with one `swap`,
-/// which returns the bit as it was at that instant.
+/// Readers' wake-alls race the writer's steps, so the next value is stored
+/// only if the word still holds the value it was computed from (a
+/// compare-and-swap, retried with the value found). Uncontended it is one
+/// load and one read-modify-write, as cheap as the `swap` it replaced; that
+/// `swap` of a value computed from a plain load was right only with a
+/// single advancer: a reader that loaded, stalled while the writer advanced
+/// twice, then stored, moved the count back to a value a waiter could be
+/// about to sleep on, and it slept through the commit (ABA again).
 pub(crate) fn advance(word: &impl Word) -> bool {
-    let next = (word.load() & !WAITING).wrapping_add(1) & !WAITING;
-    word.swap(next) & WAITING != 0
+    let mut old = word.load();
+    loop {
+        let next = (old & !WAITING).wrapping_add(1) & !WAITING;
+        match word.compare_exchange_weak(old, next) {
+            Ok(_) => return old & WAITING != 0,
+            Err(now) => old = now,
+        }
+    }
 }

@@ -36,6 +36,11 @@ pub(crate) struct View {
     tracker: Option<WriteTracker>,
     /// The tracker could not be made (or failed): compare whole pages.
     tracker_failed: bool,
+    /// Ranges that transactions without free stores wrote since the last
+    /// scan: the tracker reports them as written, so the next transaction
+    /// that hands out the view forgets them first (else an extend-on-write
+    /// commit would count them as its own stores).
+    stale: Vec<(u64, u64)>,
 }
 
 impl View {
@@ -63,6 +68,7 @@ impl View {
             res,
             tracker: None,
             tracker_failed: false,
+            stale: Vec::new(),
         })
     }
 
@@ -102,7 +108,23 @@ impl View {
     /// created under the growth lock and its descriptor published there, so
     /// every range grown later is registered with it before it is written.
     pub(crate) fn track_free_stores(&mut self, path: &Path) {
-        if self.tracker.is_some() || self.tracker_failed {
+        if let Some(t) = &mut self.tracker {
+            // The part grown since the tracker last looked (registered with
+            // it by the growth) is taken on first: a stale range there (the
+            // zeros of a shrink after a growth) would otherwise stay counted
+            // as written, and extend-on-write would set the length past it.
+            t.adopt(&self.res, self.grow.mapped());
+            for (off, len) in self.stale.drain(..) {
+                if t.forget(&self.res, off as usize, len as usize).is_err() {
+                    self.tracker_failed = true;
+                }
+            }
+            if self.tracker_failed {
+                self.drop_tracker();
+            }
+            return;
+        }
+        if self.tracker_failed {
             return;
         }
         if self.mapped() == 0 && self.map_to(PAGE, path).is_err() {
@@ -125,6 +147,7 @@ impl View {
         let t = self.tracker.take();
         self.grow.set_tracker(|_| (None, drop(t)));
         self.tracker_failed = true;
+        self.stale.clear();
     }
 
     /// The pages of `0..n` written by free stores whose bytes differ from
@@ -183,6 +206,7 @@ impl View {
             t.adopt(&self.res, self.grow.mapped());
             let _ = t.reset(&self.res);
         }
+        self.stale.clear();
     }
 
     /// Copies `ranges` back from the live image (a transaction of explicit
@@ -191,6 +215,26 @@ impl View {
         for &(off, len) in ranges {
             self.bytes_mut(off, len)
                 .copy_from_slice(live.data(off, len));
+        }
+    }
+
+    /// Notes ranges a transaction without free stores wrote (committed or
+    /// not), which the tracker must not count as the next free stores'.
+    pub(crate) fn note_written(&mut self, ranges: impl IntoIterator<Item = (u64, u64)>) {
+        if self.tracker.is_none() {
+            return;
+        }
+        self.stale.extend(ranges);
+        if self.stale.len() > 1024 {
+            // Too many to forget one by one: forget everything at once.
+            self.stale.clear();
+            let mapped = self.grow.mapped();
+            if let Some(t) = &mut self.tracker {
+                t.adopt(&self.res, mapped);
+                if t.reset(&self.res).is_err() {
+                    self.drop_tracker();
+                }
+            }
         }
     }
 

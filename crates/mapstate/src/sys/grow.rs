@@ -97,9 +97,12 @@ static SLOTS: [Slot; SLOTS_N] = [const {
 }; SLOTS_N];
 
 static INSTALL: Once = Once::new();
-/// The dispositions of SIGSEGV and SIGBUS found at installation.
-static PREV: [std::sync::OnceLock<libc::sigaction>; 2] =
-    [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+/// The dispositions of SIGSEGV and SIGBUS found at installation (or at
+/// `reinstall`): leaked boxes, never freed.
+static PREV: [AtomicPtr<libc::sigaction>; 2] = [
+    AtomicPtr::new(ptr::null_mut()),
+    AtomicPtr::new(ptr::null_mut()),
+];
 
 thread_local! {
     /// The last address this thread's handler let retry.
@@ -541,21 +544,46 @@ fn now_ns() -> u64 {
 }
 
 fn install() {
-    INSTALL.call_once(|| {
-        for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
-            let prev = get_action(sig).unwrap_or_else(|| {
-                // SAFETY: all-zero bytes are a valid `sigaction` (SIG_DFL).
-                unsafe { std::mem::zeroed() }
-            });
-            let _ = PREV[i].set(prev);
-            set_action(
-                sig,
-                on_fault as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void)
-                    as libc::sighandler_t,
-                libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART,
-            );
+    INSTALL.call_once(put_in_front);
+}
+
+/// The address of `on_fault` as a `sighandler_t`.
+fn handler() -> libc::sighandler_t {
+    on_fault as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as libc::sighandler_t
+}
+
+/// Installs the handler for SIGSEGV and SIGBUS, keeping the disposition
+/// each had (unless it is already this handler) as the one faults outside
+/// every region, and signals sent by processes, go to.
+fn put_in_front() {
+    for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+        let prev = get_action(sig).unwrap_or_else(|| {
+            // SAFETY: all-zero bytes are a valid `sigaction` (SIG_DFL).
+            unsafe { std::mem::zeroed() }
+        });
+        if prev.sa_sigaction == handler() {
+            continue;
         }
-    });
+        // Leaked: a handler may be reading the previous one right now; a
+        // disposition is a few dozen bytes, replaced only by the rare
+        // `reinstall`.
+        PREV[i].store(Box::into_raw(Box::new(prev)), SeqCst);
+        set_action(
+            sig,
+            handler(),
+            libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART,
+        );
+    }
+}
+
+/// Puts the growth handler back in front of SIGSEGV and SIGBUS after the
+/// program installed handlers of its own: theirs become the ones that faults
+/// outside mapstate's regions (and signals sent by processes) go to. Only
+/// if a region was ever registered (else there is nothing to handle).
+pub(crate) fn reinstall() {
+    if INSTALL.is_completed() {
+        put_in_front();
+    }
 }
 
 extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
@@ -565,19 +593,33 @@ extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
     // SAFETY: for SIGSEGV and SIGBUS the union holds the fault fields, and
     // `si_addr` is the faulting address.
     let addr = unsafe { info_ref.si_addr() }.addr();
-    if !handled(addr) {
+    // A signal another process (or `kill`, `raise`) sent, not a fault: there
+    // is no access to make again, so it must not be taken for a growth.
+    let sent = info_ref.si_code <= 0;
+    if sent || !handled(addr) {
         let i = usize::from(sig == libc::SIGBUS);
-        match PREV[i].get() {
+        let prev = PREV[i].load(SeqCst);
+        // SAFETY: set before the handler was installed, never freed.
+        let prev = (!prev.is_null()).then(|| unsafe { &*prev });
+        match prev {
             Some(prev)
                 if prev.sa_sigaction != libc::SIG_DFL && prev.sa_sigaction != libc::SIG_IGN =>
             {
                 call_previous(prev, sig, info, ctx);
             }
-            // The default action: restore it and return; the access faults
-            // again and the kernel acts as if mapstate were not there
-            // (core dump included). An ignored SIGSEGV from a fault is
-            // fatal anyway.
-            _ => set_action(sig, libc::SIG_DFL, 0),
+            // Ignored before mapstate came: a sent one stays ignored (a fault
+            // is fatal anyway).
+            Some(prev) if sent && prev.sa_sigaction == libc::SIG_IGN => {}
+            // The default action: restore it. A fault is made again when
+            // the handler returns, a sent signal is raised again (blocked
+            // until then), and the kernel acts as if mapstate were not
+            // there (core dump included).
+            _ => {
+                set_action(sig, libc::SIG_DFL, 0);
+                if sent {
+                    super::signals::raise(sig);
+                }
+            }
         }
     }
     super::signals::set_errno(errno);

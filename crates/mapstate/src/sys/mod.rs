@@ -83,6 +83,22 @@ pub(crate) fn next_hole(fd: BorrowedFd<'_>, from: u64) -> io::Result<u64> {
     rustix::fs::seek(fd, rustix::fs::SeekFrom::Hole(from)).map_err(Into::into)
 }
 
+/// `linkat(AT_FDCWD, "/proc/self/fd/FD", AT_FDCWD, path, AT_SYMLINK_FOLLOW)`:
+/// gives the open file `fd` (an `O_TMPFILE` file, say) the name `path`;
+/// EEXIST if something has that name. Through `/proc` because linking by
+/// descriptor (`AT_EMPTY_PATH`) needs `CAP_DAC_READ_SEARCH`.
+pub(crate) fn link_fd(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc_path.as_str(),
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+    .map_err(Into::into)
+}
+
 /// `ftruncate(fd, len)`.
 pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     rustix::fs::ftruncate(fd, len).map_err(Into::into)
@@ -205,34 +221,66 @@ pub(crate) enum LockResult {
     WouldBlock,
 }
 
-/// Whether a lock call waits for a conflicting holder to let go.
+/// An OFD lock's kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LockWait {
-    /// Return [`LockResult::WouldBlock`] at once.
-    Try,
-    /// Sleep until the lock is free (`F_OFD_SETLKW`).
-    Block,
+pub(crate) enum LockKind {
+    /// `F_RDLCK`: any process that may read the file can take one.
+    Shared,
+    /// `F_WRLCK`: only a process that opened the file for writing can.
+    Exclusive,
 }
 
-/// `fcntl(fd, F_OFD_SETLK or F_OFD_SETLKW, {F_WRLCK, SEEK_SET, start, len})`:
-/// an exclusive open-file-description lock on a byte range. The kernel drops
-/// it when the last descriptor of the open file description is closed,
-/// including when the holder dies, so it never outlives its owner. Two opens
-/// of the same file in one process conflict (unlike classic POSIX locks),
-/// which is what a single-writer rule needs.
-pub(crate) fn ofd_lock_exclusive(
+/// `fcntl(fd, F_OFD_SETLK, {F_WRLCK, SEEK_SET, start, len})`: tries to take
+/// an exclusive open-file-description lock on a byte range. The kernel
+/// drops it when the last descriptor of the open file description is
+/// closed, including when the holder dies, so it never outlives its owner.
+/// Two opens of the same file in one process conflict (unlike classic POSIX
+/// locks), which is what a single-writer rule needs. There is no waiting
+/// variant: a wait on a lock must look at who holds it (see
+/// `store::lock`), since a shared lock can be taken by anyone who may read.
+pub(crate) fn ofd_try_lock_exclusive(
     fd: BorrowedFd<'_>,
     start: u64,
     len: u64,
-    wait: LockWait,
 ) -> io::Result<LockResult> {
-    ofd_setlk(fd, libc::F_WRLCK, start, len, wait == LockWait::Block)
+    let fl = flock_struct(libc::F_WRLCK, start, len)?;
+    loop {
+        // SAFETY: F_OFD_SETLK reads one `struct flock`; `fl` is a valid
+        // `flock` that outlives the call.
+        let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &raw const fl) };
+        if r != -1 {
+            return Ok(LockResult::Acquired);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN | libc::EACCES) => return Ok(LockResult::WouldBlock),
+            _ => return Err(e),
+        }
+    }
 }
 
-/// `fcntl(fd, F_OFD_GETLK)`: whether a conflicting lock is held by another
-/// open file description (its pid is not reported for OFD locks: mapstate
+/// `fcntl(fd, F_OFD_SETLK, {F_UNLCK, ...})`: lets go of a lock this open
+/// file description holds on the range.
+pub(crate) fn ofd_unlock(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<()> {
+    let fl = flock_struct(libc::F_UNLCK, start, len)?;
+    // SAFETY: as in `ofd_try_lock_exclusive`.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &raw const fl) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fcntl(fd, F_OFD_GETLK)` for an exclusive lock on the range: the kind
+/// of a lock another open file description holds there that would conflict
+/// with one, if any (its pid is not reported for OFD locks: mapstate
 /// records the holder's pid itself).
-pub(crate) fn ofd_is_locked(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<bool> {
+pub(crate) fn ofd_lock_holder(
+    fd: BorrowedFd<'_>,
+    start: u64,
+    len: u64,
+) -> io::Result<Option<LockKind>> {
     let mut fl = flock_struct(libc::F_WRLCK, start, len)?;
     // SAFETY: F_OFD_GETLK reads and writes one `struct flock`, and `fl` is a
     // valid, exclusively borrowed `flock` that outlives the call.
@@ -240,7 +288,11 @@ pub(crate) fn ofd_is_locked(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Res
     if r == -1 {
         return Err(io::Error::last_os_error());
     }
-    Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+    Ok(match i32::from(fl.l_type) {
+        libc::F_UNLCK => None,
+        libc::F_RDLCK => Some(LockKind::Shared),
+        _ => Some(LockKind::Exclusive),
+    })
 }
 
 fn flock_struct(l_type: i32, start: u64, len: u64) -> io::Result<libc::flock> {
@@ -253,35 +305,6 @@ fn flock_struct(l_type: i32, start: u64, len: u64) -> io::Result<libc::flock> {
         // Must be 0 for OFD locks.
         l_pid: 0,
     })
-}
-
-fn ofd_setlk(
-    fd: BorrowedFd<'_>,
-    l_type: i32,
-    start: u64,
-    len: u64,
-    wait: bool,
-) -> io::Result<LockResult> {
-    let fl = flock_struct(l_type, start, len)?;
-    let cmd = if wait {
-        libc::F_OFD_SETLKW
-    } else {
-        libc::F_OFD_SETLK
-    };
-    loop {
-        // SAFETY: F_OFD_SETLK(W) reads one `struct flock`; `fl` is a valid
-        // `flock` that outlives the call.
-        let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &raw const fl) };
-        if r != -1 {
-            return Ok(LockResult::Acquired);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) if wait => {}
-            Some(libc::EAGAIN | libc::EACCES) if !wait => return Ok(LockResult::WouldBlock),
-            _ => return Err(e),
-        }
-    }
 }
 
 /// `futex(word, FUTEX_WAIT, expected, timeout)` on a word that may live in a
@@ -330,6 +353,34 @@ pub(crate) fn coarse_now() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
+/// The inode of the caller's pid namespace (`/proc/self/ns/pid`), or 0.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// The effective user id of the caller.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// `fchown(fd, uid, gid)`.
+pub(crate) fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(Into::into)
+}
+
+/// `memfd_create(name, MFD_CLOEXEC)`: a file in memory with no name in
+/// any directory (a private live image).
+pub(crate) fn memfd(name: &str) -> io::Result<std::fs::File> {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+    Ok(std::fs::File::from(fd))
+}
+
 /// The process id of the caller.
 pub(crate) fn getpid() -> u32 {
     rustix::process::getpid()
@@ -360,21 +411,4 @@ pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     random_bytes(&mut b);
     u64::from_le_bytes(b)
-}
-
-/// `flock(fd, LOCK_EX)`: a whole-file lock that works on descriptors opened
-/// read-only (unlike a write OFD lock), used to serialise building the live
-/// image between readers and writers. Independent of the OFD locks.
-pub(crate) fn flock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
-    loop {
-        match rustix::fs::flock(fd, rustix::fs::FlockOperation::LockExclusive) {
-            Err(rustix::io::Errno::INTR) => {}
-            r => return r.map_err(Into::into),
-        }
-    }
-}
-
-/// Releases a [`flock_exclusive`].
-pub(crate) fn flock_unlock(fd: BorrowedFd<'_>) -> io::Result<()> {
-    rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock).map_err(Into::into)
 }

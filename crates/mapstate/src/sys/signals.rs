@@ -664,7 +664,7 @@ fn blocked_here(sig: c_int) -> bool {
 }
 
 /// `raise(sig)`: to the calling thread.
-fn raise(sig: c_int) {
+pub(super) fn raise(sig: c_int) {
     // SAFETY: `raise` has no memory preconditions.
     let _ = unsafe { libc::raise(sig) };
 }

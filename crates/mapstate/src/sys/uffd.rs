@@ -579,6 +579,29 @@ impl WriteTracker {
         self.uffd.write_protect(self.base + self.off, self.len)
     }
 
+    /// Write-protects the pages of `off..off + len` (relative to
+    /// `res.base()`, clipped to the tracked range) again without reporting
+    /// them: stores there so far are forgotten.
+    ///
+    /// # Panics
+    ///
+    /// If `res` is not the reservation given to `new`.
+    pub(crate) fn forget(&mut self, res: &Reservation, off: usize, len: usize) -> io::Result<()> {
+        self.check_res(res);
+        self.check_pid()?;
+        let p = page_size();
+        let start = (off / p * p).max(self.off);
+        let end = off
+            .saturating_add(len)
+            .div_ceil(p)
+            .saturating_mul(p)
+            .min(self.off + self.len);
+        if start >= end {
+            return Ok(());
+        }
+        self.uffd.write_protect(self.base + start, end - start)
+    }
+
     fn check_res(&self, res: &Reservation) {
         assert!(
             res.base().addr() == self.base && res.capacity() == self.cap,

@@ -1,0 +1,480 @@
+//! What recovery trusts, and what a state's life leaves on disk: one epoch
+//! for every position recovery trusts (a kill inside a checkpoint, old log
+//! records after a power cut), creation that leaves no state or a whole
+//! one, journals that survive a power cut and go when done, and nothing
+//! left behind.
+//!
+//! A reboot is simulated by deleting the live image (tmpfs does not survive
+//! one); a power cut that keeps some pages of a file and not others, by
+//! editing the file. Writers that must die without closing run in a child
+//! process (`child`), which exits or is killed without running destructors.
+#![allow(clippy::many_single_char_names)]
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mapstate::testing::Step;
+use mapstate::{Durability, Error, StateFiles, Writer, WriterOptions};
+
+const PAGE: u64 = 4096;
+
+/// A fresh directory on disk with a `live` directory for live images.
+fn setup() -> (tempfile::TempDir, PathBuf, WriterOptions) {
+    let d = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::create_dir(d.path().join("live")).unwrap();
+    let p = d.path().join("state");
+    let o = Writer::options()
+        .create(true)
+        .len(1 << 16)
+        .max_size(1 << 24)
+        .live_dir(d.path().join("live"));
+    (d, p, o)
+}
+
+/// The options a child uses for the state at `path` (its `live` directory
+/// beside it).
+fn child_opts(path: &Path) -> WriterOptions {
+    Writer::options()
+        .len(1 << 16)
+        .max_size(1 << 24)
+        .live_dir(path.parent().unwrap().join("live"))
+}
+
+/// Commit `c`: the counter at offset 0 and `c` stamped over page `c % 8 + 1`.
+fn commit(w: &mut Writer, c: u64, d: Durability) -> u64 {
+    let mut t = w.begin();
+    t.write_at(0, &c.to_le_bytes()).unwrap();
+    t.write_at((c % 8 + 1) * PAGE, &[c as u8; 100]).unwrap();
+    t.commit_with(d).unwrap()
+}
+
+fn counter(path: &Path) -> u64 {
+    let r = child_opts(path).reader().open(path).unwrap();
+    r.read(mapstate::Offset::<u64>::new(0)).unwrap()
+}
+
+/// The live image is lost with the OS.
+fn reboot(path: &Path) {
+    let live = StateFiles::of(path, Some(&path.parent().unwrap().join("live")))
+        .unwrap()
+        .live()
+        .to_path_buf();
+    std::fs::remove_file(live).unwrap();
+}
+
+/// Runs `role` with `args` in a child process of this test binary (the
+/// test `test`), and returns its exit status and stdout.
+fn child(test: &str, role: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(
+            "MAPSTATE_RECOVERY_CHILD",
+            format!("{role},{}", args.join(",")),
+        )
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The child roles; `None` in the parent.
+fn child_role() -> Option<Vec<String>> {
+    let v = std::env::var("MAPSTATE_RECOVERY_CHILD").ok()?;
+    Some(v.split(',').map(str::to_owned).collect())
+}
+
+/// Runs the child side if this process is a child; `true` then.
+fn as_child() -> bool {
+    let Some(a) = child_role() else {
+        return false;
+    };
+    let path = PathBuf::from(&a[1]);
+    match a[0].as_str() {
+        // Checkpoints (an empty log) and is killed at step `a[2]`.
+        "checkpoint" => {
+            let mut w = child_opts(&path).open(&path).unwrap();
+            let step = Step::from_number(a[2].parse().unwrap()).unwrap();
+            mapstate::testing::crash_at(step, 1);
+            w.checkpoint().unwrap();
+            unreachable!("the crash hook kills the process at {step:?}");
+        }
+        // Commits `a[2]..=a[3]` with `Sync` and exits without closing.
+        "sync-commits" => {
+            let mut w = child_opts(&path).open(&path).unwrap();
+            for c in a[2].parse().unwrap()..=a[3].parse::<u64>().unwrap() {
+                commit(&mut w, c, Durability::Sync);
+                println!("durable {c}");
+            }
+            std::process::exit(0);
+        }
+        // Commits one record that fills the log's first page exactly, then
+        // one more, and exits without closing (the records stay in the log).
+        "two-records" | "first-record" => {
+            let mut w = child_opts(&path).open(&path).unwrap();
+            let mut t = w.begin();
+            // header 40 + one range entry 16 + 4040 bytes = 4096
+            t.write_at(0, &[0x11; 4040]).unwrap();
+            t.commit().unwrap();
+            if a[0] == "two-records" {
+                let mut t = w.begin();
+                t.write_at(8192, b"life one's second commit").unwrap();
+                t.commit().unwrap();
+            }
+            println!("seq {}", w.seq());
+            std::process::exit(0);
+        }
+        // Creates a large state (killed by the parent at some moment).
+        "create" => {
+            println!("creating");
+            let _w = Writer::options()
+                .create(true)
+                .len(128 << 20)
+                .max_size(128 << 20)
+                .live_dir(path.parent().unwrap().join("live"))
+                .open(&path)
+                .unwrap();
+            std::process::exit(0);
+        }
+        // Builds the live image of a large state (killed by the parent).
+        "build" => {
+            println!("building");
+            let _r = child_opts(&path)
+                .max_size(512 << 20)
+                .reader()
+                .open(&path)
+                .unwrap();
+            std::process::exit(0);
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+/// Bug 1 of the crash-soundness review: a writer checkpoints, checkpoints
+/// again with an empty log, and is killed after the journal, the durable
+/// image or its header is synced. The live image then published the old
+/// epoch's log position, the next writer trusted it and chained its `Sync`
+/// commits to a salt no rebuild uses: after a reboot they were gone.
+#[test]
+fn sync_commits_after_a_checkpoint_killed_with_an_empty_log_survive_a_reboot() {
+    if as_child() {
+        return;
+    }
+    for step in [Step::JournalSynced, Step::DurableSynced, Step::HeaderSynced] {
+        let (_d, p, o) = setup();
+        let mut w = o.open(&p).unwrap();
+        for c in 1..=5 {
+            commit(&mut w, c, Durability::PageCache);
+        }
+        w.checkpoint().unwrap();
+        w.close().unwrap();
+        let ps = p.to_str().unwrap();
+        let (st, _) = child(
+            "sync_commits_after_a_checkpoint_killed_with_an_empty_log_survive_a_reboot",
+            "checkpoint",
+            &[ps, &step.number().to_string()],
+        );
+        assert_eq!(st.signal(), Some(9), "killed at {step:?}");
+        let (st, out) = child(
+            "sync_commits_after_a_checkpoint_killed_with_an_empty_log_survive_a_reboot",
+            "sync-commits",
+            &[ps, "6", "10"],
+        );
+        assert!(st.success() && out.contains("durable 10"), "{out}");
+        reboot(&p);
+        assert_eq!(
+            counter(&p),
+            10,
+            "Sync commits lost after a kill at {step:?}"
+        );
+    }
+}
+
+/// Bug 5: after a power cut kept page 2 of the log but not page 1, the next
+/// life rewrote commit 1 byte for byte (so with the same chain) and was
+/// killed; the next recovery then chained on into life one's commit 2. A
+/// writer that opens a rebuilt live image now starts a new epoch first.
+#[test]
+fn a_power_cut_never_brings_back_records_of_an_earlier_life() {
+    if as_child() {
+        return;
+    }
+    let test = "a_power_cut_never_brings_back_records_of_an_earlier_life";
+    let (_d, p, o) = setup();
+    drop(o.open(&p).unwrap());
+    let ps = p.to_str().unwrap();
+    let (st, out) = child(test, "two-records", &[ps]);
+    assert!(st.success() && out.contains("seq 2"), "{out}");
+    // The cut: the log's first page (commit 1) lost, its second kept.
+    let files = StateFiles::of(&p, Some(&p.parent().unwrap().join("live"))).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .open(files.log())
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&log, &[0; PAGE as usize], PAGE).unwrap();
+    drop(log);
+    reboot(&p);
+    // Life two: commit 1 again, byte for byte; killed before it closes.
+    let (st, out) = child(test, "first-record", &[ps]);
+    assert!(st.success() && out.contains("seq 1"), "{out}");
+    let w = child_opts(&p).open(&p).unwrap();
+    assert_eq!(w.seq(), 1, "life one's commit 2 came back");
+    let mut b = [0u8; 24];
+    w.close().unwrap();
+    child_opts(&p)
+        .reader()
+        .open(&p)
+        .unwrap()
+        .read_at(8192, &mut b)
+        .unwrap();
+    assert_eq!(b, [0; 24]);
+}
+
+/// Bug 2: a SIGKILL while a state was created left a file without a
+/// header that nothing could open or remove. Now it leaves no state or a
+/// whole one, whenever the kill lands.
+#[test]
+fn a_kill_while_a_state_is_created_leaves_no_state_or_a_whole_one() {
+    if as_child() {
+        return;
+    }
+    let test = "a_kill_while_a_state_is_created_leaves_no_state_or_a_whole_one";
+    let mut outcomes = (0, 0);
+    // Kills 0 to 2 ms after the child says it starts (every 50 µs: where
+    // an in-place creation was header-less), then up to 110 ms after.
+    let delays = (0..40u64)
+        .map(|i| i * 50)
+        .chain((0..10).map(|i| i * i * 1200));
+    for (i, delay) in delays.enumerate() {
+        let (d, p, _) = setup();
+        let mut c = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("MAPSTATE_RECOVERY_CHILD", format!("create,{}", p.display()))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+        while !line.contains("creating") {
+            line.clear();
+            if std::io::BufRead::read_line(&mut out, &mut line).unwrap() == 0 {
+                break;
+            }
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_micros(delay) {
+            std::hint::spin_loop();
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        let o = child_opts(&p).max_size(128 << 20);
+        if p.exists() {
+            let w = o
+                .open(&p)
+                .unwrap_or_else(|e| panic!("kill {i}: unopenable: {e}"));
+            assert_eq!(w.len(), 128 << 20);
+            w.remove().unwrap();
+            outcomes.1 += 1;
+        } else {
+            outcomes.0 += 1;
+        }
+        // Nothing else is left in the directory (a live image goes with
+        // `remove`; with no state there is nothing at all).
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "live")
+            .collect();
+        assert!(left.is_empty(), "kill {i} left {left:?}");
+    }
+    println!(
+        "no state {} times, a whole one {} times",
+        outcomes.0, outcomes.1
+    );
+}
+
+/// Bug 8: a live image build killed before its rename left a full-size
+/// temporary file that nothing removed. Built unnamed, it leaves nothing.
+#[test]
+fn a_kill_while_the_live_image_is_built_leaves_nothing() {
+    if as_child() {
+        return;
+    }
+    let test = "a_kill_while_the_live_image_is_built_leaves_nothing";
+    let (d, p, o) = setup();
+    let live_dir = d.path().join("live");
+    let mut w = o
+        .clone()
+        .len(256 << 20)
+        .max_size(512 << 20)
+        .open(&p)
+        .unwrap();
+    commit(&mut w, 1, Durability::PageCache);
+    w.close().unwrap();
+    for i in 0..6u64 {
+        reboot(&p);
+        let mut c = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("MAPSTATE_RECOVERY_CHILD", format!("build,{}", p.display()))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(5 + i * 15) {
+            std::hint::spin_loop();
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        let names: Vec<_> = std::fs::read_dir(&live_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        // Nothing but the live image itself (`mapstate-DEV-INO.live`).
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("mapstate-") && !n.contains(".mapstate-")),
+            "kill {i} left {names:?}"
+        );
+        // Make sure the next round rebuilds it.
+        if names.is_empty() {
+            drop(
+                child_opts(&p)
+                    .max_size(512 << 20)
+                    .reader()
+                    .open(&p)
+                    .unwrap(),
+            );
+        }
+    }
+    o.create(false).open(&p).unwrap().remove().unwrap();
+}
+
+/// Bug 8: a journal stayed as large as the pages of the last checkpoint.
+#[test]
+fn the_journal_is_emptied_once_its_checkpoint_is_done() {
+    let (_d, p, o) = setup();
+    let mut w = o.open(&p).unwrap();
+    for c in 1..=20 {
+        commit(&mut w, c, Durability::PageCache);
+    }
+    w.checkpoint().unwrap();
+    let j = w.files().journal().to_path_buf();
+    assert_eq!(std::fs::metadata(&j).unwrap().len(), 0);
+    w.remove().unwrap();
+}
+
+/// Bug 9: the journal was created without syncing its directory, so a power
+/// cut could lose its name while the durable image it was to repair was
+/// half written. A directory sync now comes between its creation and the
+/// first write to the durable image.
+#[test]
+fn a_new_journal_is_on_disk_before_the_durable_image_changes() {
+    // The hooks are process-wide: in a child of its own.
+    if child_role().is_some() {
+        let (d, p, o) = setup();
+        let mut w = o.open(&p).unwrap();
+        commit(&mut w, 1, Durability::PageCache);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        mapstate::testing::observe_syncs(Some(Box::new(move |fd, before| {
+            if !before {
+                let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+                s.lock().unwrap().push(name);
+            }
+        })));
+        w.checkpoint().unwrap();
+        mapstate::testing::disarm_syncs();
+        let seen = seen.lock().unwrap();
+        let journal = seen.iter().position(|n| n.ends_with("state-ckpt"));
+        let dir = seen.iter().position(|n| n == d.path());
+        let durable = seen.iter().position(|n| n.ends_with("state"));
+        assert!(
+            journal.is_some() && dir.is_some() && dir < durable && journal < durable,
+            "syncs: {seen:?}"
+        );
+        println!("child ok");
+        return;
+    }
+    let (st, out) = child(
+        "a_new_journal_is_on_disk_before_the_durable_image_changes",
+        "syncs",
+        &["-"],
+    );
+    assert!(st.success() && out.contains("child ok"), "{out}");
+}
+
+/// Bug 8 and 11: `log_size(u64::MAX)` wrapped to 0 and left a 40-byte log
+/// that made the state unusable; a failed creation left files behind. Now
+/// it is refused before anything is created.
+#[test]
+fn a_refused_creation_leaves_nothing() {
+    let (d, p, o) = setup();
+    match o.clone().log_size(u64::MAX).open(&p) {
+        Err(Error::InvalidSize { what, .. }) => assert_eq!(what, "log size"),
+        other => panic!("expected InvalidSize, got {other:?}"),
+    }
+    match o.clone().len(2 << 24).open(&p) {
+        Err(Error::InvalidSize { .. }) => {}
+        other => panic!("expected InvalidSize, got {other:?}"),
+    }
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "live")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        std::fs::read_dir(d.path().join("live"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    // And the state can then be created.
+    o.open(&p).unwrap().remove().unwrap();
+}
+
+/// `Writer::remove` deletes every file a state ever made, temporary ones
+/// included (a kill between naming and renaming a file leaves one).
+#[test]
+fn remove_deletes_every_file_of_the_state() {
+    let (d, p, o) = setup();
+    let w = o.open(&p).unwrap();
+    let stray = d.path().join(".state-wal.mapstate-0123456789abcdef");
+    std::fs::write(&stray, b"left by a kill").unwrap();
+    w.remove().unwrap();
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "live")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        std::fs::read_dir(d.path().join("live"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+/// A state created by an older version in place, or by hand as an empty
+/// file, is created in its place.
+#[test]
+fn an_empty_file_becomes_the_state() {
+    let (_d, p, o) = setup();
+    std::fs::write(&p, b"").unwrap();
+    let mut w = o.open(&p).unwrap();
+    commit(&mut w, 1, Durability::PageCache);
+    w.close().unwrap();
+    reboot(&p);
+    assert_eq!(counter(&p), 1);
+    o.create(false).open(&p).unwrap().remove().unwrap();
+}
