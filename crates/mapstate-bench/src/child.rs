@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Ctx, Result, Workload, monotonic_ns, nanos};
-use crate::report::{Measurement, p50_p99};
+use crate::harness::{Ctx, Histogram, Result, Workload, monotonic_ns, nanos};
+use crate::report::{Measurement, key, p50_p99};
 use crate::slot::Rng;
 
 /// The hidden first argument that makes the binary a child.
@@ -37,7 +37,8 @@ pub(crate) struct ChildArgs {
     /// Whether the parent runs `--quick`.
     pub(crate) quick: bool,
     /// A workload-specific number (notify: events; reopen: state bytes; w5
-    /// writer: commits per second to hold to, 0 for as fast as it can).
+    /// writer: commits per second to hold to, 0 for as fast as it can with
+    /// every commit timed, [`UNTIMED`] for as fast as it can untimed).
     pub(crate) arg: u64,
 }
 
@@ -213,36 +214,117 @@ pub(crate) struct LoopReport {
     pub(crate) torn: u64,
     /// Seconds between `go` and `stop`.
     pub(crate) secs: f64,
+    /// A writer's commit latencies ([`timed_commit_loop`]).
+    #[serde(default)]
+    pub(crate) commits: Option<CommitTimes>,
+}
+
+/// A w5 writer's commit latencies, in ns.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CommitTimes {
+    /// Commits timed.
+    pub(crate) timed: u64,
+    /// 99th percentile.
+    pub(crate) p99_ns: u64,
+    /// 99.9th percentile.
+    pub(crate) p999_ns: u64,
+    /// The longest.
+    pub(crate) max_ns: u64,
+    /// What one clock read costs in the writer (one per commit).
+    pub(crate) clock_ns: f64,
 }
 
 /// Child side of w5: says `ready`, waits for `go`, then runs `op` (which
 /// returns whether the slot it read was whole) until the parent says
 /// `stop`. A second thread waits for `stop`, reports and exits the process,
 /// so that even an operation blocked inside a peer does not delay the end.
-pub(crate) fn timed_loop(mut parent: Parent, mut op: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(crate) fn timed_loop(parent: Parent, op: impl FnMut() -> Result<bool>) -> Result<()> {
+    run_loop(parent, None, op)
+}
+
+/// The w5 writer's `arg` for "flat out, commits not timed" (0: flat out,
+/// every commit timed; any other: commits per second to hold to).
+pub(crate) const UNTIMED: u64 = u64::MAX;
+
+/// Note for w5 rows whose writer timed every commit.
+pub(crate) const COMMITS_TIMED: &str = "writer commit latency (commit_p999_us, commit_max_us): every commit timed by one clock read per commit (end of one commit to end of the next, so the loop's bookkeeping is in it; clock_read_ns says what a read costs); on a shared 2-core machine the longest includes any preemption of the writer";
+
+/// Note for w5 rows of the peers whose writer timed every commit in the
+/// throughput run.
+pub(crate) const CLOCK_IN_RATE: &str =
+    "the clock reads are in the writer's commits/s (each well under 1 % of this system's commit)";
+
+/// How a w5 writer times its commits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Pace {
+    /// As fast as it can; every commit timed by one clock read per commit
+    /// (the time from the end of one commit to the end of the next: the
+    /// commit plus the loop's two counter stores).
+    FlatOut,
+    /// As fast as it can; a clock read per `n` operations, each batch's
+    /// time counted as one operation's (for operations of a few ns, where
+    /// a clock read per operation would more than double the cost).
+    Batched(u32),
+    /// Held to one commit per period (spinning: sleeps are far coarser);
+    /// not timed.
+    Held(Duration),
+}
+
+/// [`timed_loop`] for a w5 writer: `op` commits once; its latencies are
+/// timed as `pace` says and reported with the counts.
+pub(crate) fn timed_commit_loop(
+    parent: Parent,
+    pace: Pace,
+    op: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    run_loop(parent, Some(pace), op)
+}
+
+fn run_loop(
+    mut parent: Parent,
+    pace: Option<Pace>,
+    mut op: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let clock_ns = match pace {
+        Some(Pace::FlatOut | Pace::Batched(_)) => crate::harness::clock_read_ns(),
+        _ => 0.0,
+    };
     parent.say("ready")?;
     let go = parent.hear()?;
     if go != "go" {
         return Err(format!("expected go, got {go:?}").into());
     }
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let hist = Arc::new(Histogram::default());
     let start = Instant::now();
     {
         let counts = Arc::clone(&counts);
+        let hist = Arc::clone(&hist);
+        let timed = matches!(pace, Some(Pace::FlatOut | Pace::Batched(_)));
         std::thread::spawn(move || {
             let _ = parent.hear();
+            let commits = timed.then(|| {
+                let (n, q, max) = hist.summary(&[0.99, 0.999]);
+                CommitTimes {
+                    timed: n,
+                    p99_ns: q[0],
+                    p999_ns: q[1],
+                    max_ns: max,
+                    clock_ns,
+                }
+            });
             let report = LoopReport {
                 ops: counts[0].load(Ordering::Relaxed),
                 torn: counts[1].load(Ordering::Relaxed),
                 secs: start.elapsed().as_secs_f64(),
+                commits,
             };
             let code = i32::from(parent.result(&report).is_err());
             std::process::exit(code);
         });
     }
     let (mut ops, mut torn) = (0_u64, 0_u64);
-    loop {
-        let whole = op()?;
+    let mut count = |whole: bool| {
         ops += 1;
         // A plain store (no read-modify-write): only this thread writes.
         counts[0].store(ops, Ordering::Relaxed);
@@ -250,17 +332,55 @@ pub(crate) fn timed_loop(mut parent: Parent, mut op: impl FnMut() -> Result<bool
             torn += 1;
             counts[1].store(torn, Ordering::Relaxed);
         }
+    };
+    match pace {
+        None => loop {
+            count(op()?);
+        },
+        Some(Pace::FlatOut) => {
+            let mut prev = Instant::now();
+            loop {
+                let whole = op()?;
+                let now = Instant::now();
+                hist.record(nanos(now - prev));
+                prev = now;
+                count(whole);
+            }
+        }
+        Some(Pace::Batched(n)) => {
+            let mut prev = Instant::now();
+            loop {
+                for _ in 0..n {
+                    count(op()?);
+                }
+                let now = Instant::now();
+                hist.record(nanos(now - prev));
+                prev = now;
+            }
+        }
+        Some(Pace::Held(period)) => {
+            let mut next = Instant::now();
+            loop {
+                next += period;
+                while Instant::now() < next {
+                    std::hint::spin_loop();
+                }
+                count(op()?);
+            }
+        }
     }
 }
 
 /// Parent side of w5: starts the writer and the reader on the state in
-/// `dir`, lets them run side by side for `params.w5`, and collects both.
+/// `dir`, lets them run side by side for `params.w5`, and collects both
+/// (with the writer's commit latencies, if it timed them).
 pub(crate) fn w5_parent(cx: &Ctx, system: &str, dir: &Path) -> Result<Measurement> {
     w5_parent_paced(cx, system, dir, 0)
 }
 
 /// As [`w5_parent`], with the writer held to `writer_rate` commits per
-/// second (its `arg`; 0: as fast as it can).
+/// second (its `arg`; 0: as fast as it can, every commit timed;
+/// [`UNTIMED`]: as fast as it can, untimed).
 pub(crate) fn w5_parent_paced(
     cx: &Ctx,
     system: &str,
@@ -287,12 +407,21 @@ pub(crate) fn w5_parent_paced(
     writer.send("stop")?;
     let r: LoopReport = reader.finish()?;
     let w: LoopReport = writer.finish()?;
-    Ok(Measurement {
+    let mut m = Measurement {
         ops_per_sec: Some(r.ops as f64 / r.secs),
         writer_ops_per_sec: Some(w.ops as f64 / w.secs),
         torn: Some(r.torn),
         ..Measurement::default()
-    })
+    };
+    if let Some(c) = w.commits {
+        m.set(key::COMMIT_MAX_US, c.max_ns as f64 / 1e3);
+        m.set(key::COMMIT_MAX_US_WORST, c.max_ns as f64 / 1e3);
+        m.set(key::COMMIT_P99_US, c.p99_ns as f64 / 1e3);
+        m.set(key::COMMIT_P999_US, c.p999_ns as f64 / 1e3);
+        m.set(key::COMMITS_TIMED, c.timed as f64);
+        m.set(key::CLOCK_READ_NS, c.clock_ns);
+    }
+    Ok(m)
 }
 
 /// What a notify waiter reports.

@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::report::{Measurement, p50_p99};
+use crate::report::{Measurement, key, p50_p99};
 
 /// Errors of any adapter: each peer has its own error type.
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -35,11 +36,16 @@ pub(crate) enum Workload {
     Grow,
     /// Reopen a state after its writer was killed with SIGKILL.
     Reopen,
+    /// One commit of a one-byte free store at a random page, in a small
+    /// and a large state (mapstate only).
+    Freestore,
+    /// Creating a large state, then closing it (mapstate only).
+    Create,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 12] = [
         Self::W1,
         Self::W2,
         Self::W2x8,
@@ -50,12 +56,14 @@ impl Workload {
         Self::Notify,
         Self::Grow,
         Self::Reopen,
+        Self::Freestore,
+        Self::Create,
     ];
 
     /// The order the suite runs them in: the `fdatasync` workloads first,
     /// before any large file has been written or deleted (the root
     /// filesystem discards deleted blocks, which slows syncs for seconds).
-    pub(crate) const RUN_ORDER: [Self; 10] = [
+    pub(crate) const RUN_ORDER: [Self; 12] = [
         Self::W2,
         Self::W2x8,
         Self::W1,
@@ -66,6 +74,8 @@ impl Workload {
         Self::W6,
         Self::Grow,
         Self::Reopen,
+        Self::Freestore,
+        Self::Create,
     ];
 
     /// The name on the command line and in the output.
@@ -81,6 +91,8 @@ impl Workload {
             Self::Notify => "notify",
             Self::Grow => "grow",
             Self::Reopen => "reopen",
+            Self::Freestore => "freestore",
+            Self::Create => "create",
         }
     }
 
@@ -111,6 +123,12 @@ pub(crate) struct Params {
     pub(crate) grow_bytes: u64,
     /// reopen: size of the state.
     pub(crate) reopen_bytes: u64,
+    /// freestore: the smaller state.
+    pub(crate) freestore_small: u64,
+    /// freestore: the larger state.
+    pub(crate) freestore_large: u64,
+    /// create: size of the state created.
+    pub(crate) create_bytes: u64,
 }
 
 /// 2^20 bytes.
@@ -130,6 +148,9 @@ impl Params {
                 w6_bytes: 32 * MIB,
                 grow_bytes: 128 * MIB,
                 reopen_bytes: 64 * MIB,
+                freestore_small: 16 * MIB,
+                freestore_large: 1024 * MIB,
+                create_bytes: 256 * MIB,
             }
         } else {
             Self {
@@ -142,6 +163,9 @@ impl Params {
                 w6_bytes: 256 * MIB,
                 grow_bytes: 1024 * MIB,
                 reopen_bytes: 1024 * MIB,
+                freestore_small: 16 * MIB,
+                freestore_large: 4096 * MIB,
+                create_bytes: 2048 * MIB,
             }
         }
     }
@@ -214,9 +238,11 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 /// operation), then for half as long timing every operation on its own for
 /// p50 and p99 (those include the ~20 ns that reading the clock twice costs).
 pub(crate) fn measure(params: &Params, mut op: impl FnMut() -> Result<()>) -> Result<Measurement> {
+    let mut calls = 0_u64;
     let end = Instant::now() + params.warmup;
     while Instant::now() < end {
         op()?;
+        calls += 1;
     }
 
     let start = Instant::now();
@@ -244,11 +270,13 @@ pub(crate) fn measure(params: &Params, mut op: impl FnMut() -> Result<()>) -> Re
         op()?;
         samples.push(nanos(t.elapsed()));
     }
+    calls += ops + samples.len() as u64;
     let (p50_ns, p99_ns) = p50_p99(&mut samples);
     Ok(Measurement {
         ops_per_sec: Some(ops as f64 / elapsed.as_secs_f64()),
         p50_ns,
         p99_ns,
+        calls: Some(calls),
         ..Measurement::default()
     })
 }
@@ -315,6 +343,174 @@ where
     })
 }
 
+/// The write counters of `/proc/PID/io` (task I/O accounting): bytes of the
+/// page cache the process dirtied (`write_bytes`, charged when a page goes
+/// from clean to dirty, through `write` or a store into a shared mapping,
+/// 4 KiB per page however little of it changed; tmpfs pages are never
+/// counted) and the dirty bytes it dropped before they were written
+/// (`cancelled_write_bytes`: truncating or deleting a file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IoCounters {
+    /// `write_bytes`.
+    pub(crate) write_bytes: u64,
+    /// `cancelled_write_bytes`.
+    pub(crate) cancelled_write_bytes: u64,
+}
+
+impl IoCounters {
+    /// The counters of process `pid` (`None`: this process, all threads).
+    pub(crate) fn of(pid: Option<u32>) -> Result<Self> {
+        let path = pid.map_or_else(|| "/proc/self/io".to_owned(), |p| format!("/proc/{p}/io"));
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        Self::parse(&text).ok_or_else(|| format!("{path}: no write_bytes").into())
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Some(Self {
+            write_bytes: field("write_bytes")?,
+            cancelled_write_bytes: field("cancelled_write_bytes")?,
+        })
+    }
+
+    /// Bytes dirtied since `before` and not cancelled since.
+    pub(crate) fn net_since(self, before: Self) -> u64 {
+        let written = self.write_bytes.saturating_sub(before.write_bytes);
+        let cancelled = self
+            .cancelled_write_bytes
+            .saturating_sub(before.cancelled_write_bytes);
+        written.saturating_sub(cancelled)
+    }
+}
+
+/// Bytes written to disk per byte committed: [`DiskWrites::start`] syncs
+/// everything (so that every page the workload dirties is charged, none
+/// already dirty from before) and reads this process's counters;
+/// [`DiskWrites::finish`], called after the timed part and the system's
+/// close, syncs again (so that what was counted was written, not dropped
+/// with a deleted file) and records the difference over the payload.
+#[derive(Debug)]
+pub(crate) struct DiskWrites(IoCounters);
+
+impl DiskWrites {
+    /// Syncs, then reads the counters.
+    pub(crate) fn start() -> Result<Self> {
+        rustix::fs::sync();
+        Ok(Self(IoCounters::of(None)?))
+    }
+
+    /// Syncs, reads the counters again, and sets `m`'s `payload_bytes`,
+    /// `disk_write_bytes` and `disk_bytes_per_byte`.
+    pub(crate) fn finish(self, payload: u64, m: &mut Measurement) -> Result<()> {
+        rustix::fs::sync();
+        let net = IoCounters::of(None)?.net_since(self.0);
+        m.set(key::PAYLOAD_BYTES, payload as f64);
+        m.set(key::DISK_WRITE_BYTES, net as f64);
+        if payload > 0 {
+            m.set(key::DISK_BYTES_PER_BYTE, net as f64 / payload as f64);
+        }
+        Ok(())
+    }
+}
+
+/// A latency histogram cheap enough to update on every commit from one
+/// thread while another reads it: values below 64 ns exactly, above in
+/// buckets 1/32 of a power of two wide (about 3 %), plus the exact maximum.
+/// Only the owning thread writes (relaxed load and store, no locked
+/// instruction); a reader sees a slightly stale copy.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    max: AtomicU64,
+}
+
+const HIST_BUCKETS: usize = 64 + 58 * 32;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: (0..HIST_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(ns: u64) -> usize {
+        if ns < 64 {
+            return ns as usize;
+        }
+        let e = 63 - u64::from(ns.leading_zeros()); // 6..=63
+        let sub = (ns >> (e - 5)) & 31;
+        64 + (e as usize - 6) * 32 + sub as usize
+    }
+
+    /// The smallest value of bucket `b`.
+    fn floor(b: usize) -> u64 {
+        if b < 64 {
+            return b as u64;
+        }
+        let e = (b - 64) / 32 + 6;
+        let sub = ((b - 64) % 32) as u64;
+        (32 + sub) << (e - 5)
+    }
+
+    /// Counts one value (from the owning thread only).
+    pub(crate) fn record(&self, ns: u64) {
+        let b = &self.buckets[Self::bucket(ns)];
+        b.store(b.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if ns > self.max.load(Ordering::Relaxed) {
+            self.max.store(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Values counted, the `q`-quantiles (each the floor of its bucket, or
+    /// the maximum if that is smaller) and the maximum, in ns.
+    pub(crate) fn summary(&self, qs: &[f64]) -> (u64, Vec<u64>, u64) {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let max = self.max.load(Ordering::Relaxed);
+        let total: u64 = counts.iter().sum();
+        let quantiles = qs
+            .iter()
+            .map(|&q| {
+                let rank = ((q * total as f64).ceil() as u64).clamp(1, total.max(1));
+                let mut seen = 0;
+                for (b, &c) in counts.iter().enumerate() {
+                    seen += c;
+                    if seen >= rank {
+                        return Self::floor(b).min(max);
+                    }
+                }
+                max
+            })
+            .collect();
+        (total, quantiles, max)
+    }
+}
+
+/// What one `Instant::now()` costs here, in ns (the median of a few
+/// batches of 1,000 reads).
+pub(crate) fn clock_read_ns() -> f64 {
+    let mut per: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..1000 {
+                std::hint::black_box(Instant::now());
+            }
+            t.elapsed().as_secs_f64() * 1e9 / 1000.0
+        })
+        .collect();
+    crate::report::median(&mut per).unwrap_or(0.0)
+}
+
 /// Bytes the files under `path` occupy on disk: the sum of `st_blocks * 512`.
 pub(crate) fn disk_bytes(path: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt as _;
@@ -356,6 +552,52 @@ mod tests {
             assert!(Workload::RUN_ORDER.contains(&w));
         }
         assert_eq!(Workload::parse("w7"), None);
+    }
+
+    #[test]
+    fn io_counters_parse_and_subtract() {
+        let text = "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 0\nwrite_bytes: 8192\ncancelled_write_bytes: 4096\n";
+        let c = IoCounters::parse(text).unwrap();
+        assert_eq!(c.write_bytes, 8192);
+        assert_eq!(c.cancelled_write_bytes, 4096);
+        let later = IoCounters {
+            write_bytes: 3 * 8192,
+            cancelled_write_bytes: 4096 + 4096,
+        };
+        assert_eq!(later.net_since(c), 2 * 8192 - 4096);
+        assert!(IoCounters::of(None).is_ok());
+    }
+
+    #[test]
+    fn histogram_buckets_are_tight() {
+        for ns in [
+            0,
+            1,
+            63,
+            64,
+            65,
+            100,
+            1000,
+            4095,
+            4096,
+            123_456,
+            10_000_000_000,
+        ] {
+            let b = Histogram::bucket(ns);
+            let lo = Histogram::floor(b);
+            assert!(lo <= ns, "{ns}: floor {lo}");
+            assert!(ns - lo <= ns / 32, "{ns}: floor {lo} too far");
+            assert!(b < HIST_BUCKETS);
+        }
+        let h = Histogram::default();
+        for ns in 1..=1000 {
+            h.record(ns * 1000);
+        }
+        let (n, q, max) = h.summary(&[0.5, 0.999]);
+        assert_eq!(n, 1000);
+        assert_eq!(max, 1_000_000);
+        assert!((q[0] as f64 - 500_000.0).abs() <= 500_000.0 / 32.0, "{q:?}");
+        assert!(q[1] <= max && q[1] >= 960_000, "{q:?}");
     }
 
     #[test]

@@ -35,14 +35,29 @@ workloads (all when none is named):
   w2x8    the same, eight threads
   w3      one transaction changes 1,000 random slots, no sync
   w4      consistent read of one random slot, same process
-  w5      a reader process reads while a writer process commits
-  w6      append 256 MiB in 4 KiB records to a growing file
+  w5      a reader process reads while a writer process commits flat out
+          (also: the writer's longest and p99.9 commit, every commit timed)
+  w6      append 256 MiB in 4 KiB records to a growing state, one commit
+          per record (PageCache; mapstate through Txn::extend_on_write;
+          rows mapstate:set_len+write_at, and mapstate:mapping-no-commits
+          like memmap2's: no commits, no crash safety); MB/s, disk
+          footprint after close (disk_over_data), mapstate's live image
   notify  commit-to-wake latency of a waiter in another process
   grow    first touch of pages past the end of a growing file
   reopen  reopen a 1 GiB state after its writer was killed (SIGKILL)
+  freestore  one commit of a one-byte free store (as_mut_slice) at a random
+          page, in a 16 MiB and a 4 GiB state: p50/p99/mean per commit and
+          the ratio (row mapstate:write_at: the same by write_at); mapstate
+          only
+  create  create a 2 GiB state, then close it; mapstate only
+
+w1, w3 and w6 also report the bytes written to disk per byte committed
+(disk_bytes_per_byte: page-cache bytes dirtied, from /proc/self/io, over
+the timed part and the close, over the payload committed).
 
 options:
-  --quick      small sizes and short loops (CI; under a minute)
+  --quick      small sizes and short loops (CI; about a minute): w6 32 MiB,
+               freestore 16 MiB and 1 GiB, create 256 MiB
   --markdown   print one Markdown table instead of JSON lines
   --runs N     runs per figure (default 3; each figure is their median)
   --dir DIR    where to create the files (default: the temp dir; use a disk
@@ -134,32 +149,69 @@ fn child_main(args: &[String]) -> ExitCode {
     }
 }
 
-/// Runs `workload` on every system, `runs` times, interleaved (run r of
-/// every system before run r + 1 of any), and hands one row per system to
-/// `emit`. Returns whether any run failed.
+/// One row of a workload: a system, or one of its variants.
+struct Entry {
+    system: &'static dyn System,
+    variant: Option<&'static str>,
+    name: String,
+}
+
+impl Entry {
+    /// The rows of `workload`: each system's own, then its variants'.
+    fn all(systems: &[&'static dyn System], workload: Workload) -> Vec<Self> {
+        systems
+            .iter()
+            .flat_map(|&system| {
+                std::iter::once(Self {
+                    system,
+                    variant: None,
+                    name: system.name().to_owned(),
+                })
+                .chain(system.variants(workload).iter().map(move |&v| Self {
+                    system,
+                    variant: Some(v),
+                    name: format!("{}:{v}", system.name()),
+                }))
+            })
+            .collect()
+    }
+
+    fn run(&self, workload: Workload, cx: &Ctx) -> harness::Result<Outcome> {
+        match self.variant {
+            None => self.system.run(workload, cx),
+            Some(v) => self.system.run_variant(v, workload, cx),
+        }
+    }
+}
+
+/// Runs `workload` on every system (and variant), `runs` times,
+/// interleaved (run r of every system before run r + 1 of any), and hands
+/// one row per system and variant to `emit`. Returns whether any run
+/// failed.
 fn run_workload(
     cx: &Ctx,
     systems: &[&'static dyn System],
     workload: Workload,
     mut emit: impl FnMut(Row),
 ) -> bool {
-    let n = systems.len();
+    let entries = Entry::all(systems, workload);
+    let n = entries.len();
     let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); n];
     let mut errors: Vec<Vec<String>> = vec![Vec::new(); n];
     for r in 1..=cx.params.runs {
-        for (i, system) in systems.iter().enumerate() {
+        for (i, entry) in entries.iter().enumerate() {
             if matches!(outcomes[i].first(), Some(Outcome::NotApplicable(_))) {
                 continue;
             }
             // Each run starts with no dirty pages left by the one before,
             // so that its figures do not include their writeback (untimed).
             rustix::fs::sync();
-            match system.run(workload, cx) {
+            match entry.run(workload, cx) {
                 Ok(o) => outcomes[i].push(o),
                 Err(e) => {
                     eprintln!(
                         "mapstate-bench: {} {} run {r}: {e}",
-                        system.name(),
+                        entry.name,
                         workload.name()
                     );
                     errors[i].push(format!("run {r}: {e}"));
@@ -167,9 +219,9 @@ fn run_workload(
             }
         }
     }
-    for (i, system) in systems.iter().enumerate() {
+    for (i, entry) in entries.iter().enumerate() {
         emit(Row::combine(
-            system.name(),
+            &entry.name,
             workload.name(),
             &outcomes[i],
             &errors[i],
@@ -234,18 +286,27 @@ fn run(opts: &Options) -> ExitCode {
             );
         }
     }
+    let t = Instant::now();
     for system in &opts.systems {
         system.cleanup(&cx);
     }
+    drop(base);
+    eprintln!(
+        "mapstate-bench: cleanup (kept states and the files' directory removed) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     eprintln!(
         "mapstate-bench: total {:.1} s",
         start.elapsed().as_secs_f64()
     );
 
     if opts.markdown {
+        // A variant (`mapstate:VARIANT`) sorts with its system, after it
+        // (the sort is stable).
         let order = |r: &Row| {
             let w = Workload::ALL.iter().position(|w| w.name() == r.workload);
-            let s = opts.systems.iter().position(|s| s.name() == r.system);
+            let name = r.system.split(':').next().unwrap_or_default();
+            let s = opts.systems.iter().position(|s| s.name() == name);
             (w, s)
         };
         rows.sort_by_key(order);

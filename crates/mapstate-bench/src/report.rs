@@ -2,9 +2,80 @@
 //! the [`Row`] that combines the runs (medians), and its JSON line and
 //! Markdown table.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+
+/// The names of the figures only some workloads have, kept in
+/// [`Measurement::more`] and printed as top-level JSON keys (added in the
+/// order of issue 14; no older key was renamed).
+pub(crate) mod key {
+    /// Payload bytes committed in the span `disk_write_bytes` covers (w1:
+    /// 64 B per commit; w3: 64,000 B per transaction; w6: 4 KiB per record).
+    pub(crate) const PAYLOAD_BYTES: &str = "payload_bytes";
+    /// Bytes of the page cache this process dirtied in that span
+    /// (`write_bytes` minus `cancelled_write_bytes` of `/proc/self/io`).
+    pub(crate) const DISK_WRITE_BYTES: &str = "disk_write_bytes";
+    /// `disk_write_bytes / payload_bytes`.
+    pub(crate) const DISK_BYTES_PER_BYTE: &str = "disk_bytes_per_byte";
+    /// w6: the files' disk blocks after close over the data appended.
+    pub(crate) const DISK_OVER_DATA: &str = "disk_over_data";
+    /// w6 (mapstate): the live image's blocks (tmpfs) after the last commit.
+    pub(crate) const LIVE_BYTES_OPEN: &str = "live_bytes_open";
+    /// w6 (mapstate): the live image's blocks after the writer closed.
+    pub(crate) const LIVE_BYTES_CLOSED: &str = "live_bytes_closed";
+    /// w6: closing after the last commit (not in the throughput), in ms.
+    pub(crate) const CLOSE_MS: &str = "close_ms";
+    /// w6 (mapstate's Writer rows): mean µs per record over the first
+    /// eighth of the records.
+    pub(crate) const EARLY_RECORD_US: &str = "early_record_us";
+    /// ... and over the last eighth (the state 8 times larger).
+    pub(crate) const LATE_RECORD_US: &str = "late_record_us";
+    /// w5: the writer's longest commit, in µs (median of the runs).
+    pub(crate) const COMMIT_MAX_US: &str = "commit_max_us";
+    /// w5: the longest commit of all runs, in µs.
+    pub(crate) const COMMIT_MAX_US_WORST: &str = "commit_max_us_worst";
+    /// w5: the writer's 99th-percentile commit, in µs.
+    pub(crate) const COMMIT_P99_US: &str = "commit_p99_us";
+    /// w5: the writer's 99.9th-percentile commit, in µs.
+    pub(crate) const COMMIT_P999_US: &str = "commit_p999_us";
+    /// w5: commits timed (the writer's operations in its loop).
+    pub(crate) const COMMITS_TIMED: &str = "commits_timed";
+    /// w5 (mapstate): the writer's commits per second in the run that
+    /// timed every commit (its throughput run does not).
+    pub(crate) const TIMED_WRITER_OPS_PER_SEC: &str = "timed_writer_ops_per_sec";
+    /// w5: what one clock read costs in the writer, in ns.
+    pub(crate) const CLOCK_READ_NS: &str = "clock_read_ns";
+    /// freestore: the smaller state's size.
+    pub(crate) const SMALL_STATE_BYTES: &str = "small_state_bytes";
+    /// freestore: the larger state's size.
+    pub(crate) const LARGE_STATE_BYTES: &str = "large_state_bytes";
+    /// freestore: per-commit median in the smaller state, µs.
+    pub(crate) const SMALL_P50_US: &str = "small_p50_us";
+    /// freestore: per-commit p99 in the smaller state, µs.
+    pub(crate) const SMALL_P99_US: &str = "small_p99_us";
+    /// freestore: per-commit mean in the smaller state, µs.
+    pub(crate) const SMALL_MEAN_US: &str = "small_mean_us";
+    /// freestore: per-commit median in the larger state, µs.
+    pub(crate) const LARGE_P50_US: &str = "large_p50_us";
+    /// freestore: per-commit p99 in the larger state, µs.
+    pub(crate) const LARGE_P99_US: &str = "large_p99_us";
+    /// freestore: per-commit mean in the larger state, µs.
+    pub(crate) const LARGE_MEAN_US: &str = "large_mean_us";
+    /// freestore: `large_p50_us / small_p50_us`.
+    pub(crate) const LARGE_OVER_SMALL_P50: &str = "large_over_small_p50";
+    /// freestore: `large_mean_us / small_mean_us`.
+    pub(crate) const LARGE_OVER_SMALL_MEAN: &str = "large_over_small_mean";
+    /// create: `Writer::options().create(true).len(..)` open plus close, in
+    /// ms; freestore: the creation of the larger state (once per invocation).
+    pub(crate) const CREATE_MS: &str = "create_ms";
+    /// create: the open alone, in ms.
+    pub(crate) const CREATE_OPEN_MS: &str = "create_open_ms";
+    /// create: the state's files' disk blocks after close (durable, log,
+    /// journal; the live image apart).
+    pub(crate) const CREATED_DISK_BYTES: &str = "created_disk_bytes";
+}
 
 /// The figures of one run. Fields a workload does not measure stay `None`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,8 +125,25 @@ pub(crate) struct Measurement {
     /// The size of the log file (records fill it; the commit that finds it
     /// full checkpoints, which empties it).
     pub(crate) log_bytes: Option<u64>,
+    /// Calls of the operation in all the loops (warm-up included): the
+    /// commits a `disk_write_bytes` span covers. Not printed.
+    pub(crate) calls: Option<u64>,
+    /// The figures named in [`key`], where the workload has them.
+    pub(crate) more: BTreeMap<&'static str, f64>,
     /// What the system guarantees as configured, and how it was measured.
     pub(crate) notes: String,
+}
+
+impl Measurement {
+    /// Sets the figure `key` (one of [`key`]).
+    pub(crate) fn set(&mut self, key: &'static str, value: f64) {
+        self.more.insert(key, value);
+    }
+
+    /// The figure `key`, if set.
+    pub(crate) fn get(&self, key: &str) -> Option<f64> {
+        self.more.get(key).copied()
+    }
 }
 
 /// What a system did with one run of a workload.
@@ -126,6 +214,10 @@ pub(crate) struct Row {
     /// Each run's throughput, in run order, to show the spread.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) ops_per_sec_runs: Vec<f64>,
+    /// The figures named in [`key`] (medians of the runs; `*_worst`: the
+    /// largest), as top-level keys.
+    #[serde(flatten)]
+    pub(crate) more: BTreeMap<&'static str, serde_json::Value>,
     /// The guarantees as configured, what was not measured and why, errors.
     pub(crate) notes: String,
 }
@@ -202,6 +294,7 @@ impl Row {
             log_bytes: med_u64(|m| m.log_bytes),
             runs: runs.len(),
             ops_per_sec_runs: runs.iter().filter_map(|m| m.ops_per_sec).collect(),
+            more: combine_more(&runs),
             notes,
         };
         if let Some(s) = row.checkpoint_summary() {
@@ -209,6 +302,11 @@ impl Row {
             row.notes.push_str(&s);
         }
         row
+    }
+
+    /// The figure `key` (one of [`key`]), if the row has it.
+    pub(crate) fn get(&self, key: &str) -> Option<f64> {
+        self.more.get(key).and_then(serde_json::Value::as_f64)
     }
 
     /// The checkpoint figures in words (medians of the runs), for the notes:
@@ -286,8 +384,120 @@ impl Row {
         if let Some(ms) = self.reopen_ms {
             parts.push(format!("reopen {}", duration_ns(ms * 1e6)));
         }
+        self.more_cells(&mut parts);
         parts.join(", ")
     }
+
+    /// The figures of [`key`] in words, for [`Row::extra_cell`].
+    fn more_cells(&self, parts: &mut Vec<String>) {
+        let us = |x: f64| duration_ns(x * 1e3);
+        if let Some(r) = self.get(key::DISK_OVER_DATA) {
+            parts.push(format!("disk/data {r:.2}×"));
+        }
+        if let (Some(open), Some(closed)) = (
+            self.get(key::LIVE_BYTES_OPEN),
+            self.get(key::LIVE_BYTES_CLOSED),
+        ) {
+            parts.push(format!(
+                "live image (tmpfs) {} open, {} after close",
+                mib(open as u64),
+                mib(closed as u64)
+            ));
+        }
+        if let Some(ms) = self.get(key::CLOSE_MS) {
+            parts.push(format!("close {}", duration_ns(ms * 1e6)));
+        }
+        if let (Some(a), Some(b)) = (
+            self.get(key::EARLY_RECORD_US),
+            self.get(key::LATE_RECORD_US),
+        ) {
+            parts.push(format!(
+                "per record: first eighth {}, last eighth {}",
+                us(a),
+                us(b)
+            ));
+        }
+        if let Some(r) = self.get(key::DISK_BYTES_PER_BYTE) {
+            parts.push(format!("disk writes {r:.2} B per B committed"));
+        }
+        if let (Some(max), Some(p999)) =
+            (self.get(key::COMMIT_MAX_US), self.get(key::COMMIT_P999_US))
+        {
+            let mut s = format!("commit p99.9 {}, max {}", us(p999), us(max));
+            if let Some(w) = self.get(key::COMMIT_MAX_US_WORST) {
+                let _ = write!(s, " (worst run {})", us(w));
+            }
+            parts.push(s);
+        }
+        if let (Some(small), Some(large)) = (
+            self.get(key::SMALL_STATE_BYTES),
+            self.get(key::LARGE_STATE_BYTES),
+        ) {
+            let size = |b: f64| crate::harness::Params::size_label(b as u64);
+            let figs = |p50: &str, p99: &str, mean: &str| {
+                format!(
+                    "p50 {} p99 {} mean {}",
+                    self.get(p50).map_or_else(|| "—".to_owned(), us),
+                    self.get(p99).map_or_else(|| "—".to_owned(), us),
+                    self.get(mean).map_or_else(|| "—".to_owned(), us),
+                )
+            };
+            parts.push(format!(
+                "{}: {}",
+                size(small),
+                figs(key::SMALL_P50_US, key::SMALL_P99_US, key::SMALL_MEAN_US)
+            ));
+            parts.push(format!(
+                "{}: {}",
+                size(large),
+                figs(key::LARGE_P50_US, key::LARGE_P99_US, key::LARGE_MEAN_US)
+            ));
+            if let (Some(a), Some(b)) = (
+                self.get(key::LARGE_OVER_SMALL_P50),
+                self.get(key::LARGE_OVER_SMALL_MEAN),
+            ) {
+                parts.push(format!(
+                    "{} / {}: {a:.2}× (p50), {b:.2}× (mean)",
+                    size(large),
+                    size(small)
+                ));
+            }
+        }
+        if let Some(ms) = self.get(key::CREATE_MS) {
+            let mut s = format!("create {}", duration_ns(ms * 1e6));
+            if let Some(open) = self.get(key::CREATE_OPEN_MS) {
+                let _ = write!(s, " (open {})", duration_ns(open * 1e6));
+            }
+            parts.push(s);
+        }
+        if let Some(b) = self.get(key::CREATED_DISK_BYTES) {
+            parts.push(format!("disk after create {}", mib(b as u64)));
+        }
+    }
+}
+
+/// The [`key`] figures of the runs combined: the median of the runs that
+/// have each (the largest for `*_worst`), whole numbers printed as integers.
+fn combine_more(runs: &[&Measurement]) -> BTreeMap<&'static str, serde_json::Value> {
+    let mut keys: Vec<&'static str> = runs.iter().flat_map(|m| m.more.keys().copied()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let mut v: Vec<f64> = runs.iter().filter_map(|m| m.get(k)).collect();
+            let x = if k.ends_with("_worst") {
+                v.iter().copied().reduce(f64::max)
+            } else {
+                median(&mut v)
+            }?;
+            let value = if x.fract() == 0.0 && (0.0..9e15).contains(&x) {
+                serde_json::Value::from(x as u64)
+            } else {
+                serde_json::Value::from(x)
+            };
+            Some((k, value))
+        })
+        .collect()
 }
 
 /// Bytes in MiB for notes: `64 MiB`, `1.5 MiB`.

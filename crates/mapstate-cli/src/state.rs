@@ -13,8 +13,8 @@ use mapstate::{Durability, Error, Event, LiveImage, Reader, Rebuilt, StateFiles,
 use serde_json::{Value, json};
 
 use crate::util::{
-    self, CmdResult, EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EXIT_VIOLATION, Failure, WriterLock,
-    human, human_duration,
+    self, CmdResult, EXIT_FAILURE, EXIT_OK, EXIT_VIOLATION, Failure, WriterLock, human,
+    human_duration,
 };
 
 /// `create`: a new state of `size` bytes (zeros).
@@ -409,27 +409,26 @@ fn scratch_dir() -> Result<tempfile::TempDir, String> {
 /// Opens a writer, saying whose lock is in the way; with `wait`, waits for it.
 fn open_writer(path: &Path, wait: bool, json: bool) -> Result<Writer, Failure> {
     match Writer::open(path) {
-        Err(Error::Locked { pid, .. }) if wait => {
+        Err(Error::Locked {
+            pid,
+            other_pid_namespace,
+            ..
+        }) if wait => {
             if !json {
+                let holder = match (pid, other_pid_namespace) {
+                    (Some(p), _) => format!(" (held by pid {p})"),
+                    (None, true) => " (held by a process in another pid namespace)".to_owned(),
+                    (None, false) => String::new(),
+                };
                 eprintln!(
-                    "waiting for the writer lock of {}{} ...",
-                    path.display(),
-                    pid.map_or_else(String::new, |p| format!(" (held by pid {p})"))
+                    "waiting for the writer lock of {}{holder} ...",
+                    path.display()
                 );
             }
             Ok(Writer::options().wait_for_lock(true).open(path)?)
         }
-        Err(Error::Locked { pid, .. }) => Err(Failure::new(
-            EXIT_LOCKED,
-            format!(
-                "{} is locked by another writer{}: stop that process, or pass --wait-for-lock to wait for it",
-                path.display(),
-                pid.map_or_else(
-                    || " (its pid is not recorded)".into(),
-                    |p| format!(" (pid {p})")
-                )
-            ),
-        )),
+        // The library's message says who holds the lock (a pid, or a
+        // process in another pid namespace) and names --wait-for-lock.
         r => Ok(r?),
     }
 }

@@ -279,8 +279,9 @@ pub enum Error {
     /// A writer has the state open, but its live image is not the one this
     /// reader maps: it is in another mount namespace (a container with its
     /// own `/dev/shm`), or the writer opened the state after this reader
-    /// built a private live image. Reading on would silently give an old
-    /// state.
+    /// built a private live image, or a writer replaced the live image this
+    /// reader maps (it found it damaged or out of date after a kill).
+    /// Reading on would silently give an old state.
     #[error(
         "the writer of {} is not visible from here: {why}; open the reader again, or from \
          where the writer's live image is (a container with its own /dev/shm does not see \

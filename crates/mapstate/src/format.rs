@@ -201,6 +201,12 @@ pub(crate) mod live {
     /// one may have left in the page cache (it was killed, or its sync
     /// failed) before building on it.
     pub(crate) const FILES_SYNCED: u64 = 104;
+    /// `AtomicU64` set to 1 when a new image replaced this one (a writer,
+    /// or a reader that builds for everyone, found it damaged or out of
+    /// date); `WRITER_PID` is cleared at the same time and waiters are
+    /// woken. Processes that still map it fail with
+    /// `Error::WriterNotVisible` rather than read a state no writer updates.
+    pub(crate) const RETIRED: u64 = 112;
     /// `AtomicU32` futex word: bits 0..31 count the commits published and
     /// the wake-alls (modulo 2^31), bit 31 set by waiters before they sleep
     /// (the writer clears it when it wakes them, so a dead waiter costs one

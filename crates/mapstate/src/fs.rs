@@ -107,11 +107,27 @@ pub(crate) fn open_error(path: &Path, write: bool, e: io::Error) -> Error {
             path: path.into(),
             kind: "directory",
         },
-        Some(libc::ELOOP) => Error::NotAFile {
-            path: path.into(),
-            kind: "symbolic link",
-        },
+        Some(libc::ELOOP) => symlink_refused(path),
         _ => Error::io("open", path, e),
+    }
+}
+
+/// The error for a symbolic link where a state's file should be: mapstate
+/// never follows one (another user may have planted it to make the owner's
+/// processes write elsewhere). Names the link's owner and target.
+fn symlink_refused(path: &Path) -> Error {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = std::fs::symlink_metadata(path)
+        .map_or_else(|_| "unknown".to_owned(), |m| m.uid().to_string());
+    let target =
+        std::fs::read_link(path).map_or_else(|_| "?".to_owned(), |t| t.display().to_string());
+    Error::Foreign {
+        path: path.into(),
+        what: format!(
+            "it is a symbolic link, owned by uid {owner}, to {target}; mapstate never follows \
+             one (whoever made it may want the state's files written elsewhere): remove it, \
+             or name the file itself"
+        ),
     }
 }
 

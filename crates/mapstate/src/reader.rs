@@ -208,6 +208,9 @@ impl Reader {
     /// [`Reader::check_visible`] without the rate limit.
     #[cold]
     fn check_visible_now(&self) -> Result<()> {
+        if self.live.retired() {
+            return Err(self.replaced());
+        }
         // Twice, a few milliseconds apart: a writer that is opening holds
         // the writer lock a moment before it takes the build lock.
         for _ in 0..2 {
@@ -230,6 +233,18 @@ impl Reader {
                 }
             },
         })
+    }
+
+    /// The error of a reader whose live image a new one replaced (see
+    /// `format::live::RETIRED`).
+    #[cold]
+    fn replaced(&self) -> Error {
+        Error::WriterNotVisible {
+            path: self.path().into(),
+            why: "the live image this reader maps was replaced by a new one (a writer found \
+                  it damaged or out of date, after a kill)"
+                .into(),
+        }
     }
 
     /// The bytes of every request from one committed state, and that
@@ -380,6 +395,10 @@ impl Reader {
     /// finish its commit (when this process may write the files), else
     /// fail with `Error::WriterDied`.
     fn check_writer_alive(&self, stuck: u64) -> Result<()> {
+        // A writer replaced the image: nothing will finish this commit.
+        if self.live.retired() {
+            return Err(self.replaced());
+        }
         if self.has_writer()? || self.live.seqlock().load() != stuck {
             return Ok(());
         }
@@ -391,6 +410,10 @@ impl Reader {
         match opts.open(self.path()) {
             Ok(w) => {
                 drop(w);
+                // It found the image damaged and replaced it.
+                if self.live.retired() {
+                    return Err(self.replaced());
+                }
                 Ok(())
             }
             Err(Error::Locked { .. }) => Ok(()),
@@ -619,13 +642,15 @@ impl Reader {
     }
 
     /// Bytes the log can hold before a checkpoint empties it: its file's
-    /// length less its header page.
+    /// length less its header page; 0 when there is no log (it was removed,
+    /// or the durable file was restored alone: the next writer makes one).
     pub fn log_size(&self) -> Result<u64> {
         let wal = self.files.log();
-        let len = std::fs::metadata(wal)
-            .map_err(|e| Error::io("stat", wal, e))?
-            .len();
-        Ok(len.saturating_sub(PAGE))
+        match std::fs::symlink_metadata(wal) {
+            Ok(md) => Ok(md.len().saturating_sub(PAGE)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::io("stat", wal, e)),
+        }
     }
 
     /// Bytes of log records written since the last checkpoint, as the

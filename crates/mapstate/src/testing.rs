@@ -30,6 +30,9 @@ pub enum Step {
     /// The commit is visible (the sequence lock even, waiters woken), but
     /// the log position readers catch up from is not published yet.
     Visible = 8,
+    /// The log position readers catch up from is half-written (its lock
+    /// odd): after a commit, when a writer opens, and at a checkpoint.
+    PositionHalf = 9,
     /// The checkpoint journal is written and synced.
     JournalSynced = 12,
     /// Half of the journal's pages are written into the durable image.
@@ -44,7 +47,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order a commit then a checkpoint reaches them.
-    pub const ALL: [Step; 13] = [
+    pub const ALL: [Step; 14] = [
         Step::RecordRanges,
         Step::RecordBytes,
         Step::Appended,
@@ -52,6 +55,7 @@ impl Step {
         Step::ApplyHalf,
         Step::Applied,
         Step::Visible,
+        Step::PositionHalf,
         Step::Published,
         Step::JournalSynced,
         Step::DurableHalf,
@@ -175,6 +179,6 @@ mod tests {
         for s in Step::ALL {
             assert_eq!(Step::from_number(s.number()), Some(s));
         }
-        assert_eq!(Step::from_number(9), None);
+        assert_eq!(Step::from_number(10), None);
     }
 }

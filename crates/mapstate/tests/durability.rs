@@ -1309,7 +1309,7 @@ fn scenarios() -> Vec<Scenario> {
         match step.number() {
             // Commit steps: the first commit, one in the middle of a log,
             // the one that finds the log full and checkpoints first.
-            1..=8 => {
+            1..=9 => {
                 for n in [1, 8, 15] {
                     v.push(one(Phase::Run, at, n));
                 }

@@ -177,7 +177,13 @@ fn child() -> Option<()> {
             let mut seen = r.seq();
             println!("ready {seen}");
             while seen < target {
-                seen = r.wait_for_change(seen, None).unwrap().expect("no timeout");
+                seen = match r.wait_for_change(seen, None) {
+                    Ok(s) => s.expect("no timeout"),
+                    Err(e) => {
+                        println!("failed: {e:?}");
+                        return Some(());
+                    }
+                };
                 println!("saw {seen}");
                 std::io::stdout().flush().unwrap();
             }
@@ -340,6 +346,49 @@ fn no_waiter_sleeps_through_a_commit_across_processes_and_kills() {
         );
         c.kill();
     }
+}
+
+/// A writer that replaces the live image (it found the one in place
+/// damaged after the previous writer was killed) retires the old one: a
+/// waiter in another process that maps it is woken and told to open the
+/// state again, rather than sleeping on a word no writer advances (the
+/// killed writer's pid stays in the old image, so nothing else would ever
+/// wake it).
+#[test]
+fn a_waiter_on_a_replaced_live_image_is_told_to_reopen() {
+    const T: &str = "a_waiter_on_a_replaced_live_image_is_told_to_reopen";
+    if child().is_some() {
+        return;
+    }
+    let (d, p, o) = setup();
+    drop(o.open(&p).unwrap());
+    let live = d.path().join("live");
+    let arg =
+        |role: &str, target: u64| format!("{role},{},{},{target}", p.display(), live.display());
+    let mut waiter = spawn(T, &arg("waiter", 1_000_000_000));
+    waiter.line_starting("ready", Instant::now() + STEP);
+    let mut w = spawn(T, &arg("writer", 0));
+    w.line_starting("ready", Instant::now() + STEP);
+    w.kill();
+    // Damage the image the killed writer left: its ready flag (byte 48).
+    let [_, image] = state_files(&d, &p);
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .unwrap(),
+        &0u64.to_le_bytes(),
+        48,
+    )
+    .unwrap();
+    let w = o.open(&p).unwrap();
+    assert_eq!(
+        w.live_image(),
+        mapstate::LiveImage::Rebuilt(mapstate::Rebuilt::Incomplete)
+    );
+    let l = waiter.line_starting("failed", Instant::now() + STEP);
+    assert!(l.contains("WriterNotVisible"), "{l}");
+    assert!(l.contains("replaced"), "{l}");
 }
 
 fn cpu_ticks(pid: u32) -> u64 {

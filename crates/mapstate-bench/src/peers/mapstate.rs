@@ -1,7 +1,7 @@
 //! mapstate itself: the state is one region of 16,384 slots; a slot is
-//! changed with `Txn::write_at` and read with `Reader::read_at`. Workloads
-//! whose capability has not landed yet (group commit for `w2x8`,
-//! extend-on-write for `w6` and `grow`) say so in their rows.
+//! changed with `Txn::write_at` and read with `Reader::read_at`. w6 and
+//! grow are in `mapstate_grow`, freestore and create in `mapstate_size`;
+//! w6 and freestore have extra rows (`mapstate:VARIANT`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use mapstate::{Durability, Reader, SharedWriter, Writer, WriterOptions};
 
 use crate::child::{
-    ChildArgs, Parent, notify_parent, notify_waiter, reopen_parent, timed_loop, w5_parent,
-    w5_parent_paced, write_until_killed,
+    COMMITS_TIMED, ChildArgs, Pace, Parent, UNTIMED, notify_parent, notify_waiter, reopen_parent,
+    timed_commit_loop, timed_loop, w5_parent, w5_parent_paced, write_until_killed,
 };
-use crate::harness::{Ctx, Result, Workload, measure, measure_threads};
+use crate::harness::{Ctx, DiskWrites, Result, Workload, measure, measure_threads};
 use crate::peers::{CHECKED, System};
-use crate::report::{Measurement, Outcome};
+use crate::report::{Measurement, Outcome, key};
 use crate::slot::{Rng, SLOT_BYTES, STATE_SLOTS, Slot, fill_slots};
 
 /// mapstate (this repository).
@@ -62,15 +62,31 @@ fn create_state(dir: &Path, len: u64, durability: Durability) -> Result<Writer> 
 fn w5(cx: &Ctx, name: &str) -> Result<Measurement> {
     let dir = cx.tempdir()?;
     drop(create_state(dir.path(), STATE, Durability::PageCache)?);
-    let mut m = w5_parent(cx, name, dir.path())?;
+    // A commit takes a few hundred ns, so a clock read per commit (20 to
+    // 40 ns here) would slow the writer measurably: the throughput run
+    // does not time commits; a second run, the same otherwise, times every
+    // one.
+    let mut m = w5_parent_paced(cx, name, dir.path(), UNTIMED)?;
+    let timed = w5_parent(cx, name, dir.path())?;
+    for (k, v) in &timed.more {
+        m.set(k, *v);
+    }
+    if let Some(w) = timed.writer_ops_per_sec {
+        m.set(key::TIMED_WRITER_OPS_PER_SEC, w);
+    }
     // The goal's condition (reads while the writer commits at least
     // 1 M/s), measured as stated: the writer held to it.
     let paced = w5_parent_paced(cx, name, dir.path(), W5_PACED_RATE)?;
     m.paced_reads_per_sec = paced.ops_per_sec;
     m.paced_writer_ops_per_sec = paced.writer_ops_per_sec;
-    m.torn = Some(m.torn.unwrap_or(0) + paced.torn.unwrap_or(0));
+    m.torn = Some(
+        [&m, &timed, &paced]
+            .iter()
+            .map(|r| r.torn.unwrap_or(0))
+            .sum(),
+    );
     m.notes = format!(
-        "writer process: {PAGE_CACHE}; reader process: Reader::read_at (sequence lock, never blocks the writer); {CHECKED}; a second run holds the writer to {W5_PACED_RATE} commits/s (torn counts both runs)"
+        "writer process: {PAGE_CACHE}; reader process: Reader::read_at (sequence lock, never blocks the writer); {CHECKED}; three runs side by side: the writer flat out (ops/s, writer commits/s), flat out again with every commit timed (commit_p99_us, commit_p999_us, commit_max_us; that run's writer rate: timed_writer_ops_per_sec), and held to {W5_PACED_RATE} commits/s (torn counts all three); {COMMITS_TIMED}"
     );
     remove(&state_path(dir.path()))?;
     Ok(m)
@@ -169,6 +185,7 @@ impl CheckpointMeter {
 fn w1(cx: &Ctx, dir: &Path, rng: &mut Rng) -> Result<Measurement> {
     let mut w = create_state(dir, STATE, Durability::PageCache)?;
     let mut meter = CheckpointMeter::new(dir)?;
+    let io = DiskWrites::start()?;
     let mut m = measure(&cx.params, || {
         meter.commit(&mut w, |w| commit_slots(w, rng, 1, STATE_SLOTS))
     })?;
@@ -180,9 +197,14 @@ fn w1(cx: &Ctx, dir: &Path, rng: &mut Rng) -> Result<Measurement> {
         }
     }
     meter.report(&mut m, in_loops);
-    PAGE_CACHE.clone_into(&mut m.notes);
+    w.close()?;
+    io.finish(meter.commits * SLOT_BYTES as u64, &mut m)?;
+    m.notes = format!("{PAGE_CACHE}; {DISK_WRITES}");
     Ok(m)
 }
+
+/// Note on the disk writes of w1 and w3.
+const DISK_WRITES: &str = "disk writes: the commits (those of the checkpoint timing too), then Writer::close (a checkpoint); the live image is on tmpfs, never counted";
 
 /// Checkpoints timed per w1 run at least.
 const TIMED_CHECKPOINTS: usize = 3;
@@ -248,13 +270,20 @@ impl System for Mapstate {
                 let dir = cx.tempdir()?;
                 let mut w = create_state(dir.path(), STATE, durability)?;
                 let n = if workload == Workload::W3 { 1000 } else { 1 };
+                let io = (workload == Workload::W3)
+                    .then(DiskWrites::start)
+                    .transpose()?;
                 let mut m = measure(p, || commit_slots(&mut w, &mut rng, n, STATE_SLOTS))?;
                 m.notes = if durability == Durability::Sync {
                     "Durability::Sync: the log is fdatasync'ed before the commit is published; survives a process crash and an OS crash".to_owned()
                 } else {
-                    PAGE_CACHE.to_owned()
+                    format!("{PAGE_CACHE}; {DISK_WRITES}")
                 };
-                drop(w);
+                w.close()?;
+                if let Some(io) = io {
+                    let payload = m.calls.unwrap_or(0) * (n * SLOT_BYTES) as u64;
+                    io.finish(payload, &mut m)?;
+                }
                 remove(&state_path(dir.path()))?;
                 m
             }
@@ -316,14 +345,41 @@ impl System for Mapstate {
                 remove(&state_path(dir.path()))?;
                 m
             }
-            Workload::W6 => super::mapstate_grow::w6(cx)?,
+            Workload::W6 => super::mapstate_grow::w6_writer(cx, false)?,
             Workload::Grow => super::mapstate_grow::grow(cx)?,
             Workload::Reopen => reopen(cx)?,
+            Workload::Freestore => super::mapstate_size::freestore(cx, true)?,
+            Workload::Create => super::mapstate_size::create(cx)?,
+        };
+        Ok(Outcome::Measured(m))
+    }
+
+    fn variants(&self, workload: Workload) -> &'static [&'static str] {
+        use super::{mapstate_grow, mapstate_size};
+        match workload {
+            Workload::W6 => &[mapstate_grow::SET_LEN, mapstate_grow::MAPPING],
+            Workload::Freestore => &[mapstate_size::WRITE_AT],
+            _ => &[],
+        }
+    }
+
+    fn run_variant(&self, variant: &str, workload: Workload, cx: &Ctx) -> Result<Outcome> {
+        use super::{mapstate_grow, mapstate_size};
+        let m = match (workload, variant) {
+            (Workload::W6, mapstate_grow::SET_LEN) => mapstate_grow::w6_writer(cx, true)?,
+            (Workload::W6, mapstate_grow::MAPPING) => mapstate_grow::w6_mapping(cx)?,
+            (Workload::Freestore, mapstate_size::WRITE_AT) => mapstate_size::freestore(cx, false)?,
+            _ => {
+                return Err(
+                    format!("mapstate: no variant {variant} of {}", workload.name()).into(),
+                );
+            }
         };
         Ok(Outcome::Measured(m))
     }
 
     fn cleanup(&self, cx: &Ctx) {
+        super::mapstate_size::cleanup(cx);
         // The reopen state kept across runs has its live image on tmpfs
         // (`/dev/shm`), which deleting the directory would leave behind.
         if let Ok(dir) = cx.kept_dir(self.name(), Workload::Reopen) {
@@ -340,17 +396,16 @@ impl System for Mapstate {
                 let mut w = Writer::open(&path)?;
                 // Held to `arg` commits/s when asked: each commit waits
                 // (spinning: sleeps are far coarser) for its time slot.
-                let period = (args.arg > 0).then(|| Duration::from_secs(1) / args.arg as u32);
-                let mut next = Instant::now();
-                timed_loop(parent, || {
-                    if let Some(p) = period {
-                        next += p;
-                        while Instant::now() < next {
-                            std::hint::spin_loop();
-                        }
-                    }
-                    commit_slots(&mut w, &mut rng, 1, STATE_SLOTS).map(|()| true)
-                })
+                let op = move || commit_slots(&mut w, &mut rng, 1, STATE_SLOTS).map(|()| true);
+                match args.arg {
+                    UNTIMED => timed_loop(parent, op),
+                    0 => timed_commit_loop(parent, Pace::FlatOut, op),
+                    rate => timed_commit_loop(
+                        parent,
+                        Pace::Held(Duration::from_secs(1) / rate as u32),
+                        op,
+                    ),
+                }
             }
             (Workload::W5, "reader") => {
                 let r = Reader::open(&path)?;

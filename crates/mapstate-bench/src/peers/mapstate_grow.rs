@@ -1,20 +1,27 @@
-//! mapstate's extend-on-write workloads (`w6`, `grow`): a `Mapping` opened
-//! with `extend_on_write(true)`, stored into through its pointer with no
-//! growth code; and, for `w6`, the same appends through a `Writer`'s
-//! extend-on-write view with commits.
+//! mapstate's growth workloads (`w6`, `grow`). w6's own row appends
+//! through a `Writer` with one `PageCache` commit per 4 KiB record, stored
+//! into `Txn::extend_on_write` (its variant `set_len+write_at` grows the
+//! state explicitly instead); its variant `mapping-no-commits` stores into
+//! an extend-on-write `Mapping` with no commit at all. `grow` uses the
+//! `Mapping`.
 #![allow(unsafe_code)] // stores through the mapping's pointer, as a C program would
 
 use std::path::Path;
 use std::time::Instant;
 
-use mapstate::{Durability, MapOptions, Mapping, Writer};
+use mapstate::{DEFAULT_RESERVATION, Durability, MapOptions, Mapping, StateFiles, Writer};
 
-use crate::harness::{Ctx, MIB, Result, disk_bytes, nanos};
-use crate::peers::{APPEND_RECORD, Fill, append_records, grow_figures};
-use crate::report::Measurement;
+use crate::harness::{Ctx, DiskWrites, Result, disk_bytes, filesystem, nanos};
+use crate::peers::{APPEND_RECORD, Fill, append_records, footprint, grow_figures};
+use crate::report::{Measurement, key, p50_p99};
 use crate::slot::fill_slots;
 
 const PAGE: usize = 4096;
+
+/// The name suffix of w6's row through `set_len` and `write_at`.
+pub(super) const SET_LEN: &str = "set_len+write_at";
+/// The name suffix of w6's row through a plain `Mapping`.
+pub(super) const MAPPING: &str = "mapping-no-commits";
 
 /// An extend-on-write mapping of a new file, reserving `max` bytes.
 fn attach(path: &Path, max: u64) -> Result<Mapping> {
@@ -52,63 +59,146 @@ fn append_mapping(path: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
     Ok(secs)
 }
 
-/// The same appends through a `Writer`'s extend-on-write view, one commit
-/// per MiB (`PageCache`), closed at the end (a checkpoint: timed).
-fn append_writer(dir: &Path, total: u64, recs: &[Vec<u8>]) -> Result<f64> {
-    let path = dir.join("w6-state");
-    let live = dir.join("w6-live");
-    std::fs::create_dir_all(&live)?;
-    let opts = Writer::options()
-        .create(true)
-        .len(0)
-        .max_size(4 * total)
-        .durability(Durability::PageCache)
-        .live_dir(&live);
-    let start = Instant::now();
-    let mut w = opts.open(&path)?;
-    let per_commit = (MIB as usize) / APPEND_RECORD;
-    let n = total as usize / APPEND_RECORD;
-    let mut i = 0;
-    while i < n {
-        let mut txn = w.begin();
-        let view = txn.extend_on_write();
-        for k in i..(i + per_commit).min(n) {
-            view[k * APPEND_RECORD..(k + 1) * APPEND_RECORD].copy_from_slice(&recs[k % 16]);
-        }
-        txn.commit()?;
-        i += per_commit;
-    }
-    if w.len() != total {
-        return Err(format!("the state is {} bytes, {total} written", w.len()).into());
-    }
-    w.close()?;
-    let secs = start.elapsed().as_secs_f64();
-    // Not timed: deletes the state's files (its live image included),
-    // opening the existing state again to hold its writer lock.
-    opts.create(false).open(&path)?.remove()?;
-    Ok(secs)
-}
-
-pub(super) fn w6(cx: &Ctx) -> Result<Measurement> {
+/// w6's `mapping-no-commits` row: the appends through a `Mapping`.
+pub(super) fn w6_mapping(cx: &Ctx) -> Result<Measurement> {
     let dir = cx.tempdir()?;
     let recs = append_records();
     let total = cx.params.w6_bytes;
     let path = dir.path().join("w6");
+    let io = DiskWrites::start()?;
     let secs = append_mapping(&path, total, &recs)?;
-    let disk = disk_bytes(&path)?;
-    let writer_secs = append_writer(dir.path(), total, &recs)?;
-    Ok(Measurement {
+    let mut m = Measurement {
         ops_per_sec: Some((total as usize / APPEND_RECORD) as f64 / secs),
         mb_per_sec: Some(total as f64 / secs / 1e6),
-        disk_bytes: Some(disk),
         notes: format!(
-            "Mapping with extend_on_write: plain stores through the pointer, no growth code (the SIGSEGV handler fallocates and maps chunks of 1 to 64 MiB), trim to the high-water mark at the end (timed); no commit, no sync, like memmap2's row. \
-             The same appends through a Writer's extend-on-write view with a PageCache commit per MiB and close (checkpoint) timed: {:.0} MB/s; {}",
-            total as f64 / writer_secs / 1e6,
+            "NO COMMITS, NO CRASH SAFETY (like memmap2's row): a Mapping with extend_on_write, plain stores through the pointer, no growth code (the SIGSEGV handler fallocates and maps chunks of 1 to 64 MiB), trim to the high-water mark and close at the end (timed); no sync; {}; disk writes from the open to after the close",
             cx.params.size_note(|p| p.w6_bytes)
         ),
         ..Measurement::default()
-    })
+    };
+    io.finish(total, &mut m)?;
+    footprint(&mut m, disk_bytes(&path)?, total);
+    Ok(m)
+}
+
+/// Bytes a file occupies (`st_blocks * 512`); 0 if it does not exist.
+fn blocks(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).map_or(0, |m| m.blocks() * 512)
+}
+
+/// The mean of `ns` samples, in µs.
+fn mean_us(ns: &[u64]) -> Option<f64> {
+    (!ns.is_empty()).then(|| ns.iter().sum::<u64>() as f64 / ns.len() as f64 / 1e3)
+}
+
+/// w6 through a `Writer`: one `PageCache` commit per 4 KiB record, stored
+/// into the extend-on-write view, or (`set_len`) made by `Txn::set_len`
+/// and `Txn::write_at`. Timed: the commits (not the open, nor the close,
+/// which is `close_ms`), each also on its own (one clock read per record).
+pub(super) fn w6_writer(cx: &Ctx, set_len: bool) -> Result<Measurement> {
+    let dir = cx.tempdir()?;
+    let path = dir.path().join("w6-state");
+    let recs = append_records();
+    let total = cx.params.w6_bytes;
+    let max = DEFAULT_RESERVATION.max(4 * total);
+    let opts = Writer::options()
+        .create(true)
+        .len(0)
+        .max_size(max)
+        .durability(Durability::PageCache);
+    let io = DiskWrites::start()?;
+    let mut w = opts.open(&path)?;
+    let files: StateFiles = w.files().clone();
+    let n = total as usize / APPEND_RECORD;
+    let mut per_record = Vec::with_capacity(n);
+    let start = Instant::now();
+    let mut prev = start;
+    for (k, rec) in recs.iter().cycle().take(n).enumerate() {
+        let off = k * APPEND_RECORD;
+        let mut txn = w.begin();
+        if set_len {
+            txn.set_len((off + APPEND_RECORD) as u64)?;
+            txn.write_at(off as u64, rec)?;
+        } else {
+            txn.extend_on_write()[off..off + APPEND_RECORD].copy_from_slice(rec);
+        }
+        txn.commit()?;
+        let now = Instant::now();
+        per_record.push(nanos(now - prev));
+        prev = now;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if w.len() != total {
+        return Err(format!("the state is {} bytes, {total} written", w.len()).into());
+    }
+    let live_open = blocks(files.live());
+    let t = Instant::now();
+    w.close()?;
+    let close_ms = t.elapsed().as_secs_f64() * 1e3;
+    let live_closed = blocks(files.live());
+    let eighth = (n / 8).max(1);
+    let (early, late) = (
+        mean_us(&per_record[..eighth]),
+        mean_us(&per_record[n - eighth..]),
+    );
+    let (p50_ns, p99_ns) = p50_p99(&mut per_record);
+    let mut m = Measurement {
+        ops_per_sec: Some(n as f64 / secs),
+        p50_ns,
+        p99_ns,
+        mb_per_sec: Some(total as f64 / secs / 1e6),
+        ..Measurement::default()
+    };
+    m.set(key::CLOSE_MS, close_ms);
+    io.finish(total, &mut m)?;
+    let (durable, log, journal) = (
+        blocks(files.durable()),
+        blocks(files.log()),
+        blocks(files.journal()),
+    );
+    let live_dir = files.live().parent().unwrap_or(Path::new("/"));
+    let live_on_tmpfs = filesystem(live_dir) == "tmpfs";
+    let mut disk = durable + log + journal;
+    if !live_on_tmpfs {
+        disk += live_closed;
+    }
+    footprint(&mut m, disk, total);
+    m.set(key::LIVE_BYTES_OPEN, live_open as f64);
+    m.set(key::LIVE_BYTES_CLOSED, live_closed as f64);
+    if let (Some(a), Some(b)) = (early, late) {
+        m.set(key::EARLY_RECORD_US, a);
+        m.set(key::LATE_RECORD_US, b);
+    }
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    m.notes = format!(
+        "Durability::PageCache: every returned commit survives a process crash; an OS crash keeps a consistent state as of the last checkpoint; one transaction and commit per 4 KiB record, {}; max_size {}; live image in {}{}; timed: the commits (not the open, nor the close: close_ms, a checkpoint); p50/p99 per record (one clock read per record); disk_bytes after close: durable {:.1} + log {:.1} + journal {:.1} MiB{}; disk writes from the open to after the close; {}",
+        if set_len {
+            "grown by Txn::set_len (one page more), the record stored by Txn::write_at"
+        } else {
+            "stored into Txn::extend_on_write (free stores found at commit; the stores past the end grow the state)"
+        },
+        crate::harness::Params::size_label(max),
+        live_dir.display(),
+        if live_on_tmpfs {
+            " (tmpfs: not in disk_bytes; live_bytes_open/closed)"
+        } else {
+            " (not tmpfs: counted in disk_bytes)"
+        },
+        mib(durable),
+        mib(log),
+        mib(journal),
+        if live_on_tmpfs {
+            String::new()
+        } else {
+            format!(" + live image {:.1} MiB", mib(live_closed))
+        },
+        cx.params.size_note(|p| p.w6_bytes)
+    );
+    // Not timed: deletes the state's files (its live image included),
+    // opening the existing state again to hold its writer lock.
+    Writer::open(&path)?.remove()?;
+    Ok(m)
 }
 
 /// Fills `total` bytes page by page through an extend-on-write mapping (or

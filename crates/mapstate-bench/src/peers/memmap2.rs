@@ -23,11 +23,15 @@ use memmap2::{Mmap, MmapMut, RemapOptions};
 use rustix::fs::{FallocateFlags, fallocate};
 
 use crate::child::{
-    ChildArgs, Parent, notify_parent, notify_waiter, poller, reopen_parent, timed_loop, w5_parent,
-    write_until_killed,
+    ChildArgs, Pace, Parent, notify_parent, notify_waiter, poller, reopen_parent,
+    timed_commit_loop, timed_loop, w5_parent, write_until_killed,
 };
-use crate::harness::{Ctx, MIB, Result, Workload, disk_bytes, measure, measure_threads, nanos};
-use crate::peers::{APPEND_RECORD, CHECKED, Fill, System, append_records, grow_figures};
+use crate::harness::{
+    Ctx, DiskWrites, MIB, Result, Workload, disk_bytes, measure, measure_threads, nanos,
+};
+use crate::peers::{
+    APPEND_RECORD, CHECKED, Fill, System, append_records, footprint, grow_figures, mapstate_only,
+};
 use crate::report::{Measurement, Outcome};
 use crate::shm::SharedMap;
 use crate::slot::{Rng, SLOT_BYTES, SLOT_WORDS, STATE_SLOTS, Slot, fill_slots};
@@ -83,6 +87,7 @@ fn store_shared(words: &[std::sync::atomic::AtomicU64], k: usize, rng: &mut Rng)
 
 fn w6(cx: &Ctx) -> Result<Measurement> {
     let dir = cx.tempdir()?;
+    let io = DiskWrites::start()?;
     let f = File::options()
         .read(true)
         .write(true)
@@ -109,17 +114,22 @@ fn w6(cx: &Ctx) -> Result<Measurement> {
     drop(m);
     f.set_len(total)?;
     let secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     drop(f);
-    Ok(Measurement {
+    let close_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut m = Measurement {
         ops_per_sec: Some(n as f64 / secs),
         mb_per_sec: Some(total as f64 / secs / 1e6),
-        disk_bytes: Some(disk_bytes(dir.path())?),
         notes: format!(
-            "growth by hand: the file doubles from 1 MiB (ftruncate: sparse, so a full disk would be SIGBUS at a store) and the map follows by mremap(MAYMOVE), moving its address; truncated to the data at the end (in the time); no commit, no sync; {}",
+            "NO COMMITS, NO CRASH SAFETY (plain stores, the no-safety ceiling): growth by hand: the file doubles from 1 MiB (ftruncate: sparse, so a full disk would be SIGBUS at a store) and the map follows by mremap(MAYMOVE), moving its address; truncated to the data at the end (in the time); no sync; {}; disk_bytes after closing; disk writes from the create to after the close",
             cx.params.size_note(|p| p.w6_bytes)
         ),
         ..Measurement::default()
-    })
+    };
+    m.set(crate::report::key::CLOSE_MS, close_ms);
+    io.finish(total, &mut m)?;
+    footprint(&mut m, disk_bytes(dir.path())?, total);
+    Ok(m)
 }
 
 /// Fills `total` bytes page by page, timing each page's first touch. With
@@ -208,6 +218,56 @@ fn reopen(cx: &Ctx) -> Result<Measurement> {
     Ok(m)
 }
 
+/// w1, w2 and w3: plain stores into a map of the 1 MiB state (w2: each
+/// followed by an msync of its page).
+fn stores(cx: &Ctx, workload: Workload) -> Result<Measurement> {
+    let p = &cx.params;
+    let mut rng = Rng::from_entropy();
+    let state_bytes = (STATE_SLOTS * SLOT_BYTES) as u64;
+    let dir = cx.tempdir()?;
+    let f = create_file(&path(dir.path()), state_bytes, PAGE)?;
+    let mut map = map(&f)?;
+    let io = (workload != Workload::W2)
+        .then(DiskWrites::start)
+        .transpose()?;
+    let mut m = match workload {
+        Workload::W1 => measure(p, || {
+            store(&mut map, rng.below(STATE_SLOTS), &mut rng);
+            Ok(())
+        })?,
+        Workload::W2 => measure(p, || {
+            let k = rng.below(STATE_SLOTS);
+            store(&mut map, k, &mut rng);
+            map.flush_range(k * SLOT_BYTES, SLOT_BYTES)?;
+            Ok(())
+        })?,
+        _ => measure(p, || {
+            for _ in 0..1000 {
+                store(&mut map, rng.below(STATE_SLOTS), &mut rng);
+            }
+            Ok(())
+        })?,
+    };
+    m.notes = match workload {
+        Workload::W2 => format!(
+            "store, then msync(MS_SYNC) of the slot's page (flush_range): the store is on disk when it returns, but {NO_ATOMICITY}; the file was written by 4 KiB pwrites, so msync writes 4 KiB folios (a file filled through the map gets large folios and msync then writes up to 1 MiB per page, platform notes §7)"
+        ),
+        Workload::W3 => format!("1,000 plain stores; {NO_ATOMICITY}"),
+        _ => format!("plain 64 B stores into a MAP_SHARED map; {NO_ATOMICITY}"),
+    };
+    if let Some(io) = io {
+        drop(map);
+        drop(f);
+        let per_call = if workload == Workload::W3 { 1000 } else { 1 };
+        let payload = m.calls.unwrap_or(0) * (per_call * SLOT_BYTES) as u64;
+        io.finish(payload, &mut m)?;
+        m.notes.push_str(
+            "; disk writes: the stores (a page is charged when it first becomes dirty), then unmap and close",
+        );
+    }
+    Ok(m)
+}
+
 impl System for Memmap2 {
     fn name(&self) -> &'static str {
         "memmap2"
@@ -218,37 +278,7 @@ impl System for Memmap2 {
         let mut rng = Rng::from_entropy();
         let state_bytes = (STATE_SLOTS * SLOT_BYTES) as u64;
         let m = match workload {
-            Workload::W1 | Workload::W2 | Workload::W3 => {
-                let dir = cx.tempdir()?;
-                let f = create_file(&path(dir.path()), state_bytes, PAGE)?;
-                let mut map = map(&f)?;
-                let mut m = match workload {
-                    Workload::W1 => measure(p, || {
-                        store(&mut map, rng.below(STATE_SLOTS), &mut rng);
-                        Ok(())
-                    })?,
-                    Workload::W2 => measure(p, || {
-                        let k = rng.below(STATE_SLOTS);
-                        store(&mut map, k, &mut rng);
-                        map.flush_range(k * SLOT_BYTES, SLOT_BYTES)?;
-                        Ok(())
-                    })?,
-                    _ => measure(p, || {
-                        for _ in 0..1000 {
-                            store(&mut map, rng.below(STATE_SLOTS), &mut rng);
-                        }
-                        Ok(())
-                    })?,
-                };
-                m.notes = match workload {
-                    Workload::W2 => format!(
-                        "store, then msync(MS_SYNC) of the slot's page (flush_range): the store is on disk when it returns, but {NO_ATOMICITY}; the file was written by 4 KiB pwrites, so msync writes 4 KiB folios (a file filled through the map gets large folios and msync then writes up to 1 MiB per page, platform notes §7)"
-                    ),
-                    Workload::W3 => format!("1,000 plain stores; {NO_ATOMICITY}"),
-                    _ => format!("plain 64 B stores into a MAP_SHARED map; {NO_ATOMICITY}"),
-                };
-                m
-            }
+            Workload::W1 | Workload::W2 | Workload::W3 => stores(cx, workload)?,
             Workload::W2x8 => {
                 let dir = cx.tempdir()?;
                 drop(create_file(&path(dir.path()), state_bytes, PAGE)?);
@@ -289,7 +319,7 @@ impl System for Memmap2 {
                 drop(create_file(&path(dir.path()), state_bytes, PAGE)?);
                 let mut m = w5_parent(cx, self.name(), dir.path())?;
                 m.notes = format!(
-                    "writer process: plain stores into random slots; reader process: plain loads, no synchronisation; {CHECKED}, so torn reads are expected"
+                    "writer process: plain stores into random slots (no commits); reader process: plain loads, no synchronisation; {CHECKED}, so torn reads are expected; commit_p999_us and commit_max_us: a batch of 64 stores, timed by one clock read per batch (a store costs less than a clock read); the longest includes any preemption of the writer"
                 );
                 m
             }
@@ -309,6 +339,7 @@ impl System for Memmap2 {
             Workload::W6 => w6(cx)?,
             Workload::Grow => grow(cx)?,
             Workload::Reopen => reopen(cx)?,
+            Workload::Freestore | Workload::Create => return Ok(mapstate_only(workload)),
         };
         Ok(Outcome::Measured(m))
     }
@@ -320,7 +351,9 @@ impl System for Memmap2 {
         let words = shared.words();
         let slots = words.len() / SLOT_WORDS;
         match (args.workload, args.role.as_str()) {
-            (Workload::W5, "writer") => timed_loop(parent, || {
+            // A store takes a few ns, less than a clock read: timed per
+            // batch of 64 stores.
+            (Workload::W5, "writer") => timed_commit_loop(parent, Pace::Batched(64), || {
                 store_shared(words, rng.below(slots), &mut rng);
                 Ok(true)
             }),

@@ -20,10 +20,11 @@ use rkyv::with::CopyOptimize;
 use rkyv::{Archive, Serialize};
 
 use crate::child::{
-    ChildArgs, Parent, notify_parent, notify_waiter, poller, reopen_parent, timed_loop, w5_parent,
+    CLOCK_IN_RATE, COMMITS_TIMED, ChildArgs, Pace, Parent, notify_parent, notify_waiter, poller,
+    reopen_parent, timed_commit_loop, timed_loop, w5_parent,
 };
-use crate::harness::{Ctx, Result, Workload, measure};
-use crate::peers::{CHECKED, System, na};
+use crate::harness::{Ctx, DiskWrites, Result, Workload, measure};
+use crate::peers::{CHECKED, System, mapstate_only, na};
 use crate::report::{Measurement, Outcome};
 use crate::slot::{Rng, SLOT_BYTES, STATE_SLOTS, Slot, fill_slots};
 
@@ -145,12 +146,18 @@ impl System for MmapSync {
                 let dir = cx.tempdir()?;
                 let (mut sync, mut state) = create_state(dir.path(), state_bytes)?;
                 let n = if workload == Workload::W3 { 1000 } else { 1 };
+                let io = DiskWrites::start()?;
                 let mut m = measure(p, || commit_slots(&mut sync, &mut state, &mut rng, n))?;
                 m.notes = if n == 1 {
                     WRITE.to_owned()
                 } else {
                     format!("1,000 slots changed in the writer's copy, then one write; {WRITE}")
                 };
+                drop(sync);
+                let payload = m.calls.unwrap_or(0) * (n * SLOT_BYTES) as u64;
+                io.finish(payload, &mut m)?;
+                m.notes
+                    .push_str("; disk writes: the writes, then dropping the synchronizer");
                 m
             }
             Workload::W2 => {
@@ -181,7 +188,7 @@ impl System for MmapSync {
                 drop(create_state(dir.path(), state_bytes)?);
                 let mut m = w5_parent(cx, self.name(), dir.path())?;
                 m.notes = format!(
-                    "writer process: one slot changed per write of the whole state (grace 1 s: a writer that finds a reader still on the copy it wants to reuse sleeps 1 s); reader process: a read per slot; {CHECKED}"
+                    "writer process: one slot changed per write of the whole state (grace 1 s: a writer that finds a reader still on the copy it wants to reuse sleeps 1 s); reader process: a read per slot; {CHECKED}; {COMMITS_TIMED}; {CLOCK_IN_RATE}"
                 );
                 m
             }
@@ -209,6 +216,7 @@ impl System for MmapSync {
                 ));
             }
             Workload::Reopen => reopen(cx)?,
+            Workload::Freestore | Workload::Create => return Ok(mapstate_only(workload)),
         };
         Ok(Outcome::Measured(m))
     }
@@ -221,7 +229,7 @@ impl System for MmapSync {
             (Workload::W5 | Workload::Reopen, "writer") => {
                 let mut state = read_copy(&mut sync)?;
                 if args.workload == Workload::W5 {
-                    timed_loop(parent, || {
+                    timed_commit_loop(parent, Pace::FlatOut, || {
                         commit_slots(&mut sync, &mut state, &mut rng, 1).map(|()| true)
                     })
                 } else {

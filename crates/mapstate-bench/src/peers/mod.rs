@@ -12,6 +12,7 @@ use crate::report::{Measurement, Outcome, p50_p99};
 mod lmdb;
 mod mapstate;
 mod mapstate_grow;
+mod mapstate_size;
 mod memmap2;
 mod mmap_sync;
 mod raw;
@@ -27,6 +28,23 @@ pub(crate) trait System: Sync {
     /// (in `notes`), or why the system cannot run it. Cross-process
     /// workloads start children, which land in [`System::child`].
     fn run(&self, workload: Workload, cx: &Ctx) -> Result<Outcome>;
+
+    /// The extra rows this system gives for `workload` besides its own
+    /// (mapstate's other ways of doing it): each row's name suffix, shown
+    /// as `NAME:SUFFIX`. Their runs go to [`System::run_variant`].
+    fn variants(&self, _workload: Workload) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// One run of the variant `variant` (from [`System::variants`]).
+    fn run_variant(&self, variant: &str, workload: Workload, _cx: &Ctx) -> Result<Outcome> {
+        Err(format!(
+            "{}: no variant {variant} of {}",
+            self.name(),
+            workload.name()
+        )
+        .into())
+    }
 
     /// Removes what the system kept across runs outside `cx.base`, which
     /// is deleted after it (called once, after the last workload).
@@ -92,6 +110,26 @@ pub(crate) fn append_records() -> Vec<Vec<u8>> {
             rec
         })
         .collect()
+}
+
+/// Sets w6's footprint figures: `disk_bytes` (the files' blocks after
+/// close) and `disk_over_data` (that over the `data` bytes appended).
+pub(crate) fn footprint(m: &mut Measurement, disk: u64, data: u64) {
+    m.disk_bytes = Some(disk);
+    m.set(
+        crate::report::key::DISK_OVER_DATA,
+        disk as f64 / data as f64,
+    );
+}
+
+/// The reason of the peers' row for the mapstate-only workloads.
+pub(crate) fn mapstate_only(workload: Workload) -> Outcome {
+    match workload {
+        Workload::Freestore => na(
+            "no free stores: the peers change their state only through calls (put, INSERT, a store with no commit); mapstate only",
+        ),
+        _ => na("mapstate's own creation cost; no peer measured"),
+    }
 }
 
 /// Note for the w5, notify and reopen figures: how consistency was checked.

@@ -272,6 +272,18 @@ impl Durable {
         pread(&self.file, &self.path, buf, PAGE + off)
     }
 
+    /// The ranges of the state's bytes `0..len` that the file holds data for
+    /// (state offsets): the rest reads as zeros (holes, or blocks allocated
+    /// but never written), so copying it can be skipped.
+    pub(crate) fn data_ranges(&self, len: u64) -> Result<Vec<(u64, u64)>> {
+        let segments = sys::data_segments(sys::fd_of(&self.file), PAGE, PAGE + len)
+            .map_err(|e| Error::io("lseek(SEEK_DATA)", &self.path, e))?;
+        Ok(segments
+            .into_iter()
+            .map(|(s, e)| (s - PAGE, e - s))
+            .collect())
+    }
+
     /// Writes data bytes at `off` of the state.
     pub(crate) fn write_data(&self, off: u64, buf: &[u8]) -> Result<()> {
         pwrite(&self.file, &self.path, buf, PAGE + off)

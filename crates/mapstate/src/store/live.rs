@@ -149,7 +149,11 @@ impl Live {
             return Ok(Err(Rebuilt::Incomplete));
         }
         let mut l = Self::map(file, path, base.max_size.get(), access)?;
-        if let Err(why) = l.trusted(base, flen) {
+        if let Err(why) = l.trusted(base, flen, role) {
+            // The writer replaces it: whoever still maps it must learn so.
+            if writer {
+                l.retire();
+            }
             return Ok(Err(why));
         }
         l.map_data(l.len_word().load(Ordering::Acquire))?;
@@ -158,7 +162,12 @@ impl Live {
 
     /// The identity checks of [`Live::open_existing`] on a mapped image of
     /// `flen` bytes.
-    fn trusted(&self, base: &DurableHeader, flen: u64) -> std::result::Result<(), Rebuilt> {
+    fn trusted(
+        &self,
+        base: &DurableHeader,
+        flen: u64,
+        role: Role,
+    ) -> std::result::Result<(), Rebuilt> {
         let mut hdr = [0u8; 48];
         self.res.read(0, &mut hdr);
         if hdr[..8] != format::LIVE_MAGIC {
@@ -176,10 +185,8 @@ impl Live {
         if self.word(live::READY).load(Ordering::Acquire) != 1 {
             return Err(Rebuilt::Incomplete);
         }
-        let Some(pos) = self.log_position() else {
-            return Err(Rebuilt::Incomplete);
-        };
-        if pos.epoch != base.epoch && pos.epoch != base.prev_epoch {
+        let epoch = self.log_epoch();
+        if epoch != base.epoch && epoch != base.prev_epoch {
             return Err(Rebuilt::OtherEpoch);
         }
         let (applied, _) = self.applied();
@@ -187,8 +194,14 @@ impl Live {
             return Err(Rebuilt::Behind);
         }
         // Sequence numbers are doubled in the lock (and one more is
-        // appended): a damaged image must leave room, as the header must.
-        if applied > 1 << 62 {
+        // appended): a damaged image must leave room, as the header must
+        // (up to `durable::COUNTER_LIMIT`, which readers read). A writer
+        // refuses to go on from half the limit: an image there over files
+        // that are not (a damaged image) is rebuilt from the files.
+        let limit = crate::store::durable::COUNTER_LIMIT;
+        let half = limit / 2;
+        let damaged = role == Role::Writer && base.checkpoint_seq.get() < half && applied >= half;
+        if applied > limit || damaged {
             return Err(Rebuilt::Incomplete);
         }
         let len = self.len_word().load(Ordering::Acquire);
@@ -428,6 +441,7 @@ impl Live {
         self.word(live::LOG_HEAD).store(pos.head, Ordering::Relaxed);
         self.word(live::LOG_CHAIN)
             .store(pos.chain, Ordering::Relaxed);
+        testing::point(Step::PositionHalf);
         let (lo, hi) = pos.epoch.split_at(8);
         for (i, half) in [lo, hi].into_iter().enumerate() {
             let v = u64::from_le_bytes(half.try_into().expect("8 bytes"));
@@ -465,6 +479,41 @@ impl Live {
             std::thread::yield_now();
         }
         None
+    }
+
+    /// The epoch of the published log position, read even while its lock
+    /// is odd: a writer killed while it published leaves the lock odd for
+    /// good, which makes the position unknown (recovery then scans the log
+    /// from its start) but not the image untrustworthy. The epoch changes
+    /// only at a checkpoint or when a writer opens, so one left half-written
+    /// by a kill matches no header's, and the image is rebuilt.
+    fn log_epoch(&self) -> [u8; 16] {
+        if let Some(pos) = self.log_position() {
+            return pos.epoch;
+        }
+        let mut epoch = [0u8; 16];
+        for (i, half) in epoch.chunks_mut(8).enumerate() {
+            let v = self
+                .word(live::LOG_EPOCH + 8 * i as u64)
+                .load(Ordering::Acquire);
+            half.copy_from_slice(&v.to_le_bytes());
+        }
+        epoch
+    }
+
+    /// Marks this image replaced (see `format::live::RETIRED`): clears the
+    /// writer's pid, so that readers that map it check whether the writer
+    /// is theirs, and wakes its waiters, so that none sleeps on an image no
+    /// writer will ever commit to again.
+    pub(crate) fn retire(&self) {
+        self.word(live::RETIRED).store(1, Ordering::Release);
+        self.writer_pid().store(0, Ordering::Release);
+        self.wake_all();
+    }
+
+    /// Whether a new image replaced this one (see [`Live::retire`]).
+    pub(crate) fn retired(&self) -> bool {
+        self.word(live::RETIRED).load(Ordering::Acquire) == 1
     }
 
     /// The writer takes an exclusive OFD lock on byte 0 of its live image

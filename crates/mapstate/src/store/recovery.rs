@@ -477,14 +477,17 @@ fn build(files: &StateFiles, d: &Durable, base: &DurableHeader, publish: Publish
     let mut l = Live::map(file, path, max_size, LiveAccess::Writer)?;
     l.map_data(len)?;
     l.write_identity(&base.file_id);
+    // The new image reads as zeros: only what the durable file holds data
+    // for is copied (a new or sparse state builds in no time).
     let mut buf = vec![0u8; 1 << 20];
-    let durable_len = d.header.len.get().min(len);
-    let mut off = 0;
-    while off < durable_len {
-        let n = (durable_len - off).min(buf.len() as u64) as usize;
-        d.read_data(off, &mut buf[..n])?;
-        l.write(off, &buf[..n]);
-        off += n as u64;
+    for (start, n) in d.data_ranges(d.header.len.get().min(len))? {
+        let mut off = start;
+        while off < start + n {
+            let k = (start + n - off).min(buf.len() as u64) as usize;
+            d.read_data(off, &mut buf[..k])?;
+            l.write(off, &buf[..k]);
+            off += k as u64;
+        }
     }
     if let Some(j) = &journal {
         j.for_each_page(|at, bytes| {
