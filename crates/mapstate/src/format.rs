@@ -38,6 +38,15 @@ pub(crate) const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"RCD1");
 /// torn header write leaves the other slot intact.
 pub(crate) const HEADER_SLOTS: [u64; 2] = [0, 2048];
 
+/// Offset in the durable image's first page, between the two header slots,
+/// of the handover counter (`AtomicU64`; see `store::handover`): advisory,
+/// never synced, not part of either header.
+pub(crate) const HANDOVERS: u64 = 1024;
+const _: () = assert!(
+    HANDOVERS >= HEADER_SLOTS[0] + std::mem::size_of::<DurableHeader>() as u64
+        && HANDOVERS + 8 <= HEADER_SLOTS[1]
+);
+
 /// `DurableHeader::durability` of `Durability::PageCache`.
 pub(crate) const DURABILITY_PAGE_CACHE: u64 = 0;
 /// `DurableHeader::durability` of `Durability::Periodic` (the interval in

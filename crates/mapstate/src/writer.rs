@@ -19,6 +19,7 @@ use crate::live_image::LiveImage;
 use crate::mtime::MtimeClock;
 use crate::options::{Durability, WriterOptions};
 use crate::store::durable::{self, COUNTER_LIMIT, Durable};
+use crate::store::handover::Handovers;
 use crate::store::live::Live;
 use crate::store::lock::{self, BuildLock};
 use crate::store::log::{self, Log};
@@ -167,6 +168,9 @@ impl Writer {
         // A writer killed between publishing a commit and waking its waiters
         // left them asleep: wake everyone once (they re-check and sleep again).
         w.live.wake_all();
+        // Last: readers that see it find this writer whole, its live image
+        // locked (`store::handover`).
+        Handovers::bump(&w.durable.file, &w.durable.path)?;
         Ok(w)
     }
 

@@ -32,6 +32,7 @@ const LAYERS: &[&[&str]] = &[
         "store::notify_word",
         "store::pages",
         "store::files",
+        "store::handover",
     ],
     &[
         "store::durable",

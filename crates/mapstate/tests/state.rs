@@ -808,3 +808,51 @@ fn the_journal_has_the_durable_files_mode() {
         assert_eq!(got, mode, "journal mode {got:o}, durable file {mode:o}");
     }
 }
+
+/// A writer whose live image this reader does not map (here: another live
+/// directory, as a container with its own `/dev/shm` has) is noticed at
+/// the reader's next read: its open moves the durable file's handover
+/// counter, which every read compares. The check used to be rate-limited
+/// by a clock read on every read while no writer was alive (a fifth of
+/// `read_at`'s time), and for up to 10 ms reads gave the old state: here a
+/// thread reads without pause while another opens the writer and commits,
+/// and no read that starts after the commit returned may succeed.
+#[test]
+fn a_writer_with_another_live_image_is_noticed_at_the_next_read() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (d, p, o) = setup();
+    drop(o.open(&p).unwrap());
+    let elsewhere = d.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let there = Writer::options().live_dir(&elsewhere);
+    // The writer's live image exists there already: its next open is fast
+    // (no rebuild, no checkpoint), well inside the old 10 ms.
+    there.open(&p).unwrap().close().unwrap();
+    let r = o.reader().open(&p).unwrap();
+    let committed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reads = s.spawn(|| {
+            let mut b = [0u8; 8];
+            loop {
+                let after = committed.load(Ordering::SeqCst);
+                match r.read_at(0, &mut b) {
+                    Ok(seq) => assert!(!after, "commit {seq} read after a commit it cannot see"),
+                    Err(Error::WriterNotVisible { .. }) => return,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        // Let the reads run a while first.
+        for _ in 0..3 {
+            std::thread::yield_now();
+        }
+        let mut w = there.open(&p).unwrap();
+        assert_eq!(w.live_image(), mapstate::LiveImage::Kept);
+        let mut t = w.begin();
+        t.write_at(0, b"unseen!!").unwrap();
+        t.commit().unwrap();
+        committed.store(true, Ordering::SeqCst);
+        reads.join().unwrap();
+        drop(w);
+    });
+}

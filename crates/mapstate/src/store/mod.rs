@@ -15,11 +15,13 @@
 //!
 //! Around them: [`files`] names the files, [`lock`] holds the writer and
 //! build locks, [`recovery`] opens a consistent store after any crash,
-//! [`pages`] tracks what the next checkpoint writes, and [`syncer`] syncs
-//! the log in the background for `Durability::Periodic`.
+//! [`pages`] tracks what the next checkpoint writes, [`syncer`] syncs
+//! the log in the background for `Durability::Periodic`, and [`handover`]
+//! tells readers when the live image commits go to may have changed.
 //!
 //! Inside the store, dependencies point one way (`tests/layers.rs` checks
-//! it): `seqlock`, `ring`, `notify_word`, `pages` and `files` use nothing
+//! it): `seqlock`, `ring`, `notify_word`, `pages`, `files` and `handover`
+//! use nothing
 //! of the store; `durable`, `log`, `lock` and `syncer` use those; `journal`
 //! and `live` use the durable image and the log; `view` and `checkpoint`
 //! use the live image; `recovery` uses everything.
@@ -27,6 +29,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod durable;
 pub(crate) mod files;
+pub(crate) mod handover;
 pub(crate) mod journal;
 pub(crate) mod live;
 pub(crate) mod lock;

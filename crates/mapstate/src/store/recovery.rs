@@ -43,6 +43,7 @@ use crate::options::WriterOptions;
 use crate::store::checkpoint;
 use crate::store::durable::Durable;
 use crate::store::files::StateFiles;
+use crate::store::handover::Handovers;
 use crate::store::journal;
 use crate::store::live::{Live, LiveAccess, Role};
 use crate::store::lock::{self, BuildLock};
@@ -363,6 +364,10 @@ fn open_live_for_reader(d: &Durable, files: &StateFiles) -> Result<(Live, LiveIm
     }
     let (built, origin) = open_or_build_shared(d, files, Role::Writer)?;
     drop(built);
+    // Readers of the image it replaced (retired) must look again.
+    if origin != LiveImage::Kept {
+        Handovers::bump(&rw, &d.path)?;
+    }
     let base = base_header(d, files)?;
     let live = Live::open_existing(files.live(), &base, d.owner, Role::Reader)?.map_err(|why| {
         Error::Corrupt {

@@ -7,35 +7,34 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::change::{Change, Event, push_missed};
+mod changes;
+pub use changes::Changes;
+
 use crate::error::{Error, Result};
-use crate::format::{PAGE, live};
+use crate::format::PAGE;
 use crate::fs::{self, Open, Owner};
 use crate::live_image::LiveImage;
 use crate::offset::Offset;
 use crate::options::{Durability, ReaderOptions};
 use crate::store::StateFiles;
 use crate::store::durable::{self, Durable};
+use crate::store::handover::Handovers;
 use crate::store::live::{Live, Role};
 use crate::store::lock;
 use crate::store::log::Log;
-use crate::store::notify_word::announce;
 use crate::store::recovery;
+use crate::sys::Protection;
 use crate::writer::Writer;
 
 /// How long the sequence lock may stay odd before a reader asks whether the
 /// writer is still alive.
 const STUCK: Duration = Duration::from_millis(1);
-
-/// How often a reader whose live image names no writer asks the kernel
-/// whether a writer it cannot see has the state open.
-const VISIBLE_CHECK: Duration = Duration::from_millis(10);
 
 /// How long a wait for a change sleeps at most while no writer has this
 /// reader's live image, before it asks that question again.
@@ -73,9 +72,11 @@ pub struct Reader {
     max_size: u64,
     /// The log, opened read-only the first time a long read needs it.
     log: Mutex<Option<Log>>,
-    /// When (coarse clock, ns) this reader last checked that no writer it
-    /// cannot see has the state open ([`Reader::check_visible`]).
-    last_visible_check: AtomicU64,
+    /// The durable file's handover counter ([`Reader::check_visible`]).
+    handovers: Handovers,
+    /// Its value when this reader last found its live image to be the
+    /// writer's (or no writer).
+    seen_handovers: AtomicU64,
 }
 
 impl ReaderOptions {
@@ -102,8 +103,12 @@ impl Reader {
         fs::check_filesystem(&file, path, opts.allow_unsuitable_filesystem)?;
         let files = StateFiles::of_open(path, &file, opts.live_dir_path())?;
         let d = Durable::open(file, path)?;
+        // Read before the live image is chosen: a writer that opens
+        // meanwhile moves it on, and the first read checks.
+        let handovers = Handovers::map(&d.file, path, Protection::ReadOnly)?;
+        let seen = handovers.load();
         let (live, origin) = recovery::open_live(&d, &files, Role::Reader)?;
-        Ok(Self {
+        let r = Self {
             file_id: d.header.file_id,
             max_size: d.header.max_size.get(),
             owner: d.owner,
@@ -113,8 +118,12 @@ impl Reader {
             origin,
             opts: opts.clone(),
             log: Mutex::new(None),
-            last_visible_check: AtomicU64::new(0),
-        })
+            handovers,
+            seen_handovers: AtomicU64::new(seen),
+        };
+        // A writer that was already there may have another live image.
+        r.check_visible_now()?;
+        Ok(r)
     }
 
     /// The sequence number of the last published commit.
@@ -186,39 +195,49 @@ impl Reader {
 
     /// Fails if a writer has the state open whose live image is not the one
     /// this reader maps (it is in another mount namespace, or it started
-    /// after this reader built a private live image): reading on would
-    /// silently give an old state. While the live image names a writer (its
-    /// pid), that writer is this image's and nothing is checked; otherwise
-    /// the kernel is asked at most every [`VISIBLE_CHECK`] (a coarse clock
-    /// read per read in between).
+    /// after this reader built a private live image, or it replaced the
+    /// image): reading on would silently give an old state. Such a writer
+    /// moved the durable file's handover counter when it opened
+    /// (`store::handover`), so one load tells whether anything needs
+    /// checking; only when the counter moved is the kernel asked.
     #[inline]
     fn check_visible(&self) -> Result<()> {
-        if self.live.writer_pid().load(Ordering::Relaxed) != 0 {
+        let now = self.handovers.load();
+        if now == self.seen_handovers.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let now = crate::sys::coarse_now().as_nanos() as u64;
-        let last = self.last_visible_check.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < VISIBLE_CHECK.as_nanos() as u64 {
-            return Ok(());
-        }
-        self.last_visible_check.store(now, Ordering::Relaxed);
-        self.check_visible_now()
+        self.check_handover(now)
     }
 
-    /// [`Reader::check_visible`] without the rate limit.
+    /// The counter moved to `now`: checks, and remembers `now` once this
+    /// reader's live image is known to be the writer's (or there is no
+    /// writer). While a writer is still opening (it holds the build lock)
+    /// nothing is remembered, so that the next read checks again.
     #[cold]
-    fn check_visible_now(&self) -> Result<()> {
+    fn check_handover(&self, now: u64) -> Result<()> {
+        if self.check_visible_now()? {
+            self.seen_handovers.store(now, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// [`Reader::check_visible`] without the counter: `Ok(true)` if this
+    /// reader's live image is the writer's or there is no writer,
+    /// `Ok(false)` if a writer is opening (building or checking its live
+    /// image).
+    #[cold]
+    fn check_visible_now(&self) -> Result<bool> {
         if self.live.retired() {
             return Err(self.replaced());
         }
         // Twice, a few milliseconds apart: a writer that is opening holds
         // the writer lock a moment before it takes the build lock.
         for _ in 0..2 {
-            if !self.has_writer()?
-                || self.live.writer_holds()?
-                || lock::build_lock_held(&self.file, self.path())?
-            {
-                return Ok(());
+            if !self.has_writer()? || self.live.writer_holds()? {
+                return Ok(true);
+            }
+            if lock::build_lock_held(&self.file, self.path())? {
+                return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -438,124 +457,6 @@ impl Reader {
         }
     }
 
-    /// Sleeps until a commit newer than `after` is published, or `timeout`
-    /// passes: `Some` of the newest sequence number, or `None` if the
-    /// timeout passed first. Fails with `Error::WriterNotVisible` if a
-    /// writer this reader cannot see opens the state meanwhile (while no
-    /// writer has this live image, the sleep wakes once a second to ask).
-    pub fn wait_for_change(&self, after: u64, timeout: Option<Duration>) -> Result<Option<u64>> {
-        // A timeout too far out to represent is no timeout.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            let now = self.seq();
-            if now > after {
-                return Ok(Some(now));
-            }
-            self.check_visible()?;
-            let remaining = match (deadline, timeout) {
-                (Some(d), _) => match d.checked_duration_since(Instant::now()) {
-                    Some(r) if !r.is_zero() => Some(r),
-                    _ => return Ok(None),
-                },
-                (None, Some(t)) => Some(t),
-                (None, None) => None,
-            };
-            let nap = if self.live.writer_pid().load(Ordering::Relaxed) == 0 {
-                Some(remaining.map_or(NO_WRITER_NAP, |r| r.min(NO_WRITER_NAP)))
-            } else {
-                remaining
-            };
-            self.wait_once(after, nap, None);
-        }
-    }
-
-    /// Sleeps once on the notification futex unless a commit newer than
-    /// `after` is published or `stop` (if given) is set; returns on a
-    /// wake-up, real or spurious, a signal, or `timeout`.
-    ///
-    /// Both conditions are re-checked after announcing the sleeper: the
-    /// writer advances the word (clearing the bit) after publishing, so
-    /// either we see its commit or it sees our bit and wakes us (the
-    /// protocol `tests/loom_notify.rs` model-checks), and a
-    /// [`Reader::stop_waiting`] that lands at any moment is never slept
-    /// through.
-    pub(crate) fn wait_once(
-        &self,
-        after: u64,
-        timeout: Option<Duration>,
-        stop: Option<&AtomicBool>,
-    ) {
-        let word = self.live.notify_word();
-        let done = || self.seq() > after || stop.is_some_and(|s| s.load(Ordering::SeqCst));
-        if self.live.can_register() {
-            let expected = announce(word);
-            if !done() {
-                crate::sys::futex_wait(word, expected, timeout);
-            }
-        } else {
-            // May not write the live image, so cannot ask to be woken: sleep on
-            // the word with a short timeout instead (polling).
-            let expected = word.load(Ordering::SeqCst);
-            let nap = Duration::from_millis(1);
-            if !done() {
-                crate::sys::futex_wait(word, expected, Some(timeout.map_or(nap, |t| t.min(nap))));
-            }
-        }
-    }
-
-    /// Tells a thread in [`Reader::wait_once`] with `stop` to stop, and
-    /// wakes it (other waiters of the state see a spurious wake-up and
-    /// sleep again).
-    pub(crate) fn stop_waiting(&self, stop: &AtomicBool) {
-        stop.store(true, Ordering::SeqCst);
-        self.live.wake_all();
-    }
-
-    /// The commits published after `after`, oldest first. Commits that
-    /// already left the ring come as one [`Event::Missed`].
-    pub fn changes_since(&self, after: u64) -> Vec<Event> {
-        let now = self.seq();
-        let mut out: Vec<Event> = Vec::new();
-        let oldest = now.saturating_sub(live::RING_ENTRIES - 1).max(1);
-        if after + 1 < oldest {
-            out.push(Event::Missed {
-                first: after + 1,
-                last: oldest - 1,
-            });
-        }
-        for s in (after + 1).max(oldest)..=now {
-            match self.live.ring().read(s) {
-                Some((ranges, widened)) => out.push(Event::Change(Change {
-                    seq: s,
-                    ranges: ranges
-                        .into_iter()
-                        .map(|(o, l)| o..o.saturating_add(l))
-                        .collect(),
-                    widened,
-                })),
-                None => push_missed(&mut out, s),
-            }
-        }
-        out
-    }
-
-    /// Sleeps until a commit newer than `after` is published (or `timeout`
-    /// passes), then returns what [`Reader::changes_since`] does (nothing
-    /// if the timeout passed first).
-    pub fn wait_changes(&self, after: u64, timeout: Option<Duration>) -> Result<Vec<Event>> {
-        self.wait_for_change(after, timeout)?;
-        Ok(self.changes_since(after))
-    }
-
-    /// A blocking iterator over the commits published from now on.
-    pub fn changes(&self) -> Changes<'_> {
-        Changes {
-            reader: self,
-            seen: self.seq(),
-            pending: Vec::new().into_iter(),
-        }
-    }
-
     /// The address of byte 0 of the live state, for experts: the bytes may
     /// change at any moment (another process's commit), so reading through
     /// it is only meaningful under the same sequence-lock protocol that
@@ -661,33 +562,6 @@ impl Reader {
         self.live
             .log_position()
             .map(|p| p.head.saturating_sub(PAGE))
-    }
-}
-
-/// The blocking iterator of [`Reader::changes`]: never ends, but yields an
-/// error if a writer this reader cannot see opens the state (and then
-/// goes on trying).
-#[derive(Debug)]
-pub struct Changes<'r> {
-    reader: &'r Reader,
-    seen: u64,
-    pending: std::vec::IntoIter<Event>,
-}
-
-impl Iterator for Changes<'_> {
-    type Item = Result<Event>;
-
-    fn next(&mut self) -> Option<Result<Event>> {
-        loop {
-            if let Some(e) = self.pending.next() {
-                self.seen = e.seq();
-                return Some(Ok(e));
-            }
-            match self.reader.wait_changes(self.seen, None) {
-                Ok(events) => self.pending = events.into_iter(),
-                Err(e) => return Some(Err(e)),
-            }
-        }
     }
 }
 
