@@ -67,7 +67,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SharedWriter {
     /// Shares `writer` between threads; commits use its durability.
-    pub fn new(writer: Writer) -> Result<Self> {
+    pub fn new(mut writer: Writer) -> Result<Self> {
+        // The group syncs use their own descriptor of the log.
+        writer.sync_leftovers()?;
         let log = writer.log_file()?;
         let log_path = writer.files().log().into();
         let seq = writer.seq();

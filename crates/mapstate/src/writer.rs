@@ -75,6 +75,9 @@ pub struct Writer {
     mtime: MtimeClock,
     /// Closed or removed: nothing left to do on drop.
     closed: bool,
+    /// The previous writer was killed: what it left in the page cache is
+    /// synced before this writer's first sync of its own.
+    leftovers: bool,
 }
 
 impl WriterOptions {
@@ -108,6 +111,7 @@ impl Writer {
             changed,
             ahead_of_log,
             new_epoch,
+            leftovers,
         } = recovery::open_writer(path, opts)?;
         let (seq, _) = live.applied();
         // A file near the limit was altered (see `COUNTER_LIMIT`): refuse
@@ -144,7 +148,12 @@ impl Writer {
             syncer,
             mtime: MtimeClock::new(opts.mtime_interval),
             closed: false,
+            leftovers,
         };
+        // The syncer thread syncs the log on its own from now on.
+        if w.syncer.is_some() {
+            w.sync_leftovers()?;
+        }
         if ahead_of_log {
             // The live image holds commits the log no longer has (the log was
             // lost): make them durable now with a full checkpoint.
@@ -264,6 +273,19 @@ impl Writer {
         r
     }
 
+    /// Syncs what the previous writer, killed, left in the page cache
+    /// (`recovery::sync_leftovers`), once, before this writer's first sync
+    /// of its own: a `Sync` commit, a checkpoint, a clean close, the
+    /// `Periodic` syncer or a [`SharedWriter`](crate::SharedWriter)'s group
+    /// syncs (these two at their start).
+    pub(crate) fn sync_leftovers(&mut self) -> Result<()> {
+        if self.leftovers {
+            recovery::sync_leftovers(&mut self.durable, &self.log)?;
+            self.leftovers = false;
+        }
+        Ok(())
+    }
+
     /// Writes every page changed since the last checkpoint into the durable
     /// image and empties the log (`store::checkpoint` gives the order of
     /// writes and syncs). A crash part-way is finished at the next open.
@@ -274,6 +296,7 @@ impl Writer {
     }
 
     fn checkpoint_inner(&mut self) -> Result<()> {
+        self.sync_leftovers()?;
         let header = checkpoint::run(
             &mut self.durable,
             self.files.journal(),
@@ -302,7 +325,10 @@ impl Writer {
         let r = if self.log.used() > 0 {
             self.checkpoint()
         } else {
-            self.check_poison()
+            self.check_poison().and_then(|()| {
+                let r = self.sync_leftovers();
+                self.poison(r)
+            })
         };
         if r.is_ok() {
             self.live.set_files_synced(true);
@@ -423,7 +449,7 @@ impl Writer {
         debug_assert_eq!(self.log.position().seq, seq);
         testing::point(Step::Appended);
         if durability == Durability::Sync {
-            let r = self.log.sync();
+            let r = self.sync_leftovers().and_then(|()| self.log.sync());
             self.poison(r)?;
         }
         self.live.begin_apply(seq);

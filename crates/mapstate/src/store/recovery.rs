@@ -67,6 +67,10 @@ pub(crate) struct Recovered {
     pub(crate) ahead_of_log: bool,
     /// The writer must start a new epoch (a checkpoint) before it appends.
     pub(crate) new_epoch: bool,
+    /// The previous writer did not close cleanly: what it left in the page
+    /// cache must be synced ([`sync_leftovers`]) before this writer syncs
+    /// anything of its own.
+    pub(crate) leftovers: bool,
 }
 
 /// Opens the state at `path` for its writer (creating it if `opts` say so
@@ -207,9 +211,7 @@ fn recover(file: File, files: StateFiles, log_size: u64) -> Result<Recovered> {
     let h = durable.header;
     let (mut log, made) = open_log(&durable, &files, log_size)?;
     let (mut live, origin) = open_live(&durable, &files, Role::Writer)?;
-    if !live.files_synced() {
-        sync_leftovers(&mut durable, &log)?;
-    }
+    let leftovers = !live.files_synced();
     // Until this writer closes cleanly (`Writer::close`).
     live.set_files_synced(false);
     let (changed, end) = replay(&h, &log, &mut live)?;
@@ -229,6 +231,7 @@ fn recover(file: File, files: StateFiles, log_size: u64) -> Result<Recovered> {
         changed,
         ahead_of_log: now > end.seq,
         new_epoch,
+        leftovers,
     })
 }
 
@@ -236,8 +239,11 @@ fn recover(file: File, files: StateFiles, log_size: u64) -> Result<Recovered> {
 /// this one was killed (or failed a sync) and may have left writes in the
 /// page cache (a header, pages, log records, a new file's name) that this
 /// writer would otherwise build on as if a power cut could not take them
-/// back. Skipped after a clean close (`format::live::FILES_SYNCED`).
-fn sync_leftovers(durable: &mut Durable, log: &Log) -> Result<()> {
+/// back. Not needed after a clean close (`format::live::FILES_SYNCED`), and
+/// not before the new writer's first sync of its own (`Writer::open` says
+/// when): until then it promises nothing a power cut could break, and a
+/// reopen after a kill costs no sync.
+pub(crate) fn sync_leftovers(durable: &mut Durable, log: &Log) -> Result<()> {
     durable.sync()?;
     log.sync()?;
     fs::sync_parent(&durable.path)
