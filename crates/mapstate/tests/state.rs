@@ -856,3 +856,28 @@ fn a_writer_with_another_live_image_is_noticed_at_the_next_read() {
         drop(w);
     });
 }
+
+/// The same writer, but it opens, commits and closes between two reads of
+/// a reader that maps another live image: at the next read no writer is
+/// alive any more, and the reader compares its image with the durable
+/// file, which its close checkpointed. Before, that read gave the old state
+/// (and so did every later one).
+#[test]
+fn a_writer_with_another_live_image_that_closed_is_noticed_at_the_next_read() {
+    let (d, p, o) = setup();
+    drop(o.open(&p).unwrap());
+    let r = o.reader().open(&p).unwrap();
+    let mut b = [0u8; 8];
+    r.read_at(0, &mut b).unwrap();
+    let elsewhere = d.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let mut w = Writer::options().live_dir(&elsewhere).open(&p).unwrap();
+    let mut t = w.begin();
+    t.write_at(0, b"unseen!!").unwrap();
+    t.commit().unwrap();
+    w.close().unwrap();
+    assert!(
+        matches!(r.read_at(0, &mut b), Err(Error::WriterNotVisible { .. })),
+        "the read gave {b:?}"
+    );
+}

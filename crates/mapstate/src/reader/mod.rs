@@ -233,7 +233,10 @@ impl Reader {
         // Twice, a few milliseconds apart: a writer that is opening holds
         // the writer lock a moment before it takes the build lock.
         for _ in 0..2 {
-            if !self.has_writer()? || self.live.writer_holds()? {
+            if !self.has_writer()? {
+                return self.check_not_behind().map(|()| true);
+            }
+            if self.live.writer_holds()? {
                 return Ok(true);
             }
             if lock::build_lock_held(&self.file, self.path())? {
@@ -252,6 +255,25 @@ impl Reader {
                 }
             },
         })
+    }
+
+    /// With no writer alive: fails if the durable file holds commits this
+    /// reader's live image lacks (a writer with another live image opened,
+    /// committed and closed since this reader last looked).
+    fn check_not_behind(&self) -> Result<()> {
+        let (h, _) = durable::read_header(&self.file, self.path())?;
+        let (applied, _) = self.live.applied();
+        let on_disk = h.checkpoint_seq.get();
+        if on_disk > applied {
+            return Err(Error::WriterNotVisible {
+                path: self.path().into(),
+                why: format!(
+                    "a writer with a live image this process does not map committed meanwhile \
+                     (the file holds commit {on_disk}, this reader's live image {applied})"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The error of a reader whose live image a new one replaced (see
