@@ -412,6 +412,20 @@ fn the_journal_is_emptied_once_its_checkpoint_is_done() {
     w.remove().unwrap();
 }
 
+/// Records the path of every file or directory this process syncs from now
+/// on (until `testing::disarm_syncs`), in order.
+fn record_syncs() -> std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    mapstate::testing::observe_syncs(Some(Box::new(move |fd, before| {
+        if !before {
+            let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+            s.lock().unwrap().push(name);
+        }
+    })));
+    seen
+}
+
 /// Bug 9: the journal was created without syncing its directory, so a power
 /// cut could lose its name while the durable image it was to repair was
 /// half written. A directory sync now comes between its creation and the
@@ -426,14 +440,7 @@ fn a_new_journal_is_on_disk_before_the_durable_image_changes() {
         o.open(&p).unwrap().close().unwrap();
         let mut w = o.open(&p).unwrap();
         commit(&mut w, 1, Durability::PageCache);
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let s = seen.clone();
-        mapstate::testing::observe_syncs(Some(Box::new(move |fd, before| {
-            if !before {
-                let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
-                s.lock().unwrap().push(name);
-            }
-        })));
+        let seen = record_syncs();
         w.checkpoint().unwrap();
         mapstate::testing::disarm_syncs();
         let seen = seen.lock().unwrap();
@@ -466,14 +473,7 @@ fn a_reopen_after_a_kill_syncs_nothing_until_the_first_sync() {
     if let Some(a) = child_role() {
         if a[0] == "observe" {
             let path = PathBuf::from(&a[1]);
-            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let s = seen.clone();
-            mapstate::testing::observe_syncs(Some(Box::new(move |fd, before| {
-                if !before {
-                    let name = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
-                    s.lock().unwrap().push(name);
-                }
-            })));
+            let seen = record_syncs();
             let mut w = child_opts(&path).open(&path).unwrap();
             let at_open = seen.lock().unwrap().len();
             commit(&mut w, 2, Durability::Sync);

@@ -458,20 +458,11 @@ impl Live {
     pub(crate) fn log_position(&self) -> Option<LogPosition> {
         let lock = self.log_lock();
         for _ in 0..1000 {
-            let read = lock.read(|| {
-                let mut epoch = [0u8; 16];
-                for (i, half) in epoch.chunks_mut(8).enumerate() {
-                    let v = self
-                        .word(live::LOG_EPOCH + 8 * i as u64)
-                        .load(Ordering::Relaxed);
-                    half.copy_from_slice(&v.to_le_bytes());
-                }
-                LogPosition {
-                    seq: self.word(live::LOG_SEQ).load(Ordering::Relaxed),
-                    head: self.word(live::LOG_HEAD).load(Ordering::Relaxed),
-                    chain: self.word(live::LOG_CHAIN).load(Ordering::Relaxed),
-                    epoch,
-                }
+            let read = lock.read(|| LogPosition {
+                seq: self.word(live::LOG_SEQ).load(Ordering::Relaxed),
+                head: self.word(live::LOG_HEAD).load(Ordering::Relaxed),
+                chain: self.word(live::LOG_CHAIN).load(Ordering::Relaxed),
+                epoch: self.log_epoch_words(),
             });
             if let Some((_, pos)) = read {
                 return Some(pos);
@@ -488,14 +479,18 @@ impl Live {
     /// only at a checkpoint or when a writer opens, so one left half-written
     /// by a kill matches no header's, and the image is rebuilt.
     fn log_epoch(&self) -> [u8; 16] {
-        if let Some(pos) = self.log_position() {
-            return pos.epoch;
-        }
+        self.log_position()
+            .map_or_else(|| self.log_epoch_words(), |pos| pos.epoch)
+    }
+
+    /// The two words of `LOG_EPOCH`, as they are now (inside the lock's
+    /// read, or without it in [`Live::log_epoch`]).
+    fn log_epoch_words(&self) -> [u8; 16] {
         let mut epoch = [0u8; 16];
         for (i, half) in epoch.chunks_mut(8).enumerate() {
             let v = self
                 .word(live::LOG_EPOCH + 8 * i as u64)
-                .load(Ordering::Acquire);
+                .load(Ordering::Relaxed);
             half.copy_from_slice(&v.to_le_bytes());
         }
         epoch
