@@ -5,6 +5,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use zerocopy::little_endian::U64;
+
+use crate::error::{Error, Result};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// A byte offset into a mapped file that names a `T` (a relative pointer).
@@ -40,6 +42,15 @@ impl<T> Offset<T> {
     /// The byte offset.
     pub const fn get(self) -> u64 {
         self.off.get()
+    }
+
+    /// The byte offset, if it is aligned for `T`; else `Error::Misaligned`.
+    pub(crate) fn aligned(self) -> Result<u64> {
+        let offset = self.get();
+        if offset % std::mem::align_of::<T>() as u64 != 0 {
+            return Err(misaligned::<T>(offset));
+        }
+        Ok(offset)
     }
 
     /// The offset of element `i` of an array of `T` starting here
@@ -79,5 +90,14 @@ impl<T> Eq for Offset<T> {}
 impl<T> fmt::Debug for Offset<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Offset<{}>({})", std::any::type_name::<T>(), self.get())
+    }
+}
+
+/// `Error::Misaligned` for a `T` at `offset`.
+pub(crate) fn misaligned<T>(offset: u64) -> Error {
+    Error::Misaligned {
+        offset,
+        align: std::mem::align_of::<T>(),
+        type_name: std::any::type_name::<T>(),
     }
 }

@@ -9,7 +9,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
-use crate::offset::Offset;
+use crate::offset::{Offset, misaligned};
 use crate::options::Durability;
 use crate::store::view::push_range;
 use crate::writer::{LenRule, Writer};
@@ -118,11 +118,8 @@ impl Txn<'_> {
     }
 
     fn typed<T: KnownLayout>(&self, at: Offset<T>) -> Result<(u64, u64)> {
-        let offset = at.get();
+        let offset = at.aligned()?;
         let size = std::mem::size_of::<T>() as u64;
-        if offset % std::mem::align_of::<T>() as u64 != 0 {
-            return Err(misaligned::<T>(offset));
-        }
         self.check(offset, size)?;
         Ok((offset, size))
     }
@@ -220,13 +217,5 @@ impl Drop for Txn<'_> {
         if !self.done {
             self.w.abort_pending();
         }
-    }
-}
-
-fn misaligned<T>(offset: u64) -> Error {
-    Error::Misaligned {
-        offset,
-        align: std::mem::align_of::<T>(),
-        type_name: std::any::type_name::<T>(),
     }
 }

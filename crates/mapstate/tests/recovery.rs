@@ -525,20 +525,21 @@ fn a_refused_creation_leaves_nothing() {
         Err(Error::InvalidSize { .. }) => {}
         other => panic!("expected InvalidSize, got {other:?}"),
     }
-    let left: Vec<_> = std::fs::read_dir(d.path())
+    assert_nothing_left(d.path());
+    // And the state can then be created.
+    o.open(&p).unwrap().remove().unwrap();
+}
+
+/// No file is left in `dir` but the empty `live` directory.
+fn assert_nothing_left(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .filter(|n| n != "live")
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert!(
-        std::fs::read_dir(d.path().join("live"))
-            .unwrap()
-            .next()
-            .is_none()
-    );
-    // And the state can then be created.
-    o.open(&p).unwrap().remove().unwrap();
+    let live: Vec<_> = std::fs::read_dir(dir.join("live")).unwrap().collect();
+    assert!(live.is_empty(), "{live:?}");
 }
 
 /// `Writer::remove` deletes every file a state ever made, temporary ones
@@ -550,18 +551,7 @@ fn remove_deletes_every_file_of_the_state() {
     let stray = d.path().join(".state-wal.mapstate-0123456789abcdef");
     std::fs::write(&stray, b"left by a kill").unwrap();
     w.remove().unwrap();
-    let left: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n != "live")
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    assert!(
-        std::fs::read_dir(d.path().join("live"))
-            .unwrap()
-            .next()
-            .is_none()
-    );
+    assert_nothing_left(d.path());
 }
 
 /// A state created by an older version in place, or by hand as an empty

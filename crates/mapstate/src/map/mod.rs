@@ -542,15 +542,7 @@ impl Mapping {
     }
 
     fn check_typed<T>(&self, at: Offset<T>) -> Result<u64> {
-        let offset = at.get();
-        let align = std::mem::align_of::<T>();
-        if offset % align as u64 != 0 {
-            return Err(Error::Misaligned {
-                offset,
-                align,
-                type_name: std::any::type_name::<T>(),
-            });
-        }
+        let offset = at.aligned()?;
         self.check(offset, std::mem::size_of::<T>() as u64)?;
         Ok(offset)
     }

@@ -166,15 +166,7 @@ impl Reader {
 
     /// Reads a `T` at `at` from one committed state.
     pub fn read<T: FromBytes + IntoBytes>(&self, at: Offset<T>) -> Result<T> {
-        let offset = at.get();
-        let align = std::mem::align_of::<T>();
-        if offset % align as u64 != 0 {
-            return Err(Error::Misaligned {
-                offset,
-                align,
-                type_name: std::any::type_name::<T>(),
-            });
-        }
+        let offset = at.aligned()?;
         let mut v = T::new_zeroed();
         self.read_at(offset, v.as_mut_bytes())?;
         Ok(v)
