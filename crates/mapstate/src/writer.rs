@@ -548,8 +548,10 @@ impl Drop for Writer {
         }
         // Let go of the writer lock explicitly: a child forked meanwhile
         // shares the lock's open file description until it execs, and would
-        // hold the lock on after this writer is gone.
+        // hold the lock on after this writer is gone. Then of the live
+        // image's lock, in that order: a reader sees both or no writer.
         lock::release_writer_lock(&self.durable.file);
+        self.live.unlock_as_writer();
     }
 }
 

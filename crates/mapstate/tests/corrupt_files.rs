@@ -1492,7 +1492,8 @@ fn reopen_unchanged(
     let mut r = match call(strategy, "reader after reopen", || o.reader().open(&c.path))? {
         Got::Ok(r) => r,
         Got::Err(l) if no_address_space(&l) => return Ok(()),
-        _ => return oracle("no reader after reopening"),
+        Got::Err(l) => return oracle(format!("no reader after reopening: {l}")),
+        Got::Known => return oracle("no reader after reopening"),
     };
     let got = snapshot(strategy, "snapshot after reopen", &mut r)?;
     if got.0 != seq || got.1 != want || w.as_ref().is_some_and(|w| w.seq() != seq) {

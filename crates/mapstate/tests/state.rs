@@ -881,3 +881,55 @@ fn a_writer_with_another_live_image_that_closed_is_noticed_at_the_next_read() {
         "the read gave {b:?}"
     );
 }
+
+/// A child forked while a writer is open holds copies of the writer's
+/// descriptors until it execs (`std::process::Command` forks from any
+/// thread). The writer closes and a new one opens in that moment, then the
+/// child execs. The new writer must still be seen as the writer of the live
+/// image readers map. Before, the lock on the live image that marks it as
+/// the writer's stayed with the child's copy, the new writer could not take
+/// it, and once the child exec'd no lock was left: readers were told the
+/// writer's live image was not theirs (`WriterNotVisible`), once in about a
+/// thousand cases of `corrupt_files`.
+#[test]
+#[allow(unsafe_code)] // `pre_exec`: the only way to hold a child between fork and exec
+fn a_child_forked_by_a_closed_writer_does_not_hide_the_next_writer() {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let (_d, p, o) = setup();
+    let w = o.open(&p).unwrap();
+    let (mut forked_r, forked_w) = std::io::pipe().unwrap();
+    let (go_r, mut go_w) = std::io::pipe().unwrap();
+    let (fw, gr) = (OwnedFd::from(forked_w), OwnedFd::from(go_r));
+    let (fw_fd, gr_fd) = (fw.as_raw_fd(), gr.as_raw_fd());
+    let mut cmd = std::process::Command::new("true");
+    // SAFETY: between fork and exec the closure only calls write(2) and
+    // read(2) on descriptors it was given, both async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut b = [0u8; 1];
+            libc::write(fw_fd, b.as_ptr().cast(), 1);
+            libc::read(gr_fd, b.as_mut_ptr().cast(), 1);
+            Ok(())
+        });
+    }
+    // `spawn` returns only once the child has exec'd.
+    let spawned = std::thread::spawn(move || cmd.spawn().unwrap().wait().unwrap());
+    let mut b = [0u8; 1];
+    forked_r.read_exact(&mut b).unwrap();
+    // The child is forked and holds the writer's descriptors.
+    w.close().unwrap();
+    let mut w = o.open(&p).unwrap();
+    go_w.write_all(b"x").unwrap();
+    assert!(spawned.join().unwrap().success());
+    drop((fw, gr));
+    // The child exec'd: only the new writer's locks are left.
+    let r = o.reader().open(&p).unwrap();
+    let mut t = w.begin();
+    t.write_at(0, b"seen").unwrap();
+    let seq = t.commit().unwrap();
+    let mut got = [0u8; 4];
+    assert_eq!(r.read_at(0, &mut got).unwrap(), seq);
+    assert_eq!(&got, b"seen");
+}

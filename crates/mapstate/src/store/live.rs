@@ -515,11 +515,22 @@ impl Live {
     /// and keeps it for as long as it lives: a reader that sees the writer
     /// lock of the durable file taken but no lock here knows that the
     /// writer's live image is not the one it maps. Best effort: if the byte
-    /// is locked already (a process forked by the previous writer holds a
-    /// copy of its lock until it execs, or another process holds a shared
-    /// lock), it stays locked, which is what readers look for.
+    /// is locked already (a process forked by a previous writer that was
+    /// killed holds a copy of its lock until it execs, or another process
+    /// holds a shared lock), it stays locked, which is what readers look
+    /// for. A writer that closes lets go explicitly
+    /// ([`Live::unlock_as_writer`]).
     pub(crate) fn lock_as_writer(&self) {
         let _ = sys::ofd_try_lock_exclusive(sys::fd_of(&self.file), 0, 1);
+    }
+
+    /// Lets go of the lock [`Live::lock_as_writer`] took, explicitly: a
+    /// child forked while the writer was open shares the lock's open file
+    /// description until it execs, and would keep the byte locked after the
+    /// writer is gone; the next writer could not take it, and once the child
+    /// exec'd no lock would mark that writer's live image.
+    pub(crate) fn unlock_as_writer(&self) {
+        let _ = sys::ofd_unlock(sys::fd_of(&self.file), 0, 1);
     }
 
     /// Whether byte 0 of this live image is locked (see
