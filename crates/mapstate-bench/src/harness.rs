@@ -41,11 +41,14 @@ pub(crate) enum Workload {
     Freestore,
     /// Creating a large state, then closing it (mapstate only).
     Create,
+    /// One checkpoint after a commit that changed every page, and one
+    /// after a commit that changed every other page (mapstate only).
+    Checkpoint,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Self; 12] = [
+    pub(crate) const ALL: [Self; 13] = [
         Self::W1,
         Self::W2,
         Self::W2x8,
@@ -58,12 +61,13 @@ impl Workload {
         Self::Reopen,
         Self::Freestore,
         Self::Create,
+        Self::Checkpoint,
     ];
 
     /// The order the suite runs them in: the `fdatasync` workloads first,
     /// before any large file has been written or deleted (the root
     /// filesystem discards deleted blocks, which slows syncs for seconds).
-    pub(crate) const RUN_ORDER: [Self; 12] = [
+    pub(crate) const RUN_ORDER: [Self; 13] = [
         Self::W2,
         Self::W2x8,
         Self::W1,
@@ -76,6 +80,7 @@ impl Workload {
         Self::Reopen,
         Self::Freestore,
         Self::Create,
+        Self::Checkpoint,
     ];
 
     /// The name on the command line and in the output.
@@ -93,6 +98,7 @@ impl Workload {
             Self::Reopen => "reopen",
             Self::Freestore => "freestore",
             Self::Create => "create",
+            Self::Checkpoint => "checkpoint",
         }
     }
 
@@ -129,6 +135,8 @@ pub(crate) struct Params {
     pub(crate) freestore_large: u64,
     /// create: size of the state created.
     pub(crate) create_bytes: u64,
+    /// checkpoint: size of the state.
+    pub(crate) checkpoint_bytes: u64,
 }
 
 /// 2^20 bytes.
@@ -151,6 +159,7 @@ impl Params {
                 freestore_small: 16 * MIB,
                 freestore_large: 1024 * MIB,
                 create_bytes: 256 * MIB,
+                checkpoint_bytes: 64 * MIB,
             }
         } else {
             Self {
@@ -166,6 +175,7 @@ impl Params {
                 freestore_small: 16 * MIB,
                 freestore_large: 4096 * MIB,
                 create_bytes: 2048 * MIB,
+                checkpoint_bytes: 1024 * MIB,
             }
         }
     }

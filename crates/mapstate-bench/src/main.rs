@@ -50,6 +50,9 @@ workloads (all when none is named):
           the ratio (row mapstate:write_at: the same by write_at); mapstate
           only
   create  create a 2 GiB state, then close it; mapstate only
+  checkpoint  Writer::checkpoint of a 1 GiB state after a commit that
+          changed 8 bytes in every page (dense) and after one that
+          changed every other page (sparse); mapstate only
 
 w1, w3 and w6 also report the bytes written to disk per byte committed
 (disk_bytes_per_byte: page-cache bytes dirtied, from /proc/self/io, over

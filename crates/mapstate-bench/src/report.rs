@@ -75,6 +75,10 @@ pub(crate) mod key {
     /// create: the state's files' disk blocks after close (durable, log,
     /// journal; the live image apart).
     pub(crate) const CREATED_DISK_BYTES: &str = "created_disk_bytes";
+    /// checkpoint: `Writer::checkpoint` after every page changed, in ms.
+    pub(crate) const CHECKPOINT_DENSE_MS: &str = "checkpoint_dense_ms";
+    /// checkpoint: `Writer::checkpoint` after every other page changed, in ms.
+    pub(crate) const CHECKPOINT_SPARSE_MS: &str = "checkpoint_sparse_ms";
 }
 
 /// The figures of one run. Fields a workload does not measure stay `None`.
@@ -472,6 +476,16 @@ impl Row {
         }
         if let Some(b) = self.get(key::CREATED_DISK_BYTES) {
             parts.push(format!("disk after create {}", mib(b as u64)));
+        }
+        if let (Some(d), Some(s)) = (
+            self.get(key::CHECKPOINT_DENSE_MS),
+            self.get(key::CHECKPOINT_SPARSE_MS),
+        ) {
+            parts.push(format!(
+                "checkpoint of every page {}, of every other page {}",
+                duration_ns(d * 1e6),
+                duration_ns(s * 1e6)
+            ));
         }
     }
 }

@@ -294,7 +294,9 @@ impl System for Lmdb {
                 ));
             }
             Workload::Reopen => reopen(cx)?,
-            Workload::Freestore | Workload::Create => return Ok(mapstate_only(workload)),
+            Workload::Freestore | Workload::Create | Workload::Checkpoint => {
+                return Ok(mapstate_only(workload));
+            }
         };
         Ok(Outcome::Measured(m))
     }

@@ -350,6 +350,7 @@ impl System for Mapstate {
             Workload::Reopen => reopen(cx)?,
             Workload::Freestore => super::mapstate_size::freestore(cx, true)?,
             Workload::Create => super::mapstate_size::create(cx)?,
+            Workload::Checkpoint => super::mapstate_size::checkpoint(cx)?,
         };
         Ok(Outcome::Measured(m))
     }

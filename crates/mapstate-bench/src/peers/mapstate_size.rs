@@ -7,6 +7,9 @@
 //!   `Txn::write_at`. Both states are created once per invocation (kept
 //!   across runs; their creation time is a figure) and removed at the end.
 //! - `create`: creating a large state, then closing it.
+//! - `checkpoint`: one `Writer::checkpoint` after a commit that changed
+//!   every page of the state, and one after a commit that changed every
+//!   other page.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -221,5 +224,42 @@ pub(super) fn create(cx: &Ctx) -> Result<Measurement> {
     );
     // Not timed: delete the state (its live image on tmpfs included).
     Writer::open(&path)?.remove()?;
+    Ok(m)
+}
+
+/// `checkpoint`: a state of `checkpoint_bytes`; a commit writes 8 bytes in
+/// every page (then in every other page), and the checkpoint that follows
+/// is timed: the journal, the durable image and their syncs.
+pub(super) fn checkpoint(cx: &Ctx) -> Result<Measurement> {
+    let bytes = cx.params.checkpoint_bytes;
+    let dir = cx.tempdir()?;
+    let path = dir.path().join("state.db");
+    let mut w = Writer::options()
+        .create(true)
+        .len(bytes)
+        .max_size(bytes)
+        .durability(Durability::PageCache)
+        .open(&path)?;
+    w.checkpoint()?;
+    let mut timed = |every: u64, round: u64| -> Result<f64> {
+        let mut t = w.begin();
+        for page in (0..bytes / PAGE).step_by(every as usize) {
+            t.write_at(page * PAGE, &round.to_le_bytes())?;
+        }
+        t.commit()?;
+        let start = Instant::now();
+        w.checkpoint()?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    let dense = timed(1, 1)?;
+    let sparse = timed(2, 2)?;
+    let mut m = Measurement::default();
+    m.set(key::CHECKPOINT_DENSE_MS, dense);
+    m.set(key::CHECKPOINT_SPARSE_MS, sparse);
+    m.notes = format!(
+        "mapstate only: Writer::checkpoint (PageCache) of a {} state after one commit that wrote 8 bytes in every page (checkpoint_dense_ms), then after one that wrote every other page (checkpoint_sparse_ms); each checkpoint writes its pages into the journal, syncs it, writes them into the durable image, syncs, writes the header, syncs",
+        cx.params.size_note(|p| p.checkpoint_bytes)
+    );
+    w.remove()?;
     Ok(m)
 }

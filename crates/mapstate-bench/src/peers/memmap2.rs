@@ -339,7 +339,9 @@ impl System for Memmap2 {
             Workload::W6 => w6(cx)?,
             Workload::Grow => grow(cx)?,
             Workload::Reopen => reopen(cx)?,
-            Workload::Freestore | Workload::Create => return Ok(mapstate_only(workload)),
+            Workload::Freestore | Workload::Create | Workload::Checkpoint => {
+                return Ok(mapstate_only(workload));
+            }
         };
         Ok(Outcome::Measured(m))
     }

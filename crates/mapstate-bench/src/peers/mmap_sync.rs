@@ -216,7 +216,9 @@ impl System for MmapSync {
                 ));
             }
             Workload::Reopen => reopen(cx)?,
-            Workload::Freestore | Workload::Create => return Ok(mapstate_only(workload)),
+            Workload::Freestore | Workload::Create | Workload::Checkpoint => {
+                return Ok(mapstate_only(workload));
+            }
         };
         Ok(Outcome::Measured(m))
     }

@@ -128,6 +128,9 @@ pub(crate) fn mapstate_only(workload: Workload) -> Outcome {
         Workload::Freestore => na(
             "no free stores: the peers change their state only through calls (put, INSERT, a store with no commit); mapstate only",
         ),
+        Workload::Checkpoint => na(
+            "mapstate's own checkpoint cost (the copy of its log into its durable image); no peer measured",
+        ),
         _ => na("mapstate's own creation cost; no peer measured"),
     }
 }

@@ -267,7 +267,9 @@ impl System for Redb {
                 ));
             }
             Workload::Reopen => reopen(cx)?,
-            Workload::Freestore | Workload::Create => return Ok(mapstate_only(workload)),
+            Workload::Freestore | Workload::Create | Workload::Checkpoint => {
+                return Ok(mapstate_only(workload));
+            }
         };
         Ok(Outcome::Measured(m))
     }

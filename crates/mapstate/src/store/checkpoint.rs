@@ -13,14 +13,15 @@
 //! after 1 is finished from the journal at the next open; before it, the
 //! durable image is untouched. `docs/DESIGN.md` says what each step leaves.
 
+use std::ops::Range;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::{DurableHeader, PAGE};
 use crate::store::durable::{COUNTER_LIMIT, Durable, at_counter_limit};
 use crate::store::journal::{self, Journal};
 use crate::store::live::Live;
-use crate::store::pages::PageSet;
+use crate::store::pages::{PageSet, runs};
 use crate::testing::{self, Step};
 
 /// Checkpoints the state as of commit `seq` with length `len`: writes the
@@ -57,35 +58,68 @@ pub(crate) fn run(
         buf[n..].fill(0);
     })?;
     testing::point(Step::JournalSynced);
-    let journal =
-        journal::read(journal_path, &durable.header, durable.owner)?.ok_or_else(|| {
-            Error::Corrupt {
-                path: journal_path.into(),
-                what: "the checkpoint journal just written does not read back".into(),
-            }
-        })?;
-    finish(durable, &journal)?;
+    // The same pages again, from the live image (unchanged meanwhile: only
+    // this thread commits): what a crash from here on leaves is finished
+    // from the journal, which holds the same bytes.
+    finish(durable, target, Pages::Live(live, &pages))?;
     testing::point(Step::HeaderSynced);
     journal::truncate(journal_path, durable.owner);
     Ok(target)
 }
 
-/// Writes a journal's pages and header into the durable image, with syncs:
-/// pages, `fdatasync`, header, `fdatasync`. Recovery calls it for a
-/// journal a crash left behind.
-pub(crate) fn finish(d: &mut Durable, j: &Journal) -> Result<()> {
-    d.reserve(j.target.len.get())?;
-    let half = j.pages.len() / 2;
-    let mut i = 0;
-    j.for_each_page(|at, bytes| {
-        if i == half {
-            testing::point(Step::DurableHalf);
+/// Where the pages that [`finish`] writes come from.
+pub(crate) enum Pages<'a> {
+    /// The live image, whose pages (these page numbers) the checkpoint
+    /// just wrote into the journal.
+    Live(&'a Live, &'a [u64]),
+    /// A journal that a crash left behind.
+    Journal(&'a Journal),
+}
+
+impl Pages<'_> {
+    fn numbers(&self) -> &[u64] {
+        match self {
+            Pages::Live(_, pages) => pages,
+            Pages::Journal(j) => &j.pages,
         }
-        i += 1;
-        d.write_data(at, bytes)
-    })?;
+    }
+
+    /// Calls `f(offset, bytes)` for the runs of adjacent pages among
+    /// `numbers()[range]`, cut at the state's length `len`.
+    fn for_each_run(
+        &self,
+        range: Range<usize>,
+        len: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Pages::Live(live, pages) => {
+                let pages = &pages[range];
+                for (i, n) in runs(pages) {
+                    let at = pages[i] * PAGE;
+                    let end = ((pages[i] + n as u64) * PAGE).min(len);
+                    f(at, live.data(at, end - at))?;
+                }
+                Ok(())
+            }
+            Pages::Journal(j) => j.for_each_run(range, f),
+        }
+    }
+}
+
+/// Writes a checkpoint's pages into the durable image, a run of adjacent
+/// pages per write, and then its header `target`, with syncs: pages,
+/// `fdatasync`, header, `fdatasync`. Recovery calls it for a journal a
+/// crash left behind.
+pub(crate) fn finish(d: &mut Durable, target: DurableHeader, pages: Pages<'_>) -> Result<()> {
+    let len = target.len.get();
+    d.reserve(len)?;
+    let n = pages.numbers().len();
+    pages.for_each_run(0..n / 2, len, |at, bytes| d.write_data(at, bytes))?;
+    testing::point(Step::DurableHalf);
+    pages.for_each_run(n / 2..n, len, |at, bytes| d.write_data(at, bytes))?;
     d.sync()?;
     testing::point(Step::DurableSynced);
-    d.write_header(j.target)?;
+    d.write_header(target)?;
     d.sync()
 }

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use zerocopy::little_endian::U64;
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, DurableHeader, JournalHeader, PAGE, VERSION};
 use crate::fs::{self, Open, Owner, pread, pwrite};
 use crate::store::durable::{check_counters, check_fields};
+use crate::store::pages::runs;
 
 /// A checkpoint journal found valid and newer than the durable header: the
 /// header it leads to and the numbers of its pages, whose contents are read
@@ -40,21 +42,26 @@ impl Journal {
         fs::sync_parent(&self.path)
     }
 
-    /// Calls `f(offset, bytes)` for each page of the journal, in order: the
-    /// page's offset in the state and its bytes, cut at the target length.
-    pub(crate) fn for_each_page(&self, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    /// Calls `f(offset, bytes)` for the journal's pages `pages[range]`, in
+    /// order, a run of adjacent pages at a time (read up to [`BATCH`] pages
+    /// at once): the run's offset in the state and its bytes, cut at the
+    /// target length.
+    pub(crate) fn for_each_run(
+        &self,
+        range: Range<usize>,
+        mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let len = self.target.len.get();
-        let mut page = vec![0u8; PAGE as usize];
-        for (i, &no) in self.pages.iter().enumerate() {
-            pread(
-                &self.file,
-                &self.path,
-                &mut page,
-                self.data_at + i as u64 * PAGE,
-            )?;
-            let at = no * PAGE;
-            let n = (len - at).min(PAGE) as usize;
-            f(at, &page[..n])?;
+        let mut buf = vec![0u8; BATCH.min(range.len()) * PAGE as usize];
+        for (b, batch) in self.pages[range.clone()].chunks(BATCH).enumerate() {
+            let first = range.start + b * BATCH;
+            let bytes = &mut buf[..batch.len() * PAGE as usize];
+            pread(&self.file, &self.path, bytes, self.data_at + first as u64 * PAGE)?;
+            for (i, n) in runs(batch) {
+                let at = batch[i] * PAGE;
+                let end = ((batch[i] + n as u64) * PAGE).min(len);
+                f(at, &bytes[i * PAGE as usize..][..(end - at) as usize])?;
+            }
         }
         Ok(())
     }

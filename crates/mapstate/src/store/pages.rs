@@ -53,9 +53,33 @@ impl PageSet {
     }
 }
 
+/// The runs of consecutive page numbers in `pages`, in order: `(i, n)` for
+/// `pages[i..i + n]` numbering `n` adjacent pages. Each run is one write.
+pub(crate) fn runs(pages: &[u64]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let start = i;
+        let first = *pages.get(start)?;
+        i += 1;
+        while pages.get(i) == Some(&(first + (i - start) as u64)) {
+            i += 1;
+        }
+        Some((start, i - start))
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{PAGE, PageSet};
+    use super::{PAGE, PageSet, runs};
+
+    #[test]
+    fn runs_are_adjacent_page_numbers_in_order() {
+        let pages = [0, 1, 2, 5, 7, 8, 3, 4];
+        let got: Vec<_> = runs(&pages).collect();
+        assert_eq!(got, vec![(0, 3), (3, 1), (4, 2), (6, 2)]);
+        assert_eq!(runs(&[]).count(), 0);
+        assert_eq!(runs(&[u64::MAX]).collect::<Vec<_>>(), vec![(0, 1)]);
+    }
 
     #[test]
     fn marks_whole_pages_below_the_maximum() {

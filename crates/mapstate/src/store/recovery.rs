@@ -205,7 +205,7 @@ fn recover(file: File, files: StateFiles, log_size: u64) -> Result<Recovered> {
     let mut durable = Durable::open(file, path)?;
     if let Some(j) = journal::read(files.journal(), &durable.header, durable.owner)? {
         j.sync()?;
-        checkpoint::finish(&mut durable, &j)?;
+        checkpoint::finish(&mut durable, j.target, checkpoint::Pages::Journal(&j))?;
         journal::truncate(files.journal(), durable.owner);
     }
     let h = durable.header;
@@ -501,7 +501,7 @@ fn build(files: &StateFiles, d: &Durable, base: &DurableHeader, publish: Publish
         }
     }
     if let Some(j) = &journal {
-        j.for_each_page(|at, bytes| {
+        j.for_each_run(0..j.pages.len(), |at, bytes| {
             l.write(at, bytes);
             Ok(())
         })?;
