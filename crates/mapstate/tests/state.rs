@@ -904,16 +904,19 @@ fn a_child_forked_by_a_closed_writer_does_not_hide_the_next_writer() {
     let (fw, gr) = (OwnedFd::from(forked_w), OwnedFd::from(go_r));
     let (fw_fd, gr_fd) = (fw.as_raw_fd(), gr.as_raw_fd());
     let mut cmd = std::process::Command::new("true");
+    let between_fork_and_exec = move || {
+        let mut b = [0u8; 1];
+        // SAFETY: writes one byte from `b` to a descriptor this test owns
+        // (open until the child has exec'd).
+        unsafe { libc::write(fw_fd, b.as_ptr().cast(), 1) };
+        // SAFETY: reads at most one byte into `b`, from a descriptor this
+        // test owns.
+        unsafe { libc::read(gr_fd, b.as_mut_ptr().cast(), 1) };
+        Ok(())
+    };
     // SAFETY: between fork and exec the closure only calls write(2) and
-    // read(2) on descriptors it was given, both async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut b = [0u8; 1];
-            libc::write(fw_fd, b.as_ptr().cast(), 1);
-            libc::read(gr_fd, b.as_mut_ptr().cast(), 1);
-            Ok(())
-        });
-    }
+    // read(2), both async-signal-safe, and allocates nothing.
+    unsafe { cmd.pre_exec(between_fork_and_exec) };
     // `spawn` returns only once the child has exec'd.
     let spawned = std::thread::spawn(move || cmd.spawn().unwrap().wait().unwrap());
     let mut b = [0u8; 1];

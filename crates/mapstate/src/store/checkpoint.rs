@@ -68,6 +68,7 @@ pub(crate) fn run(
 }
 
 /// Where the pages that [`finish`] writes come from.
+#[derive(Clone, Copy)]
 pub(crate) enum Pages<'a> {
     /// The live image, whose pages (these page numbers) the checkpoint
     /// just wrote into the journal.

@@ -7,8 +7,8 @@
 //! ignored.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use zerocopy::little_endian::U64;
@@ -56,7 +56,12 @@ impl Journal {
         for (b, batch) in self.pages[range.clone()].chunks(BATCH).enumerate() {
             let first = range.start + b * BATCH;
             let bytes = &mut buf[..batch.len() * PAGE as usize];
-            pread(&self.file, &self.path, bytes, self.data_at + first as u64 * PAGE)?;
+            pread(
+                &self.file,
+                &self.path,
+                bytes,
+                self.data_at + first as u64 * PAGE,
+            )?;
             for (i, n) in runs(batch) {
                 let at = batch[i] * PAGE;
                 let end = ((batch[i] + n as u64) * PAGE).min(len);

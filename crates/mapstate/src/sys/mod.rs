@@ -28,7 +28,7 @@ pub(crate) use mem::{FileMap, MapKind, Reservation};
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The system page size (4 KiB on x86-64).
@@ -379,6 +379,39 @@ pub(crate) fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
 pub(crate) fn memfd(name: &str) -> io::Result<std::fs::File> {
     let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
     Ok(std::fs::File::from(fd))
+}
+
+/// Forks this process has seen (see [`fork_generation`]); `u64::MAX` if
+/// they cannot be counted.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number that differs in a child made by `fork` from the value its
+/// parent read before the fork, without a system call (a `getpid` per
+/// commit was one). The first call registers a `pthread_atfork` child
+/// handler, so forks before it are not counted, which is what callers
+/// need: they compare with a value they read earlier. A child made by the
+/// raw `clone` or `fork` system calls (not the C library's `fork`, which
+/// `std::process::Command` uses) bypasses the handler and is not seen. If
+/// the handler cannot be registered, the number is the process id.
+pub(crate) fn fork_generation() -> u64 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a child handler that only adds to an atomic
+        // (async-signal-safe, as a handler run after `fork` must be); the
+        // function lives for the whole program.
+        let r = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+        if r != 0 {
+            FORKS.store(u64::MAX, Ordering::Relaxed);
+        }
+    });
+    match FORKS.load(Ordering::Relaxed) {
+        u64::MAX => getpid().into(),
+        n => n,
+    }
 }
 
 /// The process id of the caller.

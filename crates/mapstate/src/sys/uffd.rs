@@ -357,8 +357,9 @@ pub(crate) struct WriteTracker {
     /// The tracked range, `off..off + len` relative to `base`.
     off: usize,
     len: usize,
-    /// The process that created the tracker (see the module docs on `fork`).
-    pid: u32,
+    /// [`super::fork_generation`] where the tracker was created (see the
+    /// module docs on `fork`): no system call per scan tells a child.
+    forks: u64,
     /// Output buffer for `PAGEMAP_SCAN`, reused between scans.
     regions: Vec<PageRegion>,
 }
@@ -420,7 +421,7 @@ impl WriteTracker {
             cap: res.capacity(),
             off,
             len,
-            pid: super::getpid(),
+            forks: super::fork_generation(),
             regions: vec![PageRegion::default(); REGIONS],
         };
         t.uffd.register(t.base + off, len)?;
@@ -610,7 +611,7 @@ impl WriteTracker {
     }
 
     fn check_pid(&self) -> io::Result<()> {
-        if super::getpid() == self.pid {
+        if super::fork_generation() == self.forks {
             Ok(())
         } else {
             Err(io::Error::new(
@@ -932,7 +933,7 @@ mod tests {
         let mut t = WriteTracker::new(&fx.res, 0, 8 * ps).unwrap();
         fx.res.write(ps, b"before fork");
         // SAFETY: the child only writes into its private copy of the
-        // mapping, calls `take_written` (which fails at the pid check after
+        // mapping, calls `take_written` (which fails at the fork check after
         // one allocation; glibc's malloc is fork-safe) and leaves with
         // `_exit`, never returning into the test harness.
         let pid = unsafe { libc::fork() };
