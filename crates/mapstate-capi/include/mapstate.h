@@ -447,6 +447,27 @@ int mapstate_writer_begin(struct mapstate_writer *w);
 int mapstate_txn_data(struct mapstate_writer *w, uint8_t **data, uint64_t *len);
 
 /**
+ * The open transaction's bytes `offset..offset + len`, writable with plain
+ * stores, as `mapstate_txn_data()` but only there: the commit looks for the
+ * pages written in that range alone, so its cost follows the range, not
+ * the state (with `mapstate_txn_data()` it searches the whole state, about
+ * 1 ms per GiB).
+ *
+ * - `*data`: the address of byte `offset`, valid until the transaction
+ *   ends (as for `mapstate_txn_data()`). Stores outside the range are
+ *   undefined behaviour: they may be lost or committed.
+ *
+ * Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS` (the range is not inside the
+ * transaction's length), `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_INVALID` (`data`
+ * NULL), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `w` is NULL or an open writer handle; `data` is NULL or writable.
+ */
+int mapstate_txn_slice_mut(struct mapstate_writer *w, uint64_t offset, uint64_t len, uint8_t **data);
+
+/**
  * Extend-on-write: the open transaction's bytes up to the state's maximum
  * size, writable with plain stores. Bytes past the state's length read as
  * zeros; stores past it grow the state with no call (a SIGSEGV handler

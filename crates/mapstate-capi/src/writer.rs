@@ -231,6 +231,42 @@ pub unsafe extern "C" fn mapstate_txn_data(
     })
 }
 
+/// The open transaction's bytes `offset..offset + len`, writable with plain
+/// stores, as `mapstate_txn_data()` but only there: the commit looks for the
+/// pages written in that range alone, so its cost follows the range, not
+/// the state (with `mapstate_txn_data()` it searches the whole state, about
+/// 1 ms per GiB).
+///
+/// - `*data`: the address of byte `offset`, valid until the transaction
+///   ends (as for `mapstate_txn_data()`). Stores outside the range are
+///   undefined behaviour: they may be lost or committed.
+///
+/// Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS` (the range is not inside the
+/// transaction's length), `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_INVALID` (`data`
+/// NULL), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `w` is NULL or an open writer handle; `data` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_txn_slice_mut(
+    w: *mut MapstateWriter,
+    offset: u64,
+    len: u64,
+    data: *mut *mut u8,
+) -> c_int {
+    entry(|| {
+        handle::required(data, "data")?;
+        // An end past 2^64 - 1 is out of bounds all the same.
+        let end = offset.saturating_add(len);
+        // SAFETY: as promised by the caller.
+        let p = unsafe { with(w, |s| Ok(s.txn()?.slice_mut(offset..end)?.as_mut_ptr())) }?;
+        // SAFETY: `data` is non-NULL (above) and the caller promises it is writable.
+        unsafe { data.write(p) };
+        Ok(())
+    })
+}
+
 /// Extend-on-write: the open transaction's bytes up to the state's maximum
 /// size, writable with plain stores. Bytes past the state's length read as
 /// zeros; stores past it grow the state with no call (a SIGSEGV handler

@@ -381,13 +381,10 @@ impl Writer {
         r
     }
 
-    /// After a transaction without free stores ends: what it wrote into the
-    /// view (its ranges, and the zeros of a shrink) is not a free store of
-    /// the next one.
+    /// After a transaction ends: what it wrote into the view itself (its
+    /// ranges, and the zeros of a shrink) is not a free store of the next
+    /// one.
     fn note_view_writes(&mut self) {
-        if self.pending.free {
-            return;
-        }
         let zeroed = self.pending.zero_from.map(|z| (z, u64::MAX - z));
         let ranges = self.pending.ranges.iter().copied().chain(zeroed);
         self.view.note_written(ranges);
@@ -399,7 +396,7 @@ impl Writer {
         durability: Durability,
     ) -> Result<u64> {
         let mut new_len = self.pending.len;
-        if self.pending.free {
+        if !self.pending.free.is_empty() {
             let extent = self.find_free_stores(ranges)?;
             if self.pending.len_rule == LenRule::FollowsStores && extent > new_len {
                 // Extend-on-write: the state grows to the last page written
@@ -485,10 +482,11 @@ impl Writer {
     }
 
     /// Adds the pages written by free stores whose bytes differ from the
-    /// live image. Looks up to the mapped end of the view if the
-    /// transaction's length follows its stores, else up to its length
-    /// (stores past it are dropped). Returns the end of the last page
-    /// written (without the write tracker: the last page that differs), or 0.
+    /// live image. Looks in the ranges handed out, up to the mapped end of
+    /// the view if the transaction's length follows its stores, else up to
+    /// its length (stores past it are dropped). Returns the end of the last
+    /// page written (without the write tracker: the last page that
+    /// differs), or 0.
     fn find_free_stores(&mut self, out: &mut Vec<(u64, u64)>) -> Result<u64> {
         let mapped = self.view.mapped();
         let n = if self.pending.len_rule == LenRule::FollowsStores {
@@ -497,16 +495,18 @@ impl Writer {
             self.pending.len.min(mapped)
         };
         self.live.map_data(n)?;
-        Ok(self.view.find_free_stores(&self.live, n, out))
+        Ok(self
+            .view
+            .find_free_stores(&self.live, n, &self.pending.free, out))
     }
 
     /// Discards the open transaction: the view reads as the committed
     /// state again.
     pub(crate) fn abort_pending(&mut self) {
-        if self.pending.free {
-            // Drop every private page: the view reads the live image again.
-            self.view.discard_all();
-        } else if self.live.map_data(self.pending.extent()).is_ok() {
+        // The ranges handed out: their private pages dropped, they read the
+        // live image again.
+        self.view.discard(&self.pending.free);
+        if self.live.map_data(self.pending.extent()).is_ok() {
             self.view.restore(&self.live, &self.pending.ranges);
             if let Some(z) = self.pending.zero_from {
                 // The zeros of a shrink, back to the committed bytes.
@@ -579,8 +579,9 @@ pub(crate) struct Pending {
     /// The shortest length a shrink (`set_len`) cut the state to: the
     /// committed bytes past it are zeroed at commit.
     pub(crate) zero_from: Option<u64>,
-    /// Whether the view was handed out for free stores.
-    pub(crate) free: bool,
+    /// The ranges of the view handed out for free stores, which the commit
+    /// looks for (empty: none).
+    pub(crate) free: Vec<(u64, u64)>,
 }
 
 impl Pending {
@@ -591,7 +592,7 @@ impl Pending {
             len_rule: LenRule::Kept,
             ranges: Vec::new(),
             zero_from: None,
-            free: false,
+            free: Vec::new(),
         }
     }
 
@@ -609,6 +610,6 @@ impl Pending {
         self.len_rule = LenRule::Kept;
         self.ranges.clear();
         self.zero_from = None;
-        self.free = false;
+        self.free.clear();
     }
 }

@@ -156,6 +156,72 @@ fn free_stores_commit_atomically() {
     assert_eq!((snap[5], snap[20_000], snap[65_535]), (1, 2, 3));
 }
 
+/// `slice_mut` hands out one range for free stores: they commit (with
+/// explicit writes in the same transaction), an abort drops them, and a
+/// range past the length is refused.
+#[test]
+fn free_stores_in_a_range_commit_and_abort() {
+    const P: u64 = 4096;
+    let (_d, p, o) = setup();
+    let mut w = o.open(&p).unwrap();
+    let len = w.len();
+    let mut t = w.begin();
+    let s = t.slice_mut(5 * P + 10..7 * P).unwrap();
+    s[0] = 1;
+    s[(P + 5) as usize] = 2;
+    t.write_at(12, b"explicit").unwrap();
+    let seq = t.commit().unwrap();
+    let r = o.reader().open(&p).unwrap();
+    let (got, snap) = r.snapshot().unwrap();
+    assert_eq!(got, seq);
+    assert_eq!((snap[5 * 4096 + 10], snap[6 * 4096 + 15]), (1, 2));
+    assert_eq!(&snap[12..20], b"explicit");
+
+    let mut t = w.begin();
+    t.slice_mut(5 * P + 10..5 * P + 11).unwrap()[0] = 9;
+    t.write_at(12, b"dropped!").unwrap();
+    t.abort();
+    let t = w.begin();
+    assert_eq!(
+        t.as_slice()[5 * 4096 + 10],
+        1,
+        "the abort dropped the store"
+    );
+    assert_eq!(&t.as_slice()[12..20], b"explicit");
+    drop(t);
+    let mut t = w.begin();
+    assert!(matches!(
+        t.slice_mut(len - 1..len + 1),
+        Err(Error::OutOfBounds { .. })
+    ));
+    t.slice_mut(len..len).unwrap();
+    assert_eq!(t.commit().unwrap(), seq, "nothing changed");
+}
+
+/// A transaction with free stores in a range that also shrinks the state:
+/// the zeros the shrink wrote into the writer's view past the range are
+/// not stores of a later extend-on-write transaction. (A scan of the whole
+/// view used to take them with the free stores; a scan of the range alone
+/// leaves them, and they must be forgotten.)
+#[test]
+fn a_shrink_beside_free_stores_in_a_range_is_not_a_later_store() {
+    const P: u64 = 4096;
+    let (_d, p, o) = setup();
+    let mut w = o.clone().len(16 * P).max_size(64 * P).open(&p).unwrap();
+    let mut t = w.begin();
+    t.as_mut_slice()[0] = 1; // starts the write tracker
+    t.commit().unwrap();
+    let mut t = w.begin();
+    t.slice_mut(0..100).unwrap()[50] = 5;
+    t.set_len(P).unwrap();
+    t.commit().unwrap();
+    assert_eq!(w.len(), P);
+    let mut t = w.begin();
+    t.extend_on_write()[100] = 1;
+    t.commit().unwrap();
+    assert_eq!(w.len(), P, "the shrink's zeros are not stores");
+}
+
 #[test]
 fn growth_and_large_commits_survive_reopen() {
     let (_d, p, o) = setup();
@@ -935,4 +1001,45 @@ fn a_child_forked_by_a_closed_writer_does_not_hide_the_next_writer() {
     let mut got = [0u8; 4];
     assert_eq!(r.read_at(0, &mut got).unwrap(), seq);
     assert_eq!(&got, b"seen");
+}
+
+/// Takes an exclusive OFD lock on `byte` of `f` (as a writer does on the
+/// durable file: byte 0 the writer lock, byte 1 the build lock).
+#[allow(unsafe_code)] // fcntl(F_OFD_SETLK): the locks a writer takes, by hand
+fn ofd_lock(f: &std::fs::File, byte: i64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero bytes are a valid `flock`; the fields are set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    // SAFETY: F_OFD_SETLK reads one valid `flock` that outlives the call.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &raw const fl) };
+    assert_eq!(r, 0, "F_OFD_SETLK: {}", std::io::Error::last_os_error());
+}
+
+/// A writer that is opening holds the writer lock a moment before it takes
+/// the build lock; on a loaded machine that moment can last. A reader that
+/// opens (or whose handover counter moved) then must wait for the build
+/// lock, not conclude that the writer's live image is another one. Before,
+/// it looked twice, 2 ms apart, and failed with `WriterNotVisible` (a
+/// waiter in tests/notify.rs, once, under load). Here the "writer" takes
+/// the build lock 30 ms after the writer lock.
+#[test]
+fn a_reader_waits_for_a_writer_between_its_two_locks() {
+    let (_d, p, o) = setup();
+    drop(o.open(&p).unwrap());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    ofd_lock(&f, 0);
+    std::thread::scope(|s| {
+        let opened = s.spawn(|| o.reader().open(&p).map(drop));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        ofd_lock(&f, 1);
+        opened.join().unwrap().unwrap();
+    });
 }

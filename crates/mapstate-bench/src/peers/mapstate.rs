@@ -13,6 +13,7 @@ use crate::child::{
     timed_commit_loop, timed_loop, w5_parent, w5_parent_paced, write_until_killed,
 };
 use crate::harness::{Ctx, DiskWrites, Result, Workload, measure, measure_threads};
+use crate::peers::mapstate_size::{self, Change};
 use crate::peers::{CHECKED, System};
 use crate::report::{Measurement, Outcome, key};
 use crate::slot::{Rng, SLOT_BYTES, STATE_SLOTS, Slot, fill_slots};
@@ -348,28 +349,33 @@ impl System for Mapstate {
             Workload::W6 => super::mapstate_grow::w6_writer(cx, false)?,
             Workload::Grow => super::mapstate_grow::grow(cx)?,
             Workload::Reopen => reopen(cx)?,
-            Workload::Freestore => super::mapstate_size::freestore(cx, true)?,
-            Workload::Create => super::mapstate_size::create(cx)?,
-            Workload::Checkpoint => super::mapstate_size::checkpoint(cx)?,
+            Workload::Freestore => mapstate_size::freestore(cx, Change::FreeStore)?,
+            Workload::Create => mapstate_size::create(cx)?,
+            Workload::Checkpoint => mapstate_size::checkpoint(cx)?,
         };
         Ok(Outcome::Measured(m))
     }
 
     fn variants(&self, workload: Workload) -> &'static [&'static str] {
-        use super::{mapstate_grow, mapstate_size};
+        use super::mapstate_grow;
         match workload {
             Workload::W6 => &[mapstate_grow::SET_LEN, mapstate_grow::MAPPING],
-            Workload::Freestore => &[mapstate_size::WRITE_AT],
+            Workload::Freestore => &[mapstate_size::SLICE_MUT, mapstate_size::WRITE_AT],
             _ => &[],
         }
     }
 
     fn run_variant(&self, variant: &str, workload: Workload, cx: &Ctx) -> Result<Outcome> {
-        use super::{mapstate_grow, mapstate_size};
+        use super::mapstate_grow;
         let m = match (workload, variant) {
             (Workload::W6, mapstate_grow::SET_LEN) => mapstate_grow::w6_writer(cx, true)?,
             (Workload::W6, mapstate_grow::MAPPING) => mapstate_grow::w6_mapping(cx)?,
-            (Workload::Freestore, mapstate_size::WRITE_AT) => mapstate_size::freestore(cx, false)?,
+            (Workload::Freestore, mapstate_size::SLICE_MUT) => {
+                mapstate_size::freestore(cx, Change::SliceMut)?
+            }
+            (Workload::Freestore, mapstate_size::WRITE_AT) => {
+                mapstate_size::freestore(cx, Change::WriteAt)?
+            }
             _ => {
                 return Err(
                     format!("mapstate: no variant {variant} of {}", workload.name()).into(),
@@ -380,7 +386,7 @@ impl System for Mapstate {
     }
 
     fn cleanup(&self, cx: &Ctx) {
-        super::mapstate_size::cleanup(cx);
+        mapstate_size::cleanup(cx);
         // The reopen state kept across runs has its live image on tmpfs
         // (`/dev/shm`), which deleting the directory would leave behind.
         if let Ok(dir) = cx.kept_dir(self.name(), Workload::Reopen) {

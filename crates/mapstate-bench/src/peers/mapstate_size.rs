@@ -25,6 +25,19 @@ const PAGE: u64 = 4096;
 
 /// The name suffix of freestore's row through `Txn::write_at`.
 pub(super) const WRITE_AT: &str = "write_at";
+/// The name suffix of freestore's row through `Txn::slice_mut`.
+pub(super) const SLICE_MUT: &str = "slice_mut";
+
+/// How a freestore row makes its one-byte change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Change {
+    /// `txn.as_mut_slice()[off] ^= 1`: a free store anywhere in the state.
+    FreeStore,
+    /// `txn.slice_mut(page)?[0] ^= 1`: a free store in a range handed out.
+    SliceMut,
+    /// `txn.write_at(off, byte)`.
+    WriteAt,
+}
 
 /// The path of the kept freestore state of `bytes` bytes.
 fn kept_path(cx: &Ctx, bytes: u64) -> Result<PathBuf> {
@@ -76,7 +89,7 @@ pub(super) fn cleanup(cx: &Ctx) {
 /// most 2^20 commits), each timed on its own: `begin`, the one-byte change
 /// at a random page (a free store, or `write_at`), `commit`. Returns the
 /// per-commit times in ns.
-fn one_page_commits(path: &Path, p: &Params, free: bool, rng: &mut Rng) -> Result<Vec<u64>> {
+fn one_page_commits(path: &Path, p: &Params, change: Change, rng: &mut Rng) -> Result<Vec<u64>> {
     let mut w = Writer::options()
         .durability(Durability::PageCache)
         .open(path)?;
@@ -84,10 +97,10 @@ fn one_page_commits(path: &Path, p: &Params, free: bool, rng: &mut Rng) -> Resul
     let mut op = |w: &mut Writer| -> Result<()> {
         let off = rng.below(pages) as u64 * PAGE;
         let mut t = w.begin();
-        if free {
-            t.as_mut_slice()[off as usize] ^= 1;
-        } else {
-            t.write_at(off, &[rng.next_u64() as u8])?;
+        match change {
+            Change::FreeStore => t.as_mut_slice()[off as usize] ^= 1,
+            Change::SliceMut => t.slice_mut(off..off + PAGE)?[0] ^= 1,
+            Change::WriteAt => t.write_at(off, &[rng.next_u64() as u8])?,
         }
         t.commit()?;
         Ok(())
@@ -123,9 +136,10 @@ fn summary(mut ns: Vec<u64>) -> (f64, f64, f64) {
     (p50.unwrap_or(0.0) / 1e3, p99.unwrap_or(0.0) / 1e3, mean)
 }
 
-/// One run of freestore (`free`) or of its `write_at` variant: the small
-/// state's commits and the large state's (which goes first alternates).
-pub(super) fn freestore(cx: &Ctx, free: bool) -> Result<Measurement> {
+/// One run of freestore (or of its `slice_mut` or `write_at` variant): the
+/// small state's commits and the large state's (which goes first
+/// alternates).
+pub(super) fn freestore(cx: &Ctx, change: Change) -> Result<Measurement> {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let p = &cx.params;
     let (small, large) = (p.freestore_small, p.freestore_large);
@@ -134,11 +148,11 @@ pub(super) fn freestore(cx: &Ctx, free: bool) -> Result<Measurement> {
     let mut rng = Rng::from_entropy();
     let small_first = RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
     let (s, l) = if small_first {
-        let s = one_page_commits(&small_path, p, free, &mut rng)?;
-        (s, one_page_commits(&large_path, p, free, &mut rng)?)
+        let s = one_page_commits(&small_path, p, change, &mut rng)?;
+        (s, one_page_commits(&large_path, p, change, &mut rng)?)
     } else {
-        let l = one_page_commits(&large_path, p, free, &mut rng)?;
-        (one_page_commits(&small_path, p, free, &mut rng)?, l)
+        let l = one_page_commits(&large_path, p, change, &mut rng)?;
+        (one_page_commits(&small_path, p, change, &mut rng)?, l)
     };
     let large_commits = l.len();
     let (s50, s99, smean) = summary(s);
@@ -167,10 +181,12 @@ pub(super) fn freestore(cx: &Ctx, free: bool) -> Result<Measurement> {
     let (small_l, large_l) = (Params::size_label(small), Params::size_label(large));
     m.notes = format!(
         "mapstate only (the peers have no free stores); one PageCache commit changing one byte of a random page: {}; timed per commit: begin, the change, commit; ops/s, p50 and p99 are the {large_l} state's (ops/s = 1 / mean; {large_commits} commits this run), the {small_l} state's beside them; both states made once by Writer::options().create(true).len(N).max_size(N) then close (the {large_l} one took {:.1} s: create_ms) and reused by every run{}",
-        if free {
-            "a free store, txn.as_mut_slice()[page * 4096] ^= 1 (found at commit)"
-        } else {
-            "txn.write_at(page * 4096, one byte) (recorded as it is made)"
+        match change {
+            Change::FreeStore =>
+                "a free store, txn.as_mut_slice()[page * 4096] ^= 1 (found at commit: the whole state is searched)",
+            Change::SliceMut =>
+                "a free store in one page handed out, txn.slice_mut(page * 4096..(page + 1) * 4096)?[0] ^= 1 (found at commit: that page is searched)",
+            Change::WriteAt => "txn.write_at(page * 4096, one byte) (recorded as it is made)",
         },
         large_secs,
         if p.quick {

@@ -276,6 +276,18 @@ int main(int argc, char **argv) {
     truth("its address is page-aligned", ((uintptr_t)data % 4096) == 0);
     expect("write past the end", mapstate_txn_write_at(w, 8190, "abcd", 4),
            MAPSTATE_E_OUT_OF_BOUNDS, "outside");
+    {
+        uint8_t *page = NULL;
+        expect("slice_mut past the end", mapstate_txn_slice_mut(w, 8190, 4, &page),
+               MAPSTATE_E_OUT_OF_BOUNDS, "outside");
+        expect("slice_mut overflowing", mapstate_txn_slice_mut(w, UINT64_MAX, 2, &page),
+               MAPSTATE_E_OUT_OF_BOUNDS, NULL);
+        expect("slice_mut with NULL data", mapstate_txn_slice_mut(w, 0, 4, NULL),
+               MAPSTATE_E_INVALID, NULL);
+        expect("slice_mut", mapstate_txn_slice_mut(w, 4096 + 10, 20, &page), MAPSTATE_OK, NULL);
+        truth("slice_mut gives the address of its offset", page == data + 4096 + 10);
+        memcpy(page, "in a range", 10);
+    }
     expect("write NULL src", mapstate_txn_write_at(w, 0, NULL, 4), MAPSTATE_E_INVALID, NULL);
     expect("write nothing from NULL", mapstate_txn_write_at(w, 0, NULL, 0), MAPSTATE_OK, NULL);
     expect("set_len past the maximum", mapstate_txn_set_len(w, 2u << 20),
@@ -304,6 +316,9 @@ int main(int argc, char **argv) {
     char buf[16] = {0};
     expect("read", mapstate_reader_read_at(r, 100, buf, 5, &seq), MAPSTATE_OK, NULL);
     truth("read sees the commit", memcmp(buf, "hello", 5) == 0 && seq == 1);
+    expect("read the range's stores", mapstate_reader_read_at(r, 4096 + 10, buf, 10, NULL),
+           MAPSTATE_OK, NULL);
+    truth("the stores in the range were committed", memcmp(buf, "in a range", 10) == 0);
     expect("read past the end", mapstate_reader_read_at(r, 8190, buf, 4, NULL),
            MAPSTATE_E_OUT_OF_BOUNDS, NULL);
     expect("read into NULL", mapstate_reader_read_at(r, 0, NULL, 4, NULL), MAPSTATE_E_INVALID,

@@ -36,6 +36,12 @@ use crate::writer::Writer;
 /// writer is still alive.
 const STUCK: Duration = Duration::from_millis(1);
 
+/// How long a reader that finds the writer lock taken, but neither the
+/// build lock nor its live image's writer lock, waits for the writer to
+/// take one of them (it is opening) before it concludes that the writer's
+/// live image is another.
+const OPENING: Duration = Duration::from_millis(100);
+
 /// How long a wait for a change sleeps at most while no writer has this
 /// reader's live image, before it asks that question again.
 const NO_WRITER_NAP: Duration = Duration::from_secs(1);
@@ -219,12 +225,17 @@ impl Reader {
     /// image).
     #[cold]
     fn check_visible_now(&self) -> Result<bool> {
-        if self.live.retired() {
-            return Err(self.replaced());
-        }
-        // Twice, a few milliseconds apart: a writer that is opening holds
-        // the writer lock a moment before it takes the build lock.
-        for _ in 0..2 {
+        // A writer that is opening holds the writer lock a moment before it
+        // takes the build lock: asked again (200 µs, doubling, up to 20 ms
+        // apart) for up to `OPENING`; a loaded machine can stretch that
+        // moment past a few milliseconds (a waiter was told the writer's
+        // image was not its own, where it had been replaced).
+        let mut pause = Duration::from_micros(200);
+        let mut waited = Duration::ZERO;
+        loop {
+            if self.live.retired() {
+                return Err(self.replaced());
+            }
             if !self.has_writer()? {
                 return self.check_not_behind().map(|()| true);
             }
@@ -234,7 +245,12 @@ impl Reader {
             if lock::build_lock_held(&self.file, self.path())? {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(2));
+            if waited >= OPENING {
+                break;
+            }
+            std::thread::sleep(pause);
+            waited += pause;
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
         Err(Error::WriterNotVisible {
             path: self.path().into(),

@@ -150,30 +150,41 @@ impl View {
         self.stale.clear();
     }
 
-    /// The pages of `0..n` written by free stores whose bytes differ from
-    /// the live image, added to `out`: those the tracker reports as
-    /// written, or without it every page. Returns the end of the last page
-    /// written (without the tracker: the last page that differs), or 0.
-    /// The caller has mapped `live` up to `n`.
+    /// The pages of `handed_out` (ranges of the view, page rounded) below
+    /// `n` written by free stores whose bytes differ from the live image,
+    /// added to `out`: those the tracker reports as written, or without it
+    /// every page. Returns the end of the last page written (without the
+    /// tracker: the last page that differs), or 0. The cost follows the
+    /// ranges, not the view. The caller has mapped `live` up to `n`.
     pub(crate) fn find_free_stores(
         &mut self,
         live: &Live,
         n: u64,
+        handed_out: &[(u64, u64)],
         out: &mut Vec<(u64, u64)>,
     ) -> u64 {
         if self.grow.take_tracker_lost() {
             self.drop_tracker();
         }
         let mapped = self.mapped();
+        // Stores outside the tracked part (past `mapped`) cannot be: they
+        // would have grown it.
+        let scope = pages_of(handed_out, mapped);
         let mut written = Vec::new();
         let res = &self.res;
         let scanned = self.tracker.as_mut().is_some_and(|t| {
             t.adopt(res, mapped as usize);
-            t.take_written(res, &mut written).is_ok()
+            scope
+                .iter()
+                .all(|r| t.take_written_in(res, r.clone(), &mut written).is_ok())
         });
         if !scanned {
-            written.clear();
-            written.push(0..n as usize);
+            // What the tracker took before it failed is lost: compare every
+            // page handed out, now and from now on.
+            if self.tracker.is_some() {
+                self.drop_tracker();
+            }
+            written = pages_of(handed_out, n);
         }
         let mut extent = 0;
         for r in written {
@@ -194,8 +205,25 @@ impl View {
         extent
     }
 
-    /// Drops every private page (a transaction of free stores is
-    /// discarded): the view reads the live image again.
+    /// Drops the private pages of `ranges` (page rounded; the ranges a
+    /// discarded transaction handed out for free stores): they read the
+    /// live image again, and the tracker forgets their stores.
+    pub(crate) fn discard(&mut self, ranges: &[(u64, u64)]) {
+        let mapped = self.mapped();
+        for r in pages_of(ranges, mapped) {
+            let _ = self.res.discard(r.start, r.len(), sys::Discard::DontNeed);
+            if let Some(t) = &mut self.tracker {
+                t.adopt(&self.res, mapped as usize);
+                if t.forget(&self.res, r.start, r.len()).is_err() {
+                    self.drop_tracker();
+                }
+            }
+        }
+    }
+
+    /// Drops every private page (a transaction is discarded and the live
+    /// image could not be mapped to restore it): the view reads the live
+    /// image again.
     pub(crate) fn discard_all(&mut self) {
         let _ = self
             .res
@@ -243,6 +271,19 @@ impl View {
     pub(crate) fn clear_growth_failure(&self) {
         let _ = self.grow.clear_failure();
     }
+}
+
+/// `ranges` rounded out to whole pages and cut at `end` (page rounded up).
+fn pages_of(ranges: &[(u64, u64)], end: u64) -> Vec<std::ops::Range<usize>> {
+    let end = end.next_multiple_of(PAGE);
+    ranges
+        .iter()
+        .filter_map(|&(off, len)| {
+            let start = off / PAGE * PAGE;
+            let stop = off.saturating_add(len).min(end).next_multiple_of(PAGE);
+            (start < stop).then_some(start as usize..stop as usize)
+        })
+        .collect()
 }
 
 /// Records a changed range, extending the previous one when this one

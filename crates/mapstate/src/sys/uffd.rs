@@ -474,9 +474,21 @@ impl WriteTracker {
         Ok(())
     }
 
-    /// Appends to `out` the page-aligned byte ranges written since the
-    /// previous call (or since [`Self::new`]), and write-protects them again
-    /// in the same ioctl.
+    /// [`Self::take_written_in`] over the whole tracked range.
+    #[cfg(test)]
+    pub(crate) fn take_written(
+        &mut self,
+        res: &Reservation,
+        out: &mut Vec<Range<usize>>,
+    ) -> io::Result<()> {
+        self.take_written_in(res, self.off..self.off + self.len, out)
+    }
+
+    /// Appends to `out` the page-aligned byte ranges of `range` (relative
+    /// to `res.base()`, page aligned, clipped to the tracked range) written
+    /// since the previous call that covered them (or since [`Self::new`]),
+    /// and write-protects them again in the same ioctl. The cost follows
+    /// `range`; writes elsewhere stay pending.
     ///
     /// The ranges are offsets relative to `res.base()`, in increasing order.
     /// Adjacent ranges found by this call are merged (they are not merged
@@ -496,17 +508,24 @@ impl WriteTracker {
     ///
     /// # Panics
     ///
-    /// If `res` is not the reservation given to `new`.
-    pub(crate) fn take_written(
+    /// If `res` is not the reservation given to `new`, or `range` is not
+    /// page aligned.
+    pub(crate) fn take_written_in(
         &mut self,
         res: &Reservation,
+        range: Range<usize>,
         out: &mut Vec<Range<usize>>,
     ) -> io::Result<()> {
         self.check_res(res);
         self.check_pid()?;
+        let p = page_size();
+        assert!(
+            range.start % p == 0 && range.end % p == 0,
+            "unaligned scan range {range:?}"
+        );
         let first_new = out.len();
-        let end = (self.base + self.off + self.len) as u64;
-        let mut start = (self.base + self.off) as u64;
+        let end = (self.base + range.end.min(self.off + self.len)) as u64;
+        let mut start = (self.base + range.start.max(self.off)) as u64;
         while start < end {
             let mut arg = PmScanArg {
                 size: size_of::<PmScanArg>() as u64,
@@ -972,6 +991,28 @@ mod tests {
         assert_eq!(take(&mut t, &fx.res), vec![]);
         fx.res.write(5 * ps, b"c");
         assert_eq!(take(&mut t, &fx.res), pages(&[(5, 6)]));
+    }
+
+    /// A scan of part of the range reports the writes there and leaves the
+    /// others pending for a scan that covers them.
+    #[test]
+    fn a_scan_of_a_range_leaves_the_writes_elsewhere_pending() {
+        let ps = page_size();
+        let mut fx = setup("/dev/shm", 8, 8, MapKind::Private);
+        let mut t = WriteTracker::new(&fx.res, 0, 8 * ps).unwrap();
+        fx.res.write(ps, b"a");
+        fx.res.write(5 * ps, b"b");
+        fx.res.write(6 * ps, b"c");
+        let mut out = Vec::new();
+        t.take_written_in(&fx.res, 4 * ps..6 * ps, &mut out)
+            .unwrap();
+        assert_eq!(out, pages(&[(5, 6)]));
+        // Clipped to the tracked range.
+        out.clear();
+        t.take_written_in(&fx.res, 6 * ps..64 * ps, &mut out)
+            .unwrap();
+        assert_eq!(out, pages(&[(6, 7)]));
+        assert_eq!(take(&mut t, &fx.res), pages(&[(1, 2)]));
     }
 
     /// More regions than one `PAGEMAP_SCAN` buffer holds: the loop continues
