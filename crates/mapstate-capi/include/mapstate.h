@@ -298,8 +298,10 @@ typedef struct mapstate_options {
    */
   const char *live_dir;
   /**
-   * Size in bytes of a new log file, or 0 for the default (64 MiB); a
-   * full log triggers a checkpoint. Writers only.
+   * Size in bytes of a new log file, fixed; or 0 for the default: twice
+   * the state's length (at least 1 MiB), doubled up to 64 MiB whenever
+   * it fills up within a second of the last time. A full log triggers a
+   * checkpoint. Writers only.
    */
   uint64_t log_size;
   /**

@@ -53,8 +53,10 @@ pub struct MapstateOptions {
     /// trusted as it is (let no other user write in it).
     /// Only read during the open call. Default NULL.
     pub live_dir: *const c_char,
-    /// Size in bytes of a new log file, or 0 for the default (64 MiB); a
-    /// full log triggers a checkpoint. Writers only.
+    /// Size in bytes of a new log file, fixed; or 0 for the default: twice
+    /// the state's length (at least 1 MiB), doubled up to 64 MiB whenever
+    /// it fills up within a second of the last time. A full log triggers a
+    /// checkpoint. Writers only.
     pub log_size: u64,
     /// Permission bits of the files of a new state. Default 0600.
     pub mode: u32,

@@ -10,8 +10,23 @@ use crate::format::{self, PAGE};
 /// The address space reserved when no maximum size is given: 1 GiB (no memory).
 pub const DEFAULT_RESERVATION: u64 = 1 << 30;
 
-/// The log's default size (it grows only for a single commit larger than it).
+/// The largest size a log of the default size grows to on its own (see
+/// [`WriterOptions::log_size`]); a single commit larger than the log
+/// grows it further.
 pub(crate) const DEFAULT_LOG_SIZE: u64 = 64 << 20;
+
+/// The smallest size a log of the default size starts at.
+const MIN_DEFAULT_LOG_SIZE: u64 = 1 << 20;
+
+/// The size a new log of the default size starts at for a state of `len`
+/// bytes: twice the state (a commit that rewrites all of it fits), at
+/// least 1 MiB and at most [`DEFAULT_LOG_SIZE`].
+pub(crate) fn initial_log_size(len: u64) -> u64 {
+    len.saturating_mul(2)
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX)
+        .clamp(MIN_DEFAULT_LOG_SIZE, DEFAULT_LOG_SIZE)
+}
 
 /// The default interval between two updates of the files' mtimes.
 pub(crate) const DEFAULT_MTIME_INTERVAL: Duration = Duration::from_secs(1);
@@ -98,7 +113,8 @@ pub struct WriterOptions {
     pub(crate) wait_for_lock: bool,
     pub(crate) live_dir: Option<PathBuf>,
     pub(crate) mode: u32,
-    pub(crate) log_size: u64,
+    /// `None`: sized to the state and grown when busy (the default).
+    pub(crate) log_size: Option<u64>,
     pub(crate) mtime_interval: Option<Duration>,
     pub(crate) allow_unsuitable_filesystem: bool,
 }
@@ -121,7 +137,7 @@ impl WriterOptions {
             wait_for_lock: false,
             live_dir: None,
             mode: 0o600,
-            log_size: DEFAULT_LOG_SIZE,
+            log_size: None,
             mtime_interval: Some(DEFAULT_MTIME_INTERVAL),
             allow_unsuitable_filesystem: false,
         }
@@ -169,14 +185,21 @@ impl WriterOptions {
         self
     }
 
-    /// Size of a new log file: default 64 MiB; smaller sizes are raised to
-    /// 64 KiB, and a size over 4 GiB is refused at open
-    /// (`Error::InvalidSize`). A full log triggers a checkpoint, so a
-    /// smaller log means more frequent, smaller checkpoints; a single commit
-    /// larger than the log grows it (up to 4 GiB).
+    /// A fixed size for a new log file. A full log triggers a checkpoint,
+    /// so a smaller log means more frequent, smaller checkpoints; a single
+    /// commit larger than the log grows it (up to 4 GiB). Sizes below
+    /// 64 KiB are raised to it; over 4 GiB is refused at open
+    /// (`Error::InvalidSize`).
+    ///
+    /// By default the log is sized to the state and to its commit rate: a
+    /// new log is twice the state's length (at least 1 MiB, at most
+    /// 64 MiB), and whenever it fills up less than a second after it last
+    /// did, it doubles after the checkpoint, up to 64 MiB. A small state
+    /// that commits slowly keeps a small log; one that commits fast
+    /// checkpoints at most about once a second per 64 MiB of log.
     #[must_use]
     pub fn log_size(mut self, bytes: u64) -> Self {
-        self.log_size = bytes;
+        self.log_size = Some(bytes);
         self
     }
 

@@ -17,7 +17,7 @@ use crate::format::PAGE;
 use crate::fs;
 use crate::live_image::LiveImage;
 use crate::mtime::MtimeClock;
-use crate::options::{Durability, WriterOptions};
+use crate::options::{DEFAULT_LOG_SIZE, Durability, WriterOptions};
 use crate::store::durable::{self, COUNTER_LIMIT, Durable};
 use crate::store::handover::Handovers;
 use crate::store::live::Live;
@@ -105,7 +105,7 @@ impl Writer {
         let Recovered {
             files,
             durable,
-            log,
+            mut log,
             live,
             origin,
             changed,
@@ -123,6 +123,9 @@ impl Writer {
             ));
         }
         let len = live.len_word().load(Ordering::Acquire);
+        if opts.log_size.is_none() {
+            log.set_grow_limit(DEFAULT_LOG_SIZE);
+        }
         let view = View::new(&live, durable.header.max_size.get())?;
         let syncer = match opts.durability {
             Durability::Periodic(every) => Some(Syncer::start(
@@ -428,6 +431,7 @@ impl Writer {
         let total = log::record_len(zero, ranges);
         if !self.log.fits(total) {
             self.checkpoint()?;
+            self.log.grow_if_busy();
             if !self.log.fits_empty(total) {
                 let r = self.log.grow_for(total);
                 self.poison(r)?;

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -47,7 +48,15 @@ pub(crate) struct Log {
     /// The file's blocks below this offset are written (initialized) on
     /// disk, not merely allocated: see [`Log::initialize_ahead`].
     initialized: u64,
+    /// How far [`Log::grow_if_busy`] may grow the log (0: a fixed size).
+    grow_limit: u64,
+    /// When the log last filled up.
+    last_full: Option<Instant>,
 }
+
+/// A log that fills up again within this long of the last time grows
+/// ([`Log::grow_if_busy`]).
+const BUSY: Duration = Duration::from_secs(1);
 
 /// A valid record found by [`Log::scan`].
 pub(crate) struct Record {
@@ -191,6 +200,8 @@ impl Log {
             },
             synced_commits: false,
             initialized: 0,
+            grow_limit: 0,
+            last_full: None,
         })
     }
 
@@ -402,8 +413,36 @@ impl Log {
                 reason: format!("larger than the log can hold ({LOG_RESERVATION} bytes)"),
             });
         }
-        fs::allocate(&self.path, &self.file, self.cap, want)?;
-        self.map_to(want, Protection::ReadWrite)
+        self.grow_to(want)
+    }
+
+    /// Grows the log file to `cap` bytes (a page multiple, at most
+    /// [`LOG_RESERVATION`]). The part past the old end reads as zeros,
+    /// which no scan takes for a record.
+    fn grow_to(&mut self, cap: u64) -> Result<()> {
+        fs::allocate(&self.path, &self.file, self.cap, cap)?;
+        self.map_to(cap, Protection::ReadWrite)
+    }
+
+    /// Lets [`Log::grow_if_busy`] grow the log up to `limit` bytes.
+    pub(crate) fn set_grow_limit(&mut self, limit: u64) {
+        self.grow_limit = limit.min(LOG_RESERVATION);
+    }
+
+    /// After the checkpoint a full log forced: doubles the log (up to its
+    /// growth limit) if it filled up less than [`BUSY`] after the last
+    /// time, so that a state that commits fast is not checkpointed every
+    /// few milliseconds, while one that commits slowly keeps a small log.
+    /// Best effort: a growth that fails (a full disk) keeps the log as it
+    /// is. Called with the log empty (just restarted).
+    pub(crate) fn grow_if_busy(&mut self) {
+        let now = Instant::now();
+        let busy = self.last_full.is_some_and(|t| now.duration_since(t) < BUSY);
+        self.last_full = Some(now);
+        if busy && self.cap < self.grow_limit {
+            let want = self.cap.saturating_mul(2).min(self.grow_limit);
+            let _ = self.grow_to(want.next_multiple_of(PAGE));
+        }
     }
 
     /// Notes that commits will be synced one by one from now on: appends

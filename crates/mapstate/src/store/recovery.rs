@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::format::{DurableHeader, PAGE};
 use crate::fs::{self, NewFile, Open};
 use crate::live_image::{LiveImage, Rebuilt};
-use crate::options::WriterOptions;
+use crate::options::{self, WriterOptions};
 use crate::store::checkpoint;
 use crate::store::durable::Durable;
 use crate::store::files::StateFiles;
@@ -81,7 +81,7 @@ pub(crate) fn open_writer(path: &Path, opts: &WriterOptions) -> Result<Recovered
     } else {
         lock::Wait::No
     };
-    let log_size = check_log_size(opts.log_size)?;
+    let log_size = opts.log_size.map(check_log_size).transpose()?;
     let live_dir = opts.live_dir.as_deref();
     let (file, files) = loop {
         match fs::open_file(path, Open::ReadWrite) {
@@ -200,7 +200,7 @@ fn check_log_size(size: u64) -> Result<u64> {
 
 /// Recovers the state of `files` for its writer, whose durable file is
 /// `file` (the writer lock is held on it).
-fn recover(file: File, files: StateFiles, log_size: u64) -> Result<Recovered> {
+fn recover(file: File, files: StateFiles, log_size: Option<u64>) -> Result<Recovered> {
     let path = files.durable();
     let mut durable = Durable::open(file, path)?;
     if let Some(j) = journal::read(files.journal(), &durable.header, durable.owner)? {
@@ -254,7 +254,9 @@ pub(crate) fn sync_leftovers(durable: &mut Durable, log: &Log) -> Result<()> {
 /// is the log of another state at the same name while this state has never
 /// checkpointed (a state created in its place, whose creator was killed
 /// before it removed the old log: that log holds nothing of this state).
-fn open_log(durable: &Durable, files: &StateFiles, size: u64) -> Result<(Log, bool)> {
+/// A log it makes is `size` bytes, or sized to the state (see
+/// `WriterOptions::log_size`).
+fn open_log(durable: &Durable, files: &StateFiles, size: Option<u64>) -> Result<(Log, bool)> {
     let h = &durable.header;
     let fresh = h.generation.get() == 1 && h.checkpoint_seq.get() == 0;
     match Log::open_for_writing(files.log(), &h.file_id, durable.owner) {
@@ -263,6 +265,7 @@ fn open_log(durable: &Durable, files: &StateFiles, size: u64) -> Result<(Log, bo
         Err(Error::Corrupt { .. } | Error::Foreign { .. } | Error::Truncated { .. }) if fresh => {}
         Err(e) => return Err(e),
     }
+    let size = size.unwrap_or_else(|| options::initial_log_size(h.len.get()));
     let log = Log::create(files.log(), &h.file_id, size, durable.owner)?;
     fs::sync_parent(files.log())?;
     Ok((log, true))
