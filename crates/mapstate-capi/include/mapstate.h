@@ -497,6 +497,25 @@ int mapstate_txn_slice_mut(struct mapstate_writer *w, uint64_t offset, uint64_t 
 int mapstate_txn_extend_on_write(struct mapstate_writer *w, uint8_t **data, uint64_t *max);
 
 /**
+ * `mapstate_txn_extend_on_write()` from `offset` on: `*data` is the
+ * address of byte `offset` of the state, writable up to the maximum size
+ * (`*max` is still the maximum size). The commit looks for the pages
+ * written from `offset` on alone, so an append that starts at the state's
+ * end costs what the record costs, not what the state costs. Stores
+ * before `offset` are undefined behaviour (they may be lost or
+ * committed).
+ *
+ * Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS` (`offset` past the maximum size),
+ * `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_INVALID` (`data` NULL),
+ * `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `w` is NULL or an open writer handle; `data` and `max` are NULL or writable.
+ */
+int mapstate_txn_extend_on_write_from(struct mapstate_writer *w, uint64_t offset, uint8_t **data, uint64_t *max);
+
+/**
  * Changes the transaction's length to `len` bytes: growing reads as zeros,
  * at most the state's maximum size. Call `mapstate_txn_data()` again
  * afterwards for the new length.

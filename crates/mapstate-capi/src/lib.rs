@@ -68,10 +68,10 @@ pub use reader::{
 };
 pub use writer::{
     MapstateWriter, mapstate_txn_abort, mapstate_txn_commit, mapstate_txn_data,
-    mapstate_txn_extend_on_write, mapstate_txn_set_len, mapstate_txn_slice_mut,
-    mapstate_txn_write_at, mapstate_writer_begin, mapstate_writer_checkpoint,
-    mapstate_writer_close, mapstate_writer_len, mapstate_writer_live_image, mapstate_writer_open,
-    mapstate_writer_seq,
+    mapstate_txn_extend_on_write, mapstate_txn_extend_on_write_from, mapstate_txn_set_len,
+    mapstate_txn_slice_mut, mapstate_txn_write_at, mapstate_writer_begin,
+    mapstate_writer_checkpoint, mapstate_writer_close, mapstate_writer_len,
+    mapstate_writer_live_image, mapstate_writer_open, mapstate_writer_seq,
 };
 // Re-exported like the rest; deprecated for C callers, not for this crate.
 #[allow(deprecated)]

@@ -313,6 +313,45 @@ pub unsafe extern "C" fn mapstate_txn_extend_on_write(
     })
 }
 
+/// `mapstate_txn_extend_on_write()` from `offset` on: `*data` is the
+/// address of byte `offset` of the state, writable up to the maximum size
+/// (`*max` is still the maximum size). The commit looks for the pages
+/// written from `offset` on alone, so an append that starts at the state's
+/// end costs what the record costs, not what the state costs. Stores
+/// before `offset` are undefined behaviour (they may be lost or
+/// committed).
+///
+/// Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS` (`offset` past the maximum size),
+/// `MAPSTATE_E_NO_TXN`, `MAPSTATE_E_INVALID` (`data` NULL),
+/// `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `w` is NULL or an open writer handle; `data` and `max` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_txn_extend_on_write_from(
+    w: *mut MapstateWriter,
+    offset: u64,
+    data: *mut *mut u8,
+    max: *mut u64,
+) -> c_int {
+    entry(|| {
+        handle::required(data, "data")?;
+        // SAFETY: as promised by the caller.
+        let (p, n) = unsafe {
+            with(w, |s| {
+                let bytes = s.txn()?.extend_on_write_from(offset)?;
+                Ok((bytes.as_mut_ptr(), offset + bytes.len() as u64))
+            })
+        }?;
+        // SAFETY: `data` is non-NULL (above) and the caller promises it is writable.
+        unsafe { data.write(p) };
+        // SAFETY: the caller promises `max` is NULL or writable.
+        unsafe { handle::put(max, n) };
+        Ok(())
+    })
+}
+
 /// Changes the transaction's length to `len` bytes: growing reads as zeros,
 /// at most the state's maximum size. Call `mapstate_txn_data()` again
 /// afterwards for the new length.

@@ -193,13 +193,52 @@ impl Txn<'_> {
     /// guard just past the maximum size (up to 1 MiB) fails the commit with
     /// [`Error::PastMaximum`]; further out it is an ordinary segfault.
     pub fn extend_on_write(&mut self) -> &mut [u8] {
-        let n = self.w.max_size();
-        self.hand_out(0, n);
+        self.extend_from(0)
+    }
+
+    /// [`Txn::extend_on_write`] from `offset` on: the bytes
+    /// `offset..max_size` (index 0 of the slice is byte `offset` of the
+    /// state). The commit looks for the pages written from `offset` alone
+    /// (page rounded), so an append that starts here at the state's end
+    /// costs what the record costs, not what the state costs.
+    /// `Error::OutOfBounds` if `offset` is past the maximum size.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("state");
+    /// let mut w = mapstate::Writer::options().create(true).len(0).open(&path)?;
+    /// for record in [b"first record", b"and another!"] {
+    ///     let mut t = w.begin();
+    ///     let end = t.len();
+    ///     t.extend_on_write_from(end)?[..record.len()].copy_from_slice(record);
+    ///     t.commit()?; // the length is now the end of the last page written
+    /// }
+    /// assert_eq!(w.len(), 8192);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn extend_on_write_from(&mut self, offset: u64) -> Result<&mut [u8]> {
+        let max = self.w.max_size();
+        if offset > max {
+            return Err(Error::OutOfBounds {
+                offset,
+                len: 0,
+                size: max,
+            });
+        }
+        Ok(self.extend_from(offset))
+    }
+
+    /// Extend-on-write from `offset` (at most the maximum size).
+    fn extend_from(&mut self, offset: u64) -> &mut [u8] {
+        let max = self.w.max_size();
+        self.hand_out(offset, max - offset);
         let p = &mut self.w.pending;
         if p.len_rule != LenRule::Set {
             p.len_rule = LenRule::FollowsStores;
         }
-        self.w.view.bytes_mut(0, n)
+        self.w.view.bytes_mut(offset, max - offset)
     }
 
     /// Marks `off..off + len` of the view handed out for free stores

@@ -222,6 +222,39 @@ fn a_shrink_beside_free_stores_in_a_range_is_not_a_later_store() {
     assert_eq!(w.len(), P, "the shrink's zeros are not stores");
 }
 
+/// Appends through `extend_on_write_from(end)`: each commit looks at the
+/// pages from the old end on, and the state grows to the last page
+/// written; explicit writes before the end in the same transaction commit
+/// too; an offset past the maximum size is refused.
+#[test]
+fn appends_from_the_end_commit_each_record() {
+    const P: u64 = 4096;
+    let (_d, p, o) = setup();
+    let mut w = o.clone().len(0).max_size(64 * P).open(&p).unwrap();
+    let mut want = Vec::new();
+    for k in 0..10u8 {
+        let rec = vec![k + 1; P as usize];
+        let mut t = w.begin();
+        let end = t.len();
+        t.extend_on_write_from(end).unwrap()[..rec.len()].copy_from_slice(&rec);
+        if k > 0 {
+            t.write_at(0, &[k]).unwrap();
+            want[0] = k;
+        }
+        t.commit().unwrap();
+        want.extend_from_slice(&rec);
+        assert_eq!(w.len(), u64::from(k + 1) * P);
+    }
+    let r = o.reader().open(&p).unwrap();
+    assert!(r.snapshot().unwrap().1 == want, "the records, in order");
+    let mut t = w.begin();
+    assert!(matches!(
+        t.extend_on_write_from(64 * P + 1),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(t.extend_on_write_from(64 * P).unwrap().is_empty());
+}
+
 #[test]
 fn growth_and_large_commits_survive_reopen() {
     let (_d, p, o) = setup();

@@ -1,6 +1,6 @@
 //! mapstate's growth workloads (`w6`, `grow`). w6's own row appends
 //! through a `Writer` with one `PageCache` commit per 4 KiB record, stored
-//! into `Txn::extend_on_write` (its variant `set_len+write_at` grows the
+//! into `Txn::extend_on_write_from(end)` (its variant `set_len+write_at` grows the
 //! state explicitly instead); its variant `mapping-no-commits` stores into
 //! an extend-on-write `Mapping` with no commit at all. `grow` uses the
 //! `Mapping`.
@@ -93,7 +93,7 @@ fn mean_us(ns: &[u64]) -> Option<f64> {
 }
 
 /// w6 through a `Writer`: one `PageCache` commit per 4 KiB record, stored
-/// into the extend-on-write view, or (`set_len`) made by `Txn::set_len`
+/// into the extend-on-write view from the end, or (`set_len`) made by `Txn::set_len`
 /// and `Txn::write_at`. Timed: the commits (not the open, nor the close,
 /// which is `close_ms`), each also on its own (one clock read per record).
 pub(super) fn w6_writer(cx: &Ctx, set_len: bool) -> Result<Measurement> {
@@ -121,7 +121,7 @@ pub(super) fn w6_writer(cx: &Ctx, set_len: bool) -> Result<Measurement> {
             txn.set_len((off + APPEND_RECORD) as u64)?;
             txn.write_at(off as u64, rec)?;
         } else {
-            txn.extend_on_write()[off..off + APPEND_RECORD].copy_from_slice(rec);
+            txn.extend_on_write_from(off as u64)?[..APPEND_RECORD].copy_from_slice(rec);
         }
         txn.commit()?;
         let now = Instant::now();
@@ -176,7 +176,7 @@ pub(super) fn w6_writer(cx: &Ctx, set_len: bool) -> Result<Measurement> {
         if set_len {
             "grown by Txn::set_len (one page more), the record stored by Txn::write_at"
         } else {
-            "stored into Txn::extend_on_write (free stores found at commit; the stores past the end grow the state)"
+            "stored into Txn::extend_on_write_from(end) (free stores found at commit, in the pages from the old end on; the stores past the end grow the state)"
         },
         crate::harness::Params::size_label(max),
         live_dir.display(),

@@ -287,6 +287,14 @@ int main(int argc, char **argv) {
         expect("slice_mut", mapstate_txn_slice_mut(w, 4096 + 10, 20, &page), MAPSTATE_OK, NULL);
         truth("slice_mut gives the address of its offset", page == data + 4096 + 10);
         memcpy(page, "in a range", 10);
+        uint64_t max = 0;
+        expect("extend_on_write_from past the maximum",
+               mapstate_txn_extend_on_write_from(w, (1u << 20) + 1, &page, &max),
+               MAPSTATE_E_OUT_OF_BOUNDS, NULL);
+        expect("extend_on_write_from", mapstate_txn_extend_on_write_from(w, 8192, &page, &max),
+               MAPSTATE_OK, NULL);
+        truth("extend_on_write_from gives the address of its offset and the maximum size",
+              page == data + 8192 && max == (1u << 20));
     }
     expect("write NULL src", mapstate_txn_write_at(w, 0, NULL, 4), MAPSTATE_E_INVALID, NULL);
     expect("write nothing from NULL", mapstate_txn_write_at(w, 0, NULL, 0), MAPSTATE_OK, NULL);
