@@ -120,6 +120,32 @@ unsafe fn with<R>(
     h.with(f)
 }
 
+/// The body of the functions that hand out the open transaction's bytes:
+/// `take` returns them (as an address) and the number `*out` receives;
+/// `*data` receives the address.
+///
+/// # Safety
+///
+/// `w` is NULL or an open writer handle; `data` and `out` are NULL or
+/// writable.
+unsafe fn hand_out(
+    w: *mut MapstateWriter,
+    data: *mut *mut u8,
+    out: *mut u64,
+    take: impl FnOnce(&mut Txn<'static>) -> Result<(*mut u8, u64), Failure>,
+) -> c_int {
+    entry(|| {
+        handle::required(data, "data")?;
+        // SAFETY: as promised by the caller.
+        let (p, n) = unsafe { with(w, |s| take(s.txn()?)) }?;
+        // SAFETY: `data` is non-NULL (above) and the caller promises it is writable.
+        unsafe { data.write(p) };
+        // SAFETY: the caller promises `out` is NULL or writable.
+        unsafe { handle::put(out, n) };
+        Ok(())
+    })
+}
+
 /// Opens the state at `path` for writing (creating it if `opts->create` is
 /// set), recovering from any crash of a previous writer: an interrupted
 /// checkpoint is finished and committed log records not yet applied are
@@ -214,21 +240,13 @@ pub unsafe extern "C" fn mapstate_txn_data(
     data: *mut *mut u8,
     len: *mut u64,
 ) -> c_int {
-    entry(|| {
-        handle::required(data, "data")?;
-        // SAFETY: as promised by the caller.
-        let (p, n) = unsafe {
-            with(w, |s| {
-                let bytes = s.txn()?.as_mut_slice();
-                Ok((bytes.as_mut_ptr(), bytes.len() as u64))
-            })
-        }?;
-        // SAFETY: `data` is non-NULL (above) and the caller promises it is writable.
-        unsafe { data.write(p) };
-        // SAFETY: the caller promises `len` is NULL or writable.
-        unsafe { handle::put(len, n) };
-        Ok(())
-    })
+    // SAFETY: as promised by the caller.
+    unsafe {
+        hand_out(w, data, len, |t| {
+            let bytes = t.as_mut_slice();
+            Ok((bytes.as_mut_ptr(), bytes.len() as u64))
+        })
+    }
 }
 
 /// The open transaction's bytes `offset..offset + len`, writable with plain
@@ -255,16 +273,14 @@ pub unsafe extern "C" fn mapstate_txn_slice_mut(
     len: u64,
     data: *mut *mut u8,
 ) -> c_int {
-    entry(|| {
-        handle::required(data, "data")?;
-        // An end past 2^64 - 1 is out of bounds all the same.
-        let end = offset.saturating_add(len);
-        // SAFETY: as promised by the caller.
-        let p = unsafe { with(w, |s| Ok(s.txn()?.slice_mut(offset..end)?.as_mut_ptr())) }?;
-        // SAFETY: `data` is non-NULL (above) and the caller promises it is writable.
-        unsafe { data.write(p) };
-        Ok(())
-    })
+    // An end past 2^64 - 1 is out of bounds all the same.
+    let end = offset.saturating_add(len);
+    // SAFETY: as promised by the caller; no count is returned.
+    unsafe {
+        hand_out(w, data, std::ptr::null_mut(), |t| {
+            Ok((t.slice_mut(offset..end)?.as_mut_ptr(), 0))
+        })
+    }
 }
 
 /// Extend-on-write: the open transaction's bytes up to the state's maximum
@@ -296,21 +312,13 @@ pub unsafe extern "C" fn mapstate_txn_extend_on_write(
     data: *mut *mut u8,
     max: *mut u64,
 ) -> c_int {
-    entry(|| {
-        handle::required(data, "data")?;
-        // SAFETY: as promised by the caller.
-        let (p, n) = unsafe {
-            with(w, |s| {
-                let bytes = s.txn()?.extend_on_write();
-                Ok((bytes.as_mut_ptr(), bytes.len() as u64))
-            })
-        }?;
-        // SAFETY: `data` is non-NULL (above) and the caller promises it is writable.
-        unsafe { data.write(p) };
-        // SAFETY: the caller promises `max` is NULL or writable.
-        unsafe { handle::put(max, n) };
-        Ok(())
-    })
+    // SAFETY: as promised by the caller.
+    unsafe {
+        hand_out(w, data, max, |t| {
+            let bytes = t.extend_on_write();
+            Ok((bytes.as_mut_ptr(), bytes.len() as u64))
+        })
+    }
 }
 
 /// `mapstate_txn_extend_on_write()` from `offset` on: `*data` is the
@@ -335,21 +343,13 @@ pub unsafe extern "C" fn mapstate_txn_extend_on_write_from(
     data: *mut *mut u8,
     max: *mut u64,
 ) -> c_int {
-    entry(|| {
-        handle::required(data, "data")?;
-        // SAFETY: as promised by the caller.
-        let (p, n) = unsafe {
-            with(w, |s| {
-                let bytes = s.txn()?.extend_on_write_from(offset)?;
-                Ok((bytes.as_mut_ptr(), offset + bytes.len() as u64))
-            })
-        }?;
-        // SAFETY: `data` is non-NULL (above) and the caller promises it is writable.
-        unsafe { data.write(p) };
-        // SAFETY: the caller promises `max` is NULL or writable.
-        unsafe { handle::put(max, n) };
-        Ok(())
-    })
+    // SAFETY: as promised by the caller.
+    unsafe {
+        hand_out(w, data, max, |t| {
+            let bytes = t.extend_on_write_from(offset)?;
+            Ok((bytes.as_mut_ptr(), offset + bytes.len() as u64))
+        })
+    }
 }
 
 /// Changes the transaction's length to `len` bytes: growing reads as zeros,
