@@ -117,6 +117,17 @@ pub struct WriterOptions {
     pub(crate) log_size: Option<u64>,
     pub(crate) mtime_interval: Option<Duration>,
     pub(crate) allow_unsuitable_filesystem: bool,
+    pub(crate) live_image_at_close: AtClose,
+}
+
+/// What a writer's clean close does with the live image
+/// ([`WriterOptions::release_live_image`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AtClose {
+    /// Keep it: the next open costs no rebuild.
+    Keep,
+    /// Delete it: its memory goes back.
+    Release,
 }
 
 impl Default for WriterOptions {
@@ -140,6 +151,7 @@ impl WriterOptions {
             log_size: None,
             mtime_interval: Some(DEFAULT_MTIME_INTERVAL),
             allow_unsuitable_filesystem: false,
+            live_image_at_close: AtClose::Keep,
         }
     }
 
@@ -200,6 +212,23 @@ impl WriterOptions {
     #[must_use]
     pub fn log_size(mut self, bytes: u64) -> Self {
         self.log_size = Some(bytes);
+        self
+    }
+
+    /// Whether a clean close ([`crate::Writer::close`], or a drop whose
+    /// last checkpoint succeeds) deletes the live image, so that its
+    /// memory (tmpfs: RAM, the state's size) goes back once the last
+    /// reader has closed. Default `false`: the next open then finds the
+    /// live image and costs what a reopen costs (no rebuild), which is what
+    /// a program that restarts its writer while readers run wants. With
+    /// `true`, the next open rebuilds the live image from the durable file
+    /// (reading the whole state); readers that still map the deleted image
+    /// read its last commit until a writer opens the state again, and are
+    /// then told at their next read (`Error::WriterNotVisible`: open the
+    /// state again).
+    #[must_use]
+    pub fn release_live_image(mut self, yes: bool) -> Self {
+        self.live_image_at_close = if yes { AtClose::Release } else { AtClose::Keep };
         self
     }
 

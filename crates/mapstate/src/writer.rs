@@ -17,7 +17,7 @@ use crate::format::PAGE;
 use crate::fs;
 use crate::live_image::LiveImage;
 use crate::mtime::MtimeClock;
-use crate::options::{DEFAULT_LOG_SIZE, Durability, WriterOptions};
+use crate::options::{AtClose, DEFAULT_LOG_SIZE, Durability, WriterOptions};
 use crate::store::durable::{self, COUNTER_LIMIT, Durable};
 use crate::store::handover::Handovers;
 use crate::store::live::Live;
@@ -78,6 +78,8 @@ pub struct Writer {
     /// The previous writer was killed: what it left in the page cache is
     /// synced before this writer's first sync of its own.
     leftovers: bool,
+    /// What a clean close does with the live image.
+    live_image_at_close: AtClose,
 }
 
 impl WriterOptions {
@@ -152,6 +154,7 @@ impl Writer {
             mtime: MtimeClock::new(opts.mtime_interval),
             closed: false,
             leftovers,
+            live_image_at_close: opts.live_image_at_close,
         };
         // The syncer thread syncs the log on its own from now on.
         if w.syncer.is_some() {
@@ -323,7 +326,8 @@ impl Writer {
     }
 
     /// A checkpoint if the log holds records; on success, the files hold
-    /// everything synced, which the next writer need not sync again.
+    /// everything synced, which the next writer need not sync again (and,
+    /// with `release_live_image`, the live image is deleted).
     fn final_checkpoint(&mut self) -> Result<()> {
         let r = if self.log.used() > 0 {
             self.checkpoint()
@@ -336,7 +340,25 @@ impl Writer {
         if r.is_ok() {
             self.live.set_files_synced(true);
         }
+        if r.is_ok() && self.live_image_at_close == AtClose::Release {
+            return self.delete_live_image();
+        }
         r
+    }
+
+    /// Retires the live image (readers that map it are told at their next
+    /// read) and deletes it, under the build lock (no reader is checking or
+    /// building one meanwhile). The files hold every commit: the next open
+    /// rebuilds it from them.
+    fn delete_live_image(&mut self) -> Result<()> {
+        let _build = BuildLock::take(&self.durable.file, self.files.durable())?;
+        self.live.retire();
+        match std::fs::remove_file(self.files.live()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("unlink", self.files.live(), e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Deletes the state: its durable file, log, checkpoint journal and live

@@ -255,6 +255,46 @@ fn appends_from_the_end_commit_each_record() {
     assert!(t.extend_on_write_from(64 * P).unwrap().is_empty());
 }
 
+/// `release_live_image(true)`: a clean close deletes the live image (its
+/// memory goes back); a reader that still maps it reads the last commit
+/// until a writer opens the state again, and is then told to open it
+/// again; the next open rebuilds it from the files, every commit in it.
+/// Without the option the image stays and the reopen keeps it.
+#[test]
+fn a_close_that_releases_the_live_image_loses_nothing() {
+    let (_d, p, o) = setup();
+    let mut w = o.clone().release_live_image(true).open(&p).unwrap();
+    let live = w.files().live().to_path_buf();
+    let mut t = w.begin();
+    t.write_at(100, b"kept on disk").unwrap();
+    let seq = t.commit().unwrap();
+    let r = o.reader().open(&p).unwrap();
+    w.close().unwrap();
+    assert!(!live.exists(), "the live image is deleted");
+    let mut b = [0u8; 12];
+    assert_eq!(
+        r.read_at(100, &mut b).unwrap(),
+        seq,
+        "no writer: the last commit"
+    );
+    let w = o.open(&p).unwrap();
+    assert_eq!(
+        w.live_image(),
+        mapstate::LiveImage::Rebuilt(mapstate::Rebuilt::Missing)
+    );
+    assert_eq!(w.seq(), seq);
+    assert!(
+        matches!(r.read_at(100, &mut b), Err(Error::WriterNotVisible { why, .. }) if why.contains("replaced")),
+        "a reader of the deleted image is told once a writer opens"
+    );
+    let r = o.reader().open(&p).unwrap();
+    assert_eq!(r.read_at(100, &mut b).unwrap(), seq);
+    assert_eq!(&b, b"kept on disk");
+    w.close().unwrap();
+    assert!(live.exists(), "by default the image stays");
+    assert_eq!(o.open(&p).unwrap().live_image(), mapstate::LiveImage::Kept);
+}
+
 #[test]
 fn growth_and_large_commits_survive_reopen() {
     let (_d, p, o) = setup();
