@@ -299,9 +299,9 @@ typedef struct mapstate_options {
   const char *live_dir;
   /**
    * Size in bytes of a new log file, fixed; or 0 for the default: twice
-   * the state's length (at least 1 MiB), doubled up to 64 MiB whenever
-   * it fills up within a second of the last time. A full log triggers a
-   * checkpoint. Writers only.
+   * the state's length (at least 1 MiB), grown (up to 64 MiB) to hold a
+   * second of commits whenever it fills up in less. A full log triggers
+   * a checkpoint. Writers only.
    */
   uint64_t log_size;
   /**

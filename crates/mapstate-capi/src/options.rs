@@ -54,9 +54,9 @@ pub struct MapstateOptions {
     /// Only read during the open call. Default NULL.
     pub live_dir: *const c_char,
     /// Size in bytes of a new log file, fixed; or 0 for the default: twice
-    /// the state's length (at least 1 MiB), doubled up to 64 MiB whenever
-    /// it fills up within a second of the last time. A full log triggers a
-    /// checkpoint. Writers only.
+    /// the state's length (at least 1 MiB), grown (up to 64 MiB) to hold a
+    /// second of commits whenever it fills up in less. A full log triggers
+    /// a checkpoint. Writers only.
     pub log_size: u64,
     /// Permission bits of the files of a new state. Default 0600.
     pub mode: u32,

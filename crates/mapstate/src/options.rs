@@ -205,10 +205,12 @@ impl WriterOptions {
     ///
     /// By default the log is sized to the state and to its commit rate: a
     /// new log is twice the state's length (at least 1 MiB, at most
-    /// 64 MiB), and whenever it fills up less than a second after it last
-    /// did, it doubles after the checkpoint, up to 64 MiB. A small state
-    /// that commits slowly keeps a small log; one that commits fast
-    /// checkpoints at most about once a second per 64 MiB of log.
+    /// 64 MiB), and when it fills up in less than a second (since it was
+    /// opened or last checkpointed), it grows after the checkpoint to hold
+    /// a second of commits at that rate (a power of two, up to 64 MiB). A
+    /// small state that commits slowly keeps a small log; one that commits
+    /// fast checkpoints at most about once a second, or once per 64 MiB of
+    /// log.
     #[must_use]
     pub fn log_size(mut self, bytes: u64) -> Self {
         self.log_size = Some(bytes);

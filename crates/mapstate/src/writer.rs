@@ -452,8 +452,9 @@ impl Writer {
         self.live.map_data(new_len.max(self.len))?;
         let total = log::record_len(zero, ranges);
         if !self.log.fits(total) {
+            let filled_in = self.log.age();
             self.checkpoint()?;
-            self.log.grow_if_busy();
+            self.log.grow_to_rate(filled_in);
             if !self.log.fits_empty(total) {
                 let r = self.log.grow_for(total);
                 self.poison(r)?;

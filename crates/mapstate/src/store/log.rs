@@ -48,14 +48,14 @@ pub(crate) struct Log {
     /// The file's blocks below this offset are written (initialized) on
     /// disk, not merely allocated: see [`Log::initialize_ahead`].
     initialized: u64,
-    /// How far [`Log::grow_if_busy`] may grow the log (0: a fixed size).
+    /// How far [`Log::grow_to_rate`] may grow the log (0: a fixed size).
     grow_limit: u64,
-    /// When the log last filled up.
-    last_full: Option<Instant>,
+    /// When the log was opened or last restarted (at a checkpoint).
+    started: Instant,
 }
 
-/// A log that fills up again within this long of the last time grows
-/// ([`Log::grow_if_busy`]).
+/// A log that fills up in less than this since it was started grows to
+/// hold this long of commits at that rate ([`Log::grow_to_rate`]).
 const BUSY: Duration = Duration::from_secs(1);
 
 /// A valid record found by [`Log::scan`].
@@ -201,7 +201,7 @@ impl Log {
             synced_commits: false,
             initialized: 0,
             grow_limit: 0,
-            last_full: None,
+            started: Instant::now(),
         })
     }
 
@@ -424,23 +424,35 @@ impl Log {
         self.map_to(cap, Protection::ReadWrite)
     }
 
-    /// Lets [`Log::grow_if_busy`] grow the log up to `limit` bytes.
+    /// Lets [`Log::grow_to_rate`] grow the log up to `limit` bytes.
     pub(crate) fn set_grow_limit(&mut self, limit: u64) {
         self.grow_limit = limit.min(LOG_RESERVATION);
     }
 
-    /// After the checkpoint a full log forced: doubles the log (up to its
-    /// growth limit) if it filled up less than [`BUSY`] after the last
-    /// time, so that a state that commits fast is not checkpointed every
-    /// few milliseconds, while one that commits slowly keeps a small log.
-    /// Best effort: a growth that fails (a full disk) keeps the log as it
-    /// is. Called with the log empty (just restarted).
-    pub(crate) fn grow_if_busy(&mut self) {
-        let now = Instant::now();
-        let busy = self.last_full.is_some_and(|t| now.duration_since(t) < BUSY);
-        self.last_full = Some(now);
-        if busy && self.cap < self.grow_limit {
-            let want = self.cap.saturating_mul(2).min(self.grow_limit);
+    /// How long since the log was opened or last restarted: when it is
+    /// full, how long it took to fill.
+    pub(crate) fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// After the checkpoint a full log forced, the log having filled up in
+    /// `filled_in`: if that is less than [`BUSY`], grows the log (up to its
+    /// growth limit) to what `BUSY` of commits at that rate needs, rounded
+    /// up to a power of two, so that a state that commits fast is not
+    /// checkpointed every few milliseconds, while one that commits slowly
+    /// keeps a small log. Best effort: a growth that fails (a full disk)
+    /// keeps the log as it is. Called with the log empty (just restarted).
+    pub(crate) fn grow_to_rate(&mut self, filled_in: Duration) {
+        if filled_in >= BUSY || self.cap >= self.grow_limit {
+            return;
+        }
+        let per_busy = u128::from(self.cap) * BUSY.as_micros() / filled_in.as_micros().max(1);
+        let want = u64::try_from(per_busy)
+            .unwrap_or(u64::MAX)
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX)
+            .clamp(self.cap, self.grow_limit);
+        if want > self.cap {
             let _ = self.grow_to(want.next_multiple_of(PAGE));
         }
     }
@@ -510,6 +522,7 @@ impl Log {
     /// that came after it).
     pub(crate) fn restart(&mut self, h: &DurableHeader) {
         self.pos = LogPosition::start(h);
+        self.started = Instant::now();
         // A log too short for one record holds none to clear.
         if self.fits(RECORD_HEADER as u64) {
             self.res
