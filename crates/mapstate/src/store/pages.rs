@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(got, vec![(0, 3), (3, 1), (4, 2), (6, 2)]);
         assert_eq!(runs(&[]).count(), 0);
         assert_eq!(runs(&[u64::MAX]).collect::<Vec<_>>(), vec![(0, 1)]);
-        let long: Vec<u64> = (100..100 + 2 * RUN_PAGES as u64 + 1).collect();
+        let long: Vec<u64> = (100..=100 + 2 * RUN_PAGES as u64).collect();
         let got: Vec<_> = runs(&long).collect();
         assert_eq!(
             got,
