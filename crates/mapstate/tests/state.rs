@@ -1098,7 +1098,7 @@ fn ofd_lock(f: &std::fs::File, byte: i64) {
 /// lock, not conclude that the writer's live image is another one. Before,
 /// it looked twice, 2 ms apart, and failed with `WriterNotVisible` (a
 /// waiter in tests/notify.rs, once, under load). Here the "writer" takes
-/// the build lock 30 ms after the writer lock.
+/// the build lock 10 ms after the writer lock.
 #[test]
 fn a_reader_waits_for_a_writer_between_its_two_locks() {
     let (_d, p, o) = setup();
@@ -1111,7 +1111,7 @@ fn a_reader_waits_for_a_writer_between_its_two_locks() {
     ofd_lock(&f, 0);
     std::thread::scope(|s| {
         let opened = s.spawn(|| o.reader().open(&p).map(drop));
-        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::thread::sleep(std::time::Duration::from_millis(10));
         ofd_lock(&f, 1);
         opened.join().unwrap().unwrap();
     });
