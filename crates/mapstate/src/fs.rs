@@ -394,6 +394,14 @@ pub(crate) fn fdatasync(file: &File, path: &Path) -> Result<()> {
     sys::fdatasync(sys::fd_of(file)).map_err(|e| Error::io("fdatasync", path, e))
 }
 
+/// Removes the file at `path`; one that is not there is no error.
+pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("unlink", path, e)),
+        _ => Ok(()),
+    }
+}
+
 /// `fsync` of the directory holding `path`, so that a file created or
 /// renamed there keeps its name after a power cut.
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {

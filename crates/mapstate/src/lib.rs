@@ -58,12 +58,14 @@
 // The layers, lowest first; a module imports only from layers below it
 // (`tests/layers.rs` checks this):
 // 1. sys, error
-// 2. testing, filesystem, format, offset, change, signals, mtime, live_image
+// 2. testing, filesystem, format, offset, change, signals, mtime, live_image,
+//    backoff
 // 3. fs, options
 // 4. map, then probe
 // 5. store (the four images; layered inside, see store/mod.rs)
 // 6. writer, then txn (its transactions) and reader
 // 7. shared, notify
+mod backoff;
 mod change;
 mod error;
 mod filesystem;

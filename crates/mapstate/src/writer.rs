@@ -353,12 +353,7 @@ impl Writer {
     fn delete_live_image(&mut self) -> Result<()> {
         let _build = BuildLock::take(&self.durable.file, self.files.durable())?;
         self.live.retire();
-        match std::fs::remove_file(self.files.live()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("unlink", self.files.live(), e))
-            }
-            _ => Ok(()),
-        }
+        fs::remove_if_present(self.files.live())
     }
 
     /// Deletes the state: its durable file, log, checkpoint journal and live
@@ -371,11 +366,7 @@ impl Writer {
         let _build = BuildLock::take(&self.durable.file, self.files.durable())?;
         let temps = self.files.temporaries();
         for p in temps.iter().map(PathBuf::as_path).chain(self.files.all()) {
-            if let Err(e) = std::fs::remove_file(p) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(Error::io("unlink", p, e));
-                }
-            }
+            fs::remove_if_present(p)?;
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "signals",
         "mtime",
         "live_image",
+        "backoff",
     ],
     &["fs", "options"],
     &["map"],

@@ -16,6 +16,7 @@ use zerocopy::{FromBytes, IntoBytes};
 mod changes;
 pub use changes::Changes;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::format::PAGE;
 use crate::fs::{self, Open, Owner};
@@ -226,12 +227,11 @@ impl Reader {
     #[cold]
     fn check_visible_now(&self) -> Result<bool> {
         // A writer that is opening holds the writer lock a moment before it
-        // takes the build lock: asked again (200 µs, doubling, up to 20 ms
-        // apart) for up to `OPENING`; a loaded machine can stretch that
-        // moment past a few milliseconds (a waiter was told the writer's
-        // image was not its own, where it had been replaced).
-        let mut pause = Duration::from_micros(200);
-        let mut waited = Duration::ZERO;
+        // takes the build lock: asked again (`Backoff`) for up to `OPENING`;
+        // a loaded machine can stretch that moment past a few milliseconds
+        // (a waiter was told the writer's image was not its own, where it
+        // had been replaced).
+        let mut backoff = Backoff::new();
         loop {
             if self.live.retired() {
                 return Err(self.replaced());
@@ -245,12 +245,10 @@ impl Reader {
             if lock::build_lock_held(&self.file, self.path())? {
                 return Ok(false);
             }
-            if waited >= OPENING {
+            if backoff.slept() >= OPENING {
                 break;
             }
-            std::thread::sleep(pause);
-            waited += pause;
-            pause = (pause * 2).min(Duration::from_millis(20));
+            backoff.sleep();
         }
         Err(Error::WriterNotVisible {
             path: self.path().into(),

@@ -21,7 +21,7 @@ use crate::format::{DurableHeader, PAGE};
 use crate::store::durable::{COUNTER_LIMIT, Durable, at_counter_limit};
 use crate::store::journal::{self, Journal};
 use crate::store::live::Live;
-use crate::store::pages::{PageSet, runs};
+use crate::store::pages::{PageSet, run_bytes, runs};
 use crate::testing::{self, Step};
 
 /// Checkpoints the state as of commit `seq` with length `len`: writes the
@@ -97,9 +97,8 @@ impl Pages<'_> {
             Pages::Live(live, pages) => {
                 let pages = &pages[range];
                 for (i, n) in runs(pages) {
-                    let at = pages[i] * PAGE;
-                    let end = ((pages[i] + n as u64) * PAGE).min(len);
-                    f(at, live.data(at, end - at))?;
+                    let (at, bytes) = run_bytes(pages[i], n, len);
+                    f(at, live.data(at, bytes))?;
                 }
                 Ok(())
             }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, DurableHeader, JournalHeader, PAGE, VERSION};
 use crate::fs::{self, Open, Owner, pread, pwrite};
 use crate::store::durable::{check_counters, check_fields};
-use crate::store::pages::runs;
+use crate::store::pages::{run_bytes, runs};
 
 /// A checkpoint journal found valid and newer than the durable header: the
 /// header it leads to and the numbers of its pages, whose contents are read
@@ -63,9 +63,8 @@ impl Journal {
                 self.data_at + first as u64 * PAGE,
             )?;
             for (i, n) in runs(batch) {
-                let at = batch[i] * PAGE;
-                let end = ((batch[i] + n as u64) * PAGE).min(len);
-                f(at, &bytes[i * PAGE as usize..][..(end - at) as usize])?;
+                let (at, count) = run_bytes(batch[i], n, len);
+                f(at, &bytes[i * PAGE as usize..][..count as usize])?;
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::format;
 use crate::store::files::StateFiles;
@@ -40,7 +41,7 @@ pub(crate) enum Wait {
 /// `Ok(false)` if it is held exclusively and `wait` is [`Wait::No`].
 fn lock_byte(file: &File, path: &Path, byte: u64, what: &'static str, wait: Wait) -> Result<bool> {
     let fd = sys::fd_of(file);
-    let mut pause = Duration::from_micros(200);
+    let mut backoff = Backoff::new();
     loop {
         match sys::ofd_try_lock_exclusive(fd, byte, 1)
             .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", path, e))?
@@ -61,8 +62,7 @@ fn lock_byte(file: &File, path: &Path, byte: u64, what: &'static str, wait: Wait
             // Held exclusively (wait for it), or let go meanwhile (try again).
             Some(LockKind::Exclusive) | None => {}
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        backoff.sleep();
     }
 }
 
@@ -78,14 +78,13 @@ fn lock_byte(file: &File, path: &Path, byte: u64, what: &'static str, wait: Wait
 /// returned.
 pub(crate) fn take_writer_lock(file: &File, files: &StateFiles, wait: Wait) -> Result<()> {
     let path = files.durable();
-    let mut pause = Duration::from_micros(200);
-    let mut waited = Duration::ZERO;
+    let mut backoff = Backoff::new();
     loop {
         if lock_byte(file, path, WRITER_LOCK, "writer lock", wait)? {
             return Ok(());
         }
         let holder = holder_pid(files.live());
-        if holder.is_some() || waited >= Duration::from_millis(100) {
+        if holder.is_some() || backoff.slept() >= Duration::from_millis(100) {
             let (pid, elsewhere) = match holder {
                 Some((pid, ns)) if ns == sys::pid_namespace() => (Some(pid), false),
                 Some(_) => (None, true),
@@ -97,9 +96,7 @@ pub(crate) fn take_writer_lock(file: &File, files: &StateFiles, wait: Wait) -> R
                 other_pid_namespace: elsewhere,
             });
         }
-        std::thread::sleep(pause);
-        waited += pause;
-        pause = (pause * 2).min(Duration::from_millis(20));
+        backoff.sleep();
     }
 }
 

@@ -79,6 +79,13 @@ pub(crate) fn runs(pages: &[u64]) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
+/// The bytes of the run of `n` pages from page `first` in a state of `len`
+/// bytes: its offset and length, cut at `len`.
+pub(crate) fn run_bytes(first: u64, n: usize, len: u64) -> (u64, u64) {
+    let at = first * PAGE;
+    (at, ((first + n as u64) * PAGE).min(len) - at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{PAGE, PageSet, RUN_PAGES, runs};

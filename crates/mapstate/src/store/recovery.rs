@@ -33,8 +33,8 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::format::{DurableHeader, PAGE};
 use crate::fs::{self, NewFile, Open};
@@ -172,11 +172,7 @@ fn create(path: &Path, opts: &WriterOptions, naming: Naming) -> Result<()> {
     // goes. A kill before this leaves a log of another state, which
     // `open_log` replaces in a state that never checkpointed.
     for p in [files.log(), files.journal()] {
-        if let Err(e) = std::fs::remove_file(p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io("unlink", p, e));
-            }
-        }
+        fs::remove_if_present(p)?;
     }
     // Explicitly: a child forked meanwhile shares the descriptor until it
     // execs (see `lock::release_writer_lock`).
@@ -398,7 +394,7 @@ fn usable_while_writer_opens(
     d: &Durable,
     files: &StateFiles,
 ) -> Result<std::result::Result<Live, Rebuilt>> {
-    let mut pause = Duration::from_micros(200);
+    let mut backoff = Backoff::new();
     let mut tries = 0;
     loop {
         let base = base_header(&Durable::reread(d)?, files)?;
@@ -421,8 +417,7 @@ fn usable_while_writer_opens(
                 });
             }
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        backoff.sleep();
     }
 }
 

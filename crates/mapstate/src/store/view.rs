@@ -210,10 +210,12 @@ impl View {
     /// live image again, and the tracker forgets their stores.
     pub(crate) fn discard(&mut self, ranges: &[(u64, u64)]) {
         let mapped = self.mapped();
+        if let Some(t) = &mut self.tracker {
+            t.adopt(&self.res, mapped as usize);
+        }
         for r in pages_of(ranges, mapped) {
             let _ = self.res.discard(r.start, r.len(), sys::Discard::DontNeed);
             if let Some(t) = &mut self.tracker {
-                t.adopt(&self.res, mapped as usize);
                 if t.forget(&self.res, r.start, r.len()).is_err() {
                     self.drop_tracker();
                 }
