@@ -13,6 +13,7 @@
 #   --disk-model M    direct | drop | random:P | keep (see run-cuts.sh -h)   default: direct
 #   --interval-ms T   periodic: the sync interval                            default: 100
 #   --shrink          the state's length also shrinks and regrows (saw tooth)
+#   --append          every transaction only appends pages (checkpoints without a journal)
 #   --threads N       sync: N threads commit through one SharedWriter (group commit)
 #   --control         negative control: the workload commits with PageCache durability while
 #                     printing what MODE promises; sync/periodic runs must then report violations
@@ -25,7 +26,7 @@
 # 1 = violations, 2 = harness or build error.
 set -uo pipefail
 
-MODE= CUTS=20 DISKMODEL=direct INTERVAL=100 SHRINK=0 CONTROL=0 THREADS=0 EXTRA=()
+MODE= CUTS=20 DISKMODEL=direct INTERVAL=100 SHRINK=0 APPEND=0 CONTROL=0 THREADS=0 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --mode) MODE=$2; shift;;
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --disk-model) DISKMODEL=$2; shift;;
     --interval-ms) INTERVAL=$2; shift;;
     --shrink) SHRINK=1;;
+    --append) APPEND=1;;
     --threads) THREADS=$2; shift;;
     --control) CONTROL=1;;
     --) shift; EXTRA=("$@"); break;;
@@ -46,6 +48,7 @@ case "$MODE" in
   *) echo "powercut.sh: --mode sync|periodic|pagecache is required" >&2; exit 2;;
 esac
 [ "$SHRINK" = 1 ] && MODEARGS="$MODEARGS --shrink"
+[ "$APPEND" = 1 ] && MODEARGS="$MODEARGS --append"
 CHECKARGS=$MODEARGS
 [ "$CONTROL" = 1 ] && MODEARGS="$MODEARGS --control"
 [ "$THREADS" != 0 ] && MODEARGS="$MODEARGS --threads $THREADS"

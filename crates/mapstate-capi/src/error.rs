@@ -191,7 +191,7 @@ thread_local! {
 /// The message of the last failed `mapstate_*` call on the calling thread:
 /// what happened, to which file, with the errno's name and what to do (for
 /// example `".../state.db is locked by another writer (pid 4242): close it
-/// first, or open with wait enabled"`). An empty string if no call failed on
+/// first, or open with wait_for_lock ..."`). An empty string if no call failed on
 /// this thread yet. Successful calls do not clear it.
 ///
 /// Ownership and lifetime: the string belongs to mapstate; do not free it.

@@ -109,6 +109,19 @@ enum Command {
         #[arg(long, alias = "wait")]
         wait_for_lock: bool,
     },
+    /// Delete a state: its durable file, redo log, checkpoint journal and live
+    /// image (deleting the file by hand leaves the live image in memory).
+    #[command(
+        after_help = "Example:\n  mapstate rm state.db\n\n        It takes the writer lock first: a state a writer has open is refused (exit 4) \
+        unless --wait-for-lock waits for it to close."
+    )]
+    Rm {
+        /// The state's durable file.
+        path: PathBuf,
+        /// Wait for a running writer to close instead of failing (exit 4).
+        #[arg(long, alias = "wait")]
+        wait_for_lock: bool,
+    },
     /// Print a line (or a JSON object with --json) for each commit as it is published.
     #[command(after_help = "Examples:\n  mapstate watch state.db\n  \
         mapstate watch state.db --json --count 10\n\n\
@@ -267,8 +280,22 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            // Usage errors under --json are JSON too (the flag is read
+            // from the raw arguments: they did not parse).
+            if code == EXIT_USAGE && std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                // What went wrong is what comes before the usage line.
+                let what = text.split("\n\nUsage:").next().unwrap_or_default();
+                let what = what.trim_start_matches("error: ");
+                let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
+                println!(
+                    "{}",
+                    json!({"error": what, "usage": text, "exit_code": code})
+                );
+            }
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+            return ExitCode::from(code);
         }
     };
     let json = cli.json;
@@ -285,6 +312,10 @@ fn main() -> ExitCode {
             path,
             wait_for_lock,
         } => state::recover(&path, wait_for_lock, json),
+        Command::Rm {
+            path,
+            wait_for_lock,
+        } => state::rm(&path, wait_for_lock, json),
         Command::Watch {
             path,
             count,

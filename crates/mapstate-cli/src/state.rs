@@ -38,7 +38,9 @@ pub(crate) fn create(
             return Err(Failure::new(
                 EXIT_FAILURE,
                 format!(
-                    "{} already exists: `mapstate info {}` shows it; remove it first to start over",
+                    "{} already exists: `mapstate info {}` shows it; `mapstate rm {}` deletes it \
+                     (and its live image) to start over",
+                    path.display(),
                     path.display(),
                     path.display()
                 ),
@@ -434,6 +436,27 @@ fn open_writer(path: &Path, wait: bool, json: bool) -> Result<Writer, Failure> {
 }
 
 /// `recover`: open as a writer (which is recovery), report, checkpoint, close.
+/// `rm`: deletes the state's files under its writer lock (a writer that
+/// has it open is refused, or waited for).
+pub(crate) fn rm(path: &Path, wait: bool, json: bool) -> CmdResult {
+    let w = open_writer(path, wait, json)?;
+    let files = w.files().clone();
+    w.remove()?;
+    if json {
+        println!(
+            "{}",
+            json!({"path": path, "removed": [files.durable(), files.log(), files.journal(), files.live()]})
+        );
+    } else {
+        println!(
+            "removed {} (its log, journal and live image {} too)",
+            path.display(),
+            files.live().display()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
 pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
     let t = Instant::now();
     let w = open_writer(path, wait, json)?;

@@ -53,9 +53,9 @@
 //! `Step::ALL` but `ReplayHalf` (`Visible`, the commit visible before its
 //! log position is published, included); the hook kills the child there:
 //! at a commit step at the 1st to 40th commit, at a checkpoint step at the
-//! 1st to 3rd checkpoint, or, every other turn for steps 12, 14 and 15, in
-//! its first empty-log checkpoint (step 13, half of the pages, has no pages
-//! to be half-way through there). The other kills are at random moments.
+//! 1st to 3rd checkpoint, or, every other turn for steps 13, 14 and 15, in
+//! its first empty-log checkpoint (step 12 is not reached there: a
+//! checkpoint of no page writes no journal). The other kills are at random moments.
 //! A step that a child armed for it does not reach within 2,000 commits is
 //! a failure, and so, in a run long enough to arm each of them (48 kills),
 //! is a step never killed at, or no kill in an empty-log checkpoint.
@@ -149,9 +149,10 @@ fn is_checkpoint_step(step: u32) -> bool {
 }
 
 /// Whether a checkpoint step is reached in a checkpoint of an empty log
-/// (step 13, half of the pages written, is not: there are none).
+/// (step 12, the journal synced, is not: a checkpoint of no page writes no
+/// journal).
 fn reached_when_empty(step: u32) -> bool {
-    matches!(step, 12 | 14 | 15)
+    matches!(step, 13..=15)
 }
 
 fn options() -> WriterOptions {
@@ -896,14 +897,14 @@ fn tally(out: &str, key: &str) -> Option<u64> {
 }
 
 /// Whether a run of `kills` is long enough to arm every step twice (once
-/// in an empty-log checkpoint, for steps 12, 14 and 15): it then leaves
+/// in an empty-log checkpoint, for steps 13, 14 and 15): it then leaves
 /// long gaps, and must have killed at every step.
 fn long_run(kills: u64) -> bool {
     kills >= 4 * steps().len() as u64
 }
 
 /// After the run: in a long run, every step must have been killed at, and
-/// steps 12, 14 and 15 in an empty-log checkpoint too. Returns the
+/// steps 13, 14 and 15 in an empty-log checkpoint too. Returns the
 /// violations.
 fn coverage_failures(kills: u64, cov: &Coverage) -> u64 {
     let steps = steps();

@@ -106,7 +106,7 @@ fn help_documents_exit_codes_and_an_example_per_subcommand() {
             .and(contains("Examples:")),
     );
     for sub in [
-        "create", "info", "verify", "recover", "watch", "get", "set", "dump", "torture",
+        "create", "info", "verify", "recover", "rm", "watch", "get", "set", "dump", "torture",
         "check-fs", "demo", "bench",
     ] {
         mapstate()
@@ -117,6 +117,54 @@ fn help_documents_exit_codes_and_an_example_per_subcommand() {
     }
     mapstate().arg("frobnicate").assert().code(2);
     mapstate().assert().code(2);
+    // Under --json a usage error is a JSON object on stdout too.
+    let a = mapstate().args(["--json", "frobnicate"]).assert().code(2);
+    let v = json_of(&a);
+    assert_eq!(v["exit_code"], 2, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("frobnicate"), "{v}");
+    let a = mapstate().args(["info", "--json"]).assert().code(2);
+    assert!(json_of(&a)["error"].as_str().unwrap().contains("PATH"));
+}
+
+/// `mapstate rm` deletes every file of a state, its live image in
+/// `/dev/shm` included (deleting the durable file by hand left that image
+/// in memory for good); a state a writer has open is refused.
+#[test]
+fn rm_deletes_every_file_of_a_state() {
+    let s = State::new("64KiB");
+    let files = mapstate::StateFiles::of(&s.path, None).unwrap();
+    let live = files.live().to_path_buf();
+    assert!(live.exists(), "{}", live.display());
+    let w = Writer::open(&s.path).unwrap();
+    let pid = std::process::id().to_string();
+    mapstate()
+        .args(["rm", s.p()])
+        .assert()
+        .code(4)
+        .stderr(contains(format!("pid {pid}")));
+    assert!(s.path.exists());
+    drop(w);
+    mapstate()
+        .args(["--json", "rm", s.p()])
+        .assert()
+        .success()
+        .stdout(contains("\"removed\""));
+    for f in [files.durable(), files.log(), files.journal(), &live] {
+        assert!(!f.exists(), "{} is left", f.display());
+    }
+    assert_eq!(std::fs::read_dir(s.dir.path()).unwrap().count(), 0);
+    mapstate()
+        .args(["rm", s.p()])
+        .assert()
+        .failure()
+        .stderr(contains("does not exist"));
+    // create on an existing state names rm.
+    let t = State::new("4KiB");
+    mapstate()
+        .args(["create", t.p()])
+        .assert()
+        .failure()
+        .stderr(contains(format!("mapstate rm {}", t.p())));
 }
 
 #[test]

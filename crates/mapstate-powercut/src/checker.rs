@@ -1,4 +1,4 @@
-//! `check MODE [INTERVAL_MS] [--shrink] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG`:
+//! `check MODE [INTERVAL_MS] [--shrink | --append] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG`:
 //! runs on the host after each power cut (the harness's checker contract).
 //!
 //! 1. Copies `ROOTDIR/state.db` and its `-wal` and `-ckpt` companions into a
@@ -40,6 +40,7 @@ pub(crate) const DEFAULT_SLACK_MS: u64 = 250;
 pub(crate) struct Args {
     pub(crate) mode: Mode,
     pub(crate) shrink: bool,
+    pub(crate) append: bool,
     pub(crate) fresh: bool,
     pub(crate) root: PathBuf,
     pub(crate) cycle_log: PathBuf,
@@ -110,7 +111,12 @@ fn recovered_counter(a: &Args) -> Result<Result<u64, String>, String> {
         Ok(x) => x,
         Err(e) => return Ok(Err(format!("recovery failed: {e}"))),
     };
-    let c = match crate::model::check(&snap, a.shrink) {
+    let checked = if a.append {
+        crate::model::append::check(&snap)
+    } else {
+        crate::model::check(&snap, a.shrink)
+    };
+    let c = match checked {
         Ok(c) => c,
         Err(e) => return Ok(Err(format!("torn state: {e}"))),
     };
@@ -253,6 +259,19 @@ mod tests {
     /// Runs the real workload transactions on the host against a temporary
     /// state, then the checker's recovery and invariant, to tie the model,
     /// the workload and the checker together.
+    /// The "power cut": copies the files under `root` (a writer may still
+    /// hold them) into `dir/cut` and recovers the copy with a fresh live
+    /// directory; returns the writer's sequence number and the state.
+    fn cut_and_recover(dir: &Path, root: &Path, mode: Mode) -> (u64, Vec<u8>) {
+        let cut = dir.join("cut");
+        std::fs::create_dir(&cut).unwrap();
+        assert!(copy_state(root, &cut).unwrap());
+        let fresh_live = dir.join("live2");
+        std::fs::create_dir(&fresh_live).unwrap();
+        let (wseq, _, snap) = recover(&cut.join(STATE), mode, &fresh_live).unwrap();
+        (wseq, snap)
+    }
+
     #[test]
     fn the_checker_accepts_a_recovered_workload_state_and_rejects_a_torn_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -273,13 +292,7 @@ mod tests {
             // Leave records 65..=150 in the log: no close, no checkpoint.
             std::mem::forget(w);
         }
-        // The "power cut": copy the files while the writer still holds them.
-        let cut = dir.path().join("cut");
-        std::fs::create_dir(&cut).unwrap();
-        assert!(copy_state(&root, &cut).unwrap());
-        let fresh_live = dir.path().join("live2");
-        std::fs::create_dir(&fresh_live).unwrap();
-        let (wseq, _, snap) = recover(&cut.join(STATE), mode, &fresh_live).unwrap();
+        let (wseq, snap) = cut_and_recover(dir.path(), &root, mode);
         assert_eq!(wseq, 150);
         assert_eq!(model::check(&snap, false), Ok(150));
         let mut torn = snap.clone();
@@ -296,6 +309,7 @@ mod tests {
         let a = Args {
             mode,
             shrink: false,
+            append: false,
             fresh: false,
             root: root.clone(),
             cycle_log: cyc.clone(),
@@ -312,6 +326,33 @@ mod tests {
         for (s, b) in ["", "-wal", "-ckpt"].iter().zip(&before) {
             assert_eq!(&std::fs::read(root.join(format!("{STATE}{s}"))).unwrap(), b);
         }
+    }
+
+    /// The append workload through a wrap (a cut back), checkpointed on
+    /// both sides of it, then recovered from a copy as after a power cut.
+    #[test]
+    fn the_checker_accepts_a_recovered_append_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        std::fs::create_dir(&live).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let p = root.join(STATE);
+        let mode = Mode::PageCache;
+        let last = model::append::APPEND_CYCLE + 40;
+        {
+            let mut w = options(mode).live_dir(&live).open(&p).unwrap();
+            for c in 1..=last {
+                crate::workload::append(&mut w, c).unwrap();
+                if c % 500 == 0 || c == model::append::APPEND_CYCLE + 1 {
+                    w.checkpoint().unwrap();
+                }
+            }
+            std::mem::forget(w);
+        }
+        let (wseq, snap) = cut_and_recover(dir.path(), &root, mode);
+        assert_eq!(wseq, last);
+        assert_eq!(model::append::check(&snap), Ok(last));
     }
 
     #[test]

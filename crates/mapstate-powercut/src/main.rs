@@ -2,7 +2,7 @@
 //! power-cut tests, run under the qemu harness in `../shared/powercut`
 //! (see `scripts/powercut.sh`).
 //!
-//! - `workload MODE [INTERVAL_MS] [--shrink] [--control] [--threads N]`
+//! - `workload MODE [INTERVAL_MS] [--shrink | --append] [--control] [--threads N]`
 //!   runs in the guest (cwd on the ext4 disk): recovers `state.db`, then
 //!   commits forever, printing what each mode promises (`committed N`,
 //!   `committed N T`, `checkpointed N`). `--control` is the negative
@@ -10,7 +10,7 @@
 //!   promises, so the checker must find lost commits (sync, periodic).
 //!   `--threads N` (sync only) commits from N threads on one `SharedWriter`,
 //!   so that group commit is what the power cuts test.
-//! - `check MODE [INTERVAL_MS] [--shrink] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG`
+//! - `check MODE [INTERVAL_MS] [--shrink | --append] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG`
 //!   runs on the host after each cut: recovers a copy of the state as the
 //!   next boot would, checks that it is exactly one committed state, and
 //!   that no more was lost than the mode allows. Exit 0 ok, 1 violation,
@@ -27,10 +27,11 @@ use std::process::ExitCode;
 use bounds::Mode;
 
 const USAGE: &str = "usage:
-  mapstate-powercut workload MODE [INTERVAL_MS] [--shrink] [--control] [--threads N]
-  mapstate-powercut check MODE [INTERVAL_MS] [--shrink] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG
+  mapstate-powercut workload MODE [INTERVAL_MS] [--shrink | --append] [--control] [--threads N]
+  mapstate-powercut check MODE [INTERVAL_MS] [--shrink | --append] [--fresh] ROOTDIR CYCLE_LOG ALL_LOG
 MODE: sync | periodic (needs INTERVAL_MS) | pagecache
 --shrink: the state's length follows a saw tooth (shrinks, then grows again)
+--append: every transaction only appends pages (cut back now and then)
 --fresh: the harness makes a new disk every cycle (no cross-cycle checks)
 --control: negative control: commit with PageCache durability whatever MODE promises
 --threads N: (sync) N threads commit through one SharedWriter (group commit)
@@ -38,10 +39,12 @@ env PC_SLACK_MS: periodic slack added to the interval (default 250)";
 
 /// The flags of both subcommands.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::struct_excessive_bools)] // three independent switches
+#[allow(clippy::struct_excessive_bools)] // independent switches
 pub(crate) struct Flags {
     /// The state's length follows a saw tooth.
     pub(crate) shrink: bool,
+    /// The append workload (`model::append`).
+    pub(crate) append: bool,
     /// A new disk every cycle.
     pub(crate) fresh: bool,
     /// Negative control: `PageCache` durability whatever the mode.
@@ -68,6 +71,7 @@ fn parse_common(args: &[String]) -> Result<(Mode, Flags, Vec<String>), String> {
                     .ok_or_else(|| format!("--threads {n}: not a positive number"))?;
             }
             "--shrink" => f.shrink = true,
+            "--append" => f.append = true,
             "--fresh" => f.fresh = true,
             "--control" => f.control = true,
             _ if interval.is_none() && rest.is_empty() && a.parse::<u64>().is_ok() => {
@@ -78,6 +82,9 @@ fn parse_common(args: &[String]) -> Result<(Mode, Flags, Vec<String>), String> {
     }
     if interval.is_some() && name != "periodic" {
         return Err(format!("INTERVAL_MS is for periodic only, not {name}"));
+    }
+    if f.append && (f.shrink || f.threads > 0) {
+        return Err("--append goes with neither --shrink nor --threads".into());
     }
     if f.threads > 0 && name != "sync" {
         return Err(format!("--threads is for sync only, not {name}"));
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
             Ok(checker::run(&checker::Args {
                 mode,
                 shrink: f.shrink,
+                append: f.append,
                 fresh: f.fresh,
                 root: PathBuf::from(root),
                 cycle_log: PathBuf::from(cycle_log),

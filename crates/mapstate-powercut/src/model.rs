@@ -242,6 +242,93 @@ fn describe(c: u64, page: u64, p: &[u8], e: u64) -> String {
     )
 }
 
+/// The append workload (`--append`): a state of [`INITIAL_PAGES`] zero
+/// pages to which every transaction appends [`append::APPEND_PAGES`] pages, each
+/// [`page_bytes`] of the transaction and the page (so the last page starts
+/// with the counter). Every [`append::APPEND_CYCLE`] transactions the state is cut
+/// back to [`INITIAL_PAGES`] first (one commit: the cut and the append), so
+/// that it stays below [`MAX_SIZE`]. Checkpoints then hold only pages past
+/// the durable image's end (no journal), except after a cut back, whose
+/// pages lie inside the image the last checkpoint wrote (journalled).
+pub(crate) mod append {
+    use super::{INITIAL_PAGES, MAX_SIZE, PAGE, describe, page_is, word};
+
+    /// Pages appended per transaction.
+    pub(crate) const APPEND_PAGES: u64 = 2;
+    /// Transactions between two cuts back to [`INITIAL_PAGES`].
+    pub(crate) const APPEND_CYCLE: u64 = (MAX_SIZE / PAGE - INITIAL_PAGES) / APPEND_PAGES;
+
+    /// The length of the state after transaction `c`, in pages.
+    pub(crate) fn len_pages(c: u64) -> u64 {
+        if c == 0 {
+            return INITIAL_PAGES;
+        }
+        INITIAL_PAGES + APPEND_PAGES * ((c - 1) % APPEND_CYCLE + 1)
+    }
+
+    /// Whether transaction `c` first cuts the state back.
+    pub(crate) fn cuts_back(c: u64) -> bool {
+        c > 1 && (c - 1) % APPEND_CYCLE == 0
+    }
+
+    /// The counter of the state `s`: the first word of its last page (0
+    /// for the initial zero pages).
+    pub(crate) fn counter(s: &[u8]) -> u64 {
+        if s.len() as u64 <= INITIAL_PAGES * PAGE {
+            return 0;
+        }
+        word(s, s.len() - PAGE as usize)
+    }
+
+    /// Checks that `s` is exactly the state after one transaction; returns
+    /// its counter, or what is wrong.
+    pub(crate) fn check(s: &[u8]) -> Result<u64, String> {
+        if s.len() as u64 % PAGE != 0 || (s.len() as u64) < INITIAL_PAGES * PAGE {
+            return Err(format!("the state is {} bytes long", s.len()));
+        }
+        let c = counter(s);
+        let want_len = len_pages(c) * PAGE;
+        if s.len() as u64 != want_len {
+            return Err(format!(
+                "commit {c}: the state is {} bytes long, but commit {c} made it {want_len}",
+                s.len()
+            ));
+        }
+        if let Some(i) = s[..(INITIAL_PAGES * PAGE) as usize]
+            .iter()
+            .position(|&b| b != 0)
+        {
+            return Err(format!("the initial pages hold a stray byte at offset {i}"));
+        }
+        // The transaction that appended each page since the last cut back.
+        let first = c - (c - 1) % APPEND_CYCLE;
+        for page in INITIAL_PAGES..len_pages(c) {
+            let e = first + (page - INITIAL_PAGES) / APPEND_PAGES;
+            let at = (page * PAGE) as usize;
+            let p = &s[at..at + PAGE as usize];
+            if !page_is(p, e, page) {
+                return Err(describe(c, page, p, e));
+            }
+        }
+        Ok(c)
+    }
+
+    /// The exact state after transaction `c` (for the tests).
+    #[cfg(test)]
+    pub(crate) fn build(c: u64) -> Vec<u8> {
+        let mut s = vec![0u8; (len_pages(c) * PAGE) as usize];
+        if c > 0 {
+            let first = c - (c - 1) % APPEND_CYCLE;
+            for page in INITIAL_PAGES..len_pages(c) {
+                let e = first + (page - INITIAL_PAGES) / APPEND_PAGES;
+                let at = (page * PAGE) as usize;
+                s[at..at + PAGE as usize].copy_from_slice(&super::page_bytes(e, page));
+            }
+        }
+        s
+    }
+}
+
 /// Builds the exact state after transaction `c` by replaying the model
 /// (for the tests).
 #[cfg(test)]
@@ -267,6 +354,31 @@ pub(crate) fn build(c: u64, shrink: bool) -> Vec<u8> {
 #[allow(clippy::many_single_char_names)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_append_model_accepts_its_states_and_rejects_torn_ones() {
+        use super::append::{APPEND_CYCLE, build, check};
+        for c in [0, 1, 2, 3, APPEND_CYCLE, APPEND_CYCLE + 1, APPEND_CYCLE + 2] {
+            assert_eq!(check(&build(c)), Ok(c), "commit {c}");
+        }
+        let s = build(5);
+        // The last page of commit 5 lost: the length says 5, the counter 4.
+        let lost = &s[..s.len() - PAGE as usize];
+        assert!(check(lost).is_err());
+        let mut torn = s.clone();
+        let n = torn.len();
+        torn[n - 100] ^= 1;
+        assert!(check(&torn).unwrap_err().contains("torn"));
+        let mut zeroed = build(APPEND_CYCLE + 2);
+        let at = (INITIAL_PAGES * PAGE) as usize;
+        zeroed[at..at + PAGE as usize].fill(0);
+        assert!(check(&zeroed).unwrap_err().contains("zeros"));
+        // A stale page of the previous cycle after the cut back.
+        let mut stale = build(APPEND_CYCLE + 1);
+        let at = (INITIAL_PAGES * PAGE) as usize;
+        stale[at..at + PAGE as usize].copy_from_slice(&page_bytes(1, INITIAL_PAGES));
+        assert!(check(&stale).is_err());
+    }
 
     #[test]
     fn plans_stay_inside_the_state() {

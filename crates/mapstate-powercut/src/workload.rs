@@ -1,4 +1,4 @@
-//! `workload MODE [INTERVAL_MS] [--shrink] [--control]`: runs in the guest, with its cwd
+//! `workload MODE [INTERVAL_MS] [--shrink | --append] [--control]`: runs in the guest, with its cwd
 //! on the ext4 disk, until the power goes. Opens (recovering) `state.db`,
 //! then commits transactions of the model (`model.rs`) forever, printing
 //! what it may promise after each one (see `bounds.rs` for the lines).
@@ -85,6 +85,31 @@ fn say(out: &mut impl Write, line: std::fmt::Arguments<'_>) -> bool {
 pub(crate) fn transaction(w: &mut Writer, c: u64, shrink: bool) -> mapstate::Result<u64> {
     let mut t = w.begin();
     fill(&mut t, c, shrink)?;
+    t.commit()
+}
+
+/// Runs transaction `c` of the append workload (`model::append`): even
+/// ones store the pages into `Txn::extend_on_write_from` (free stores past
+/// the end), odd ones and cuts back use `set_len` and `write_at`.
+pub(crate) fn append(w: &mut Writer, c: u64) -> mapstate::Result<u64> {
+    let mut t = w.begin();
+    let end = model::append::len_pages(c) * PAGE;
+    let from = end - model::append::APPEND_PAGES * PAGE;
+    let pages = from / PAGE..end / PAGE;
+    if c % 2 == 0 && !model::append::cuts_back(c) {
+        let s = t.extend_on_write_from(from)?;
+        for (i, p) in pages.enumerate() {
+            s[i * PAGE as usize..][..PAGE as usize].copy_from_slice(&model::page_bytes(c, p));
+        }
+    } else {
+        if model::append::cuts_back(c) {
+            t.set_len(model::INITIAL_PAGES * PAGE)?;
+        }
+        t.set_len(end)?;
+        for p in pages {
+            t.write_at(p * PAGE, &model::page_bytes(c, p))?;
+        }
+    }
     t.commit()
 }
 
@@ -219,14 +244,18 @@ pub(crate) fn run(mode: Mode, flags: Flags) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut b = [0u8; 8];
     let mut c = {
         let t = w.begin();
-        if let Err(e) = t.read_at(0, &mut b) {
-            say(&mut out, format_args!("error read counter: {e}"));
-            return ExitCode::from(1);
+        if flags.append {
+            model::append::counter(t.as_slice())
+        } else {
+            let mut word = [0u8; 8];
+            if let Err(e) = t.read_at(0, &mut word) {
+                say(&mut out, format_args!("error read counter: {e}"));
+                return ExitCode::from(1);
+            }
+            u64::from_le_bytes(word)
         }
-        u64::from_le_bytes(b)
     };
     say(
         &mut out,
@@ -244,7 +273,12 @@ pub(crate) fn run(mode: Mode, flags: Flags) -> ExitCode {
     }
     loop {
         c += 1;
-        if let Err(e) = transaction(&mut w, c, shrink) {
+        let r = if flags.append {
+            append(&mut w, c)
+        } else {
+            transaction(&mut w, c, shrink)
+        };
+        if let Err(e) = r {
             say(&mut out, format_args!("error commit {c}: {e}"));
             return ExitCode::from(1);
         }

@@ -11,8 +11,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Each variant carries what the user needs to act: the path, the operation
 /// and the errno where the kernel said no, and the numbers where a limit was
-/// hit. `Display` ends with a hint saying what to do.
-#[derive(Debug, thiserror::Error)]
+/// hit. `Display` ends with a hint saying what to do. `Debug` names the
+/// variant and gives the same text (`NotFound: state.db does not exist:
+/// ...`), so that `fn main() -> Result<(), Box<dyn std::error::Error>>`
+/// prints something a user can act on; `{:#?}` adds the underlying error.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A system call on a file failed.
@@ -27,9 +30,14 @@ pub enum Error {
         source: io::Error,
     },
     /// The file does not exist.
-    #[error("{} does not exist: create it first (or open with create enabled; its directory must exist)", path.display())]
+    #[error(
+        "{} does not exist: create it first (a state: open with create enabled, in a directory \
+         that exists; a directory: mkdir -p it)",
+        path.display()
+    )]
     NotFound {
-        /// The missing path.
+        /// The missing path: the state's file, or the outermost of its
+        /// directories that does not exist.
         path: PathBuf,
     },
     /// The process may not open the file as asked.
@@ -315,7 +323,50 @@ pub enum Error {
     },
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            f.debug_struct(self.variant())
+                .field("message", &format_args!("{self}"))
+                .field("source", &std::error::Error::source(self))
+                .finish()
+        } else {
+            write!(f, "{}: {self}", self.variant())
+        }
+    }
+}
+
 impl Error {
+    /// The variant's name, as `Debug` prints it.
+    fn variant(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "Io",
+            Error::NotFound { .. } => "NotFound",
+            Error::PermissionDenied { .. } => "PermissionDenied",
+            Error::ReadOnlyFilesystem { .. } => "ReadOnlyFilesystem",
+            Error::UnsuitableFilesystem { .. } => "UnsuitableFilesystem",
+            Error::NotAFile { .. } => "NotAFile",
+            Error::InvalidSize { .. } => "InvalidSize",
+            Error::OutOfBounds { .. } => "OutOfBounds",
+            Error::Misaligned { .. } => "Misaligned",
+            Error::ReadOnly { .. } => "ReadOnly",
+            Error::FallocateUnsupported { .. } => "FallocateUnsupported",
+            Error::NoSpace { .. } => "NoSpace",
+            Error::PastMaximum { .. } => "PastMaximum",
+            Error::MemlockLimit { .. } => "MemlockLimit",
+            Error::Unsupported { .. } => "Unsupported",
+            Error::Foreign { .. } => "Foreign",
+            Error::TooNew { .. } => "TooNew",
+            Error::Truncated { .. } => "Truncated",
+            Error::Corrupt { .. } => "Corrupt",
+            Error::Locked { .. } => "Locked",
+            Error::ForeignLock { .. } => "ForeignLock",
+            Error::WriterNotVisible { .. } => "WriterNotVisible",
+            Error::Poisoned { .. } => "Poisoned",
+            Error::WriterDied { .. } => "WriterDied",
+        }
+    }
+
     /// Builds [`Error::Io`].
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
@@ -402,5 +453,30 @@ fn io_hint(e: &io::Error) -> &'static str {
             ": out of memory or address space (check `ulimit -v` and vm.max_map_count)"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// `fn main() -> Result<(), Box<dyn Error>>` prints `Debug`: it printed
+    /// `NotFound { path: "…" }`, without the text that says what to do.
+    #[test]
+    fn debug_names_the_variant_and_says_what_to_do() {
+        let e = Error::NotFound {
+            path: "/x/state.db".into(),
+        };
+        let d = format!("{e:?}");
+        assert!(
+            d.starts_with("NotFound: /x/state.db does not exist: create it first ("),
+            "{d}"
+        );
+        let e = Error::io("open", "/x", std::io::Error::from_raw_os_error(13));
+        let d = format!("{e:#?}");
+        assert!(
+            d.starts_with("Io {") && d.contains("EACCES") && d.contains("source: Some("),
+            "{d}"
+        );
     }
 }

@@ -93,10 +93,26 @@ pub(crate) fn check_filesystem(file: &File, path: &Path, allow: bool) -> Result<
     Ok(())
 }
 
+/// What ENOENT at `path` is about: the outermost of its directories that
+/// does not exist, or `path` itself (a missing file in an existing
+/// directory). `create /missing/dir/x` then names `/missing`.
+fn first_missing(path: &Path) -> PathBuf {
+    let mut missing = path;
+    for dir in path.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() || std::fs::symlink_metadata(dir).is_ok() {
+            break;
+        }
+        missing = dir;
+    }
+    missing.into()
+}
+
 /// Turns an `open(2)` failure into the most precise error.
 pub(crate) fn open_error(path: &Path, write: bool, e: io::Error) -> Error {
     match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::NotFound { path: path.into() },
+        Some(libc::ENOENT) => Error::NotFound {
+            path: first_missing(path),
+        },
         Some(libc::EROFS) => Error::ReadOnlyFilesystem { path: path.into() },
         Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied {
             path: path.into(),

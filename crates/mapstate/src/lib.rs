@@ -109,6 +109,40 @@ pub use store::StateFiles;
 pub use sys::{Advice, Discard, Flush, Protection};
 pub use txn::Txn;
 pub use writer::Writer;
+/// The `zerocopy` crate whose traits [`Txn::get`], [`Txn::get_mut`] and
+/// [`Reader::read`] ask of a type, re-exported so that a program needs no
+/// copy of its own (nor has to match its version). Its derives name the
+/// crate `::zerocopy` unless told otherwise, so derive through the
+/// re-export with `#[zerocopy(crate = "mapstate::zerocopy")]`:
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use mapstate::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+/// use mapstate::{Offset, Reader, Writer};
+///
+/// #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+/// #[zerocopy(crate = "mapstate::zerocopy")]
+/// #[repr(C)]
+/// struct Settings {
+///     version: u64,
+///     threads: u32,
+///     verbose: u32,
+/// }
+///
+/// let path = dir.path().join("settings");
+/// let mut w = Writer::options().create(true).len(4096).open(&path)?;
+/// let at = Offset::<Settings>::new(0);
+/// let mut t = w.begin();
+/// let s = t.get_mut(at)?;
+/// s.version = 2;
+/// s.threads = 8;
+/// t.commit()?;
+/// assert_eq!(Reader::open(&path)?.read(at)?.threads, 8);
+/// # Ok(())
+/// # }
+/// ```
+pub use zerocopy;
 
 /// The README's example, compiled by `cargo test --doc` (not run: it would
 /// leave `state.db` in the crate's directory), so that what users copy

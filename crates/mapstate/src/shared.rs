@@ -94,6 +94,8 @@ impl SharedWriter {
     /// Runs `f` as one transaction and commits it with the writer's
     /// durability; returns the commit's sequence number and `f`'s result.
     /// If `f` fails, the transaction is discarded and its error returned.
+    /// A closure with errors of its own (an `Ok(Err(..))` here would commit
+    /// what it changed before failing) uses [`SharedWriter::try_transaction`].
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R>) -> Result<(u64, R)> {
         self.transaction_with(self.durability, f)
     }
@@ -104,6 +106,61 @@ impl SharedWriter {
         durability: Durability,
         f: impl FnOnce(&mut Txn<'_>) -> Result<R>,
     ) -> Result<(u64, R)> {
+        self.try_transaction_with(durability, f)
+    }
+
+    /// Runs `f` as one transaction whose errors are the application's own
+    /// (any `E` that a mapstate [`Error`] converts into): if `f` returns
+    /// `Err`, the transaction is discarded, so a half-made change (one
+    /// side of a transfer, say) never commits; otherwise it is committed
+    /// with the writer's durability.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// use mapstate::{SharedWriter, Writer};
+    ///
+    /// #[derive(Debug)]
+    /// enum TransferError {
+    ///     Insufficient,
+    ///     State(mapstate::Error),
+    /// }
+    /// impl From<mapstate::Error> for TransferError {
+    ///     fn from(e: mapstate::Error) -> Self {
+    ///         TransferError::State(e)
+    ///     }
+    /// }
+    ///
+    /// let w = Writer::options().create(true).len(16).open(dir.path().join("accounts"))?;
+    /// let shared = SharedWriter::new(w)?;
+    /// let r = shared.try_transaction(|t| {
+    ///     let mut from = [0u8; 8];
+    ///     t.read_at(0, &mut from)?;
+    ///     t.write_at(8, &100u64.to_le_bytes())?; // credited first...
+    ///     if u64::from_le_bytes(from) < 100 {
+    ///         return Err(TransferError::Insufficient); // ...and discarded
+    ///     }
+    ///     Ok(())
+    /// });
+    /// assert!(matches!(r, Err(TransferError::Insufficient)));
+    /// assert_eq!(shared.lock().seq(), 0); // nothing was committed
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_transaction<R, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<(u64, R), E> {
+        self.try_transaction_with(self.durability, f)
+    }
+
+    /// As [`SharedWriter::try_transaction`] with another durability for
+    /// this commit.
+    pub fn try_transaction_with<R, E: From<Error>>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Txn<'_>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<(u64, R), E> {
         self.check_failed()?;
         let sync = durability == Durability::Sync;
         let _inside = sync.then(|| Inside::enter(self));

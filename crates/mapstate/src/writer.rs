@@ -388,22 +388,26 @@ impl Writer {
             return Err(fs::growth_failure(&self.live.path, f, self.max_size()));
         }
         let mut ranges = std::mem::take(&mut self.pending.ranges);
+        // The ranges the transaction stored explicitly; the free stores
+        // found at commit are added after them.
+        let explicit = ranges.len();
         let r = self.commit_ranges(&mut ranges, durability);
         self.pending.ranges = ranges;
         if r.is_ok() {
-            self.note_view_writes();
+            self.note_view_writes(explicit);
             self.pending.reset(self.len);
         }
         r
     }
 
     /// After a transaction ends: what it wrote into the view itself (its
-    /// ranges, and the zeros of a shrink) is not a free store of the next
-    /// one.
-    fn note_view_writes(&mut self) {
+    /// first `explicit` ranges, and the zeros of a shrink) is not a free
+    /// store of the next one. The free stores a commit found need no note:
+    /// the scan that found them protected their pages again.
+    fn note_view_writes(&mut self, explicit: usize) {
         let zeroed = self.pending.zero_from.map(|z| (z, u64::MAX - z));
-        let ranges = self.pending.ranges.iter().copied().chain(zeroed);
-        self.view.note_written(ranges);
+        let ranges = self.pending.ranges.iter().take(explicit).copied();
+        self.view.note_written(ranges.chain(zeroed));
     }
 
     fn commit_ranges(
@@ -533,7 +537,7 @@ impl Writer {
                     self.view.restore(&self.live, &[(z, end - z)]);
                 }
             }
-            self.note_view_writes();
+            self.note_view_writes(self.pending.ranges.len());
         } else {
             self.view.discard_all();
         }

@@ -162,6 +162,16 @@ fn as_child() -> bool {
                 .unwrap();
             std::process::exit(0);
         }
+        // Appends three pages past the durable image's end, then is killed
+        // at step `a[2]` of the checkpoint.
+        "append-killed" => {
+            let mut w = child_opts(&path).open(&path).unwrap();
+            append_three_pages(&mut w);
+            let step = Step::from_number(a[2].parse().unwrap()).unwrap();
+            mapstate::testing::crash_at(step, 1);
+            w.checkpoint().unwrap();
+            unreachable!("the crash hook kills the process at {step:?}");
+        }
         other => panic!("unknown child role {other}"),
     }
 }
@@ -176,7 +186,9 @@ fn sync_commits_after_a_checkpoint_killed_with_an_empty_log_survive_a_reboot() {
     if as_child() {
         return;
     }
-    for step in [Step::JournalSynced, Step::DurableSynced, Step::HeaderSynced] {
+    // A checkpoint of an empty log writes no journal (it has no page to
+    // write): no `JournalSynced` step.
+    for step in [Step::DurableSynced, Step::HeaderSynced] {
         let (_d, p, o) = setup();
         let mut w = o.open(&p).unwrap();
         for c in 1..=5 {
@@ -424,6 +436,90 @@ fn record_syncs() -> std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>> {
         }
     })));
     seen
+}
+
+/// The state's length in `setup`; `append_three_pages` appends past it.
+const SETUP_LEN: u64 = 1 << 16;
+
+/// One commit of three pages of 0xa5 past the end of a state of
+/// `SETUP_LEN` bytes (nothing within it changes).
+fn append_three_pages(w: &mut Writer) {
+    let mut t = w.begin();
+    t.set_len(SETUP_LEN + 3 * PAGE).unwrap();
+    t.write_at(SETUP_LEN, &[0xa5; 3 * PAGE as usize]).unwrap();
+    t.commit().unwrap();
+}
+
+/// Whether the state at `path` holds `setup`'s zeros and the three
+/// appended pages, as a writer and, after a reboot, as a reader see it.
+fn holds_the_append(path: &Path) -> Result<(), String> {
+    let expect: Vec<u8> = (0..SETUP_LEN + 3 * PAGE)
+        .map(|i| if i < SETUP_LEN { 0 } else { 0xa5 })
+        .collect();
+    let mut w = child_opts(path).open(path).unwrap();
+    let writer_sees = w.begin().as_slice().to_vec();
+    w.close().unwrap();
+    reboot(path);
+    let (_, rebuilt) = child_opts(path)
+        .reader()
+        .open(path)
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    for (who, got) in [
+        ("the writer", writer_sees),
+        ("a reader after a reboot", rebuilt),
+    ] {
+        if got != expect {
+            return Err(format!("{who} sees {} bytes, not the append", got.len()));
+        }
+    }
+    Ok(())
+}
+
+/// A checkpoint whose pages all lie past the durable image's end (an
+/// append) writes them into the durable file once: no journal is written
+/// or synced (before, every byte went to the log, the journal and the
+/// durable file). Killed at each of its steps, the state reopens with the
+/// append, from the log.
+#[test]
+fn an_append_is_checkpointed_without_a_journal() {
+    const TEST: &str = "an_append_is_checkpointed_without_a_journal";
+    if child_role().is_some_and(|a| a[0] == "syncs") {
+        let (_d, p, o) = setup();
+        o.open(&p).unwrap().close().unwrap();
+        let mut w = o.open(&p).unwrap();
+        append_three_pages(&mut w);
+        let seen = record_syncs();
+        w.checkpoint().unwrap();
+        mapstate::testing::disarm_syncs();
+        let seen = seen.lock().unwrap();
+        assert!(
+            !seen.iter().any(|n| n.ends_with("state-ckpt")),
+            "the journal was synced: {seen:?}"
+        );
+        let journal = std::fs::metadata(w.files().journal()).map_or(0, |m| m.len());
+        assert_eq!(journal, 0, "the journal holds bytes");
+        w.close().unwrap();
+        holds_the_append(&p).unwrap();
+        println!("child ok");
+        return;
+    }
+    if as_child() {
+        return;
+    }
+    let (st, out) = child(TEST, "syncs", &["-"]);
+    assert!(st.success() && out.contains("child ok"), "{out}");
+    for step in [Step::DurableHalf, Step::DurableSynced, Step::HeaderSynced] {
+        let (_d, p, o) = setup();
+        o.open(&p).unwrap().close().unwrap();
+        let ps = p.to_str().unwrap();
+        let (st, out) = child(TEST, "append-killed", &[ps, &step.number().to_string()]);
+        assert_eq!(st.signal(), Some(9), "not killed at {step:?}: {out}");
+        if let Err(e) = holds_the_append(&p) {
+            panic!("killed at {step:?}: {e}");
+        }
+    }
 }
 
 /// Bug 9: the journal was created without syncing its directory, so a power

@@ -1116,3 +1116,26 @@ fn a_reader_waits_for_a_writer_between_its_two_locks() {
         opened.join().unwrap().unwrap();
     });
 }
+
+/// Creating a state in a directory that does not exist named the state's
+/// path, not the directory to make.
+#[test]
+fn creating_in_a_missing_directory_names_the_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing");
+    let path = missing.join("dir").join("state");
+    let e = Writer::options().create(true).open(&path).unwrap_err();
+    assert!(
+        matches!(&e, Error::NotFound { path } if *path == missing),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("mkdir -p"), "{e}");
+    // A missing state in a directory that exists names the state.
+    let state = d.path().join("state");
+    let e = Writer::open(&state).unwrap_err();
+    assert!(
+        matches!(&e, Error::NotFound { path } if *path == state),
+        "{e:?}"
+    );
+    assert!(!missing.exists());
+}

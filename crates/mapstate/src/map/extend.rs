@@ -23,6 +23,7 @@ impl Mapping {
                 limit: self.res.capacity() - sys::grow::GUARD,
                 mapped: page_up(self.len) as usize,
                 prefault: true,
+                max_chunk: crate::sys::grow::CHUNK_MAX,
             },
         )
         .map_err(|e| Error::io("register for extend-on-write", &self.path, e))?;

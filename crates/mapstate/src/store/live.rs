@@ -97,6 +97,7 @@ impl Live {
                         limit: (PAGE + max_size) as usize,
                         mapped: PAGE as usize,
                         prefault: false,
+                        max_chunk: crate::sys::grow::CHUNK_MAX,
                     },
                 )
                 .map_err(|e| Error::io("register the live image for growth", path, e))?,

@@ -60,6 +60,7 @@ impl View {
                 limit,
                 mapped: 0,
                 prefault: false,
+                max_chunk: crate::sys::grow::CHUNK_MIN,
             },
         )
         .map_err(|e| Error::io("register the view for extend-on-write", &live.path, e))?;

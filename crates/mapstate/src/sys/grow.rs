@@ -72,9 +72,10 @@ use super::mem::{MapKind, Reservation};
 use super::signals::{call_previous, get_action, set_action};
 
 /// Growth chunks: 1 MiB first, doubled while growths come quickly, up to
-/// 64 MiB (and at most an eighth of what is mapped).
-const CHUNK_MIN: usize = 1 << 20;
-const CHUNK_MAX: usize = 64 << 20;
+/// 64 MiB (and at most an eighth of what is mapped, and the region's
+/// `Spec::max_chunk`).
+pub(crate) const CHUNK_MIN: usize = 1 << 20;
+pub(crate) const CHUNK_MAX: usize = 64 << 20;
 
 /// Address space a growable region reserves past its maximum size: an
 /// access there is a growth failure (`Failure::errno` 0, the caller's
@@ -139,6 +140,12 @@ pub(crate) struct Spec {
     /// `grow` bench). Shared file mappings only: in a private one every page
     /// would become a private copy and look written.
     pub(crate) prefault: bool,
+    /// The largest chunk one growth maps (at least `CHUNK_MIN`). The
+    /// writer's view keeps it at `CHUNK_MIN`: a commit of free stores
+    /// looks at every page from where the transaction handed the view out
+    /// to its mapped end, so a chunk mapped far ahead of an append is
+    /// looked at by every commit until the state reaches it.
+    pub(crate) max_chunk: usize,
 }
 
 struct GrowState {
@@ -475,7 +482,9 @@ impl GrowState {
         let last = self.last_ns.swap(now, Relaxed);
         let c = self.chunk.load(Relaxed);
         let c = if last != 0 && now.saturating_sub(last) < 50_000_000 {
-            (c * 2).min(CHUNK_MAX)
+            (c * 2)
+                .min(CHUNK_MAX)
+                .min(self.spec.max_chunk.max(CHUNK_MIN))
         } else {
             (c / 2).max(CHUNK_MIN)
         };
