@@ -555,7 +555,8 @@ int mapstate_txn_write_at(struct mapstate_writer *w, uint64_t offset, const void
  * process at once, with the durability the writer was opened with, and
  * survives any crash of this process from now on. `*seq` (if `seq` is not
  * NULL) receives the commit's sequence number (1 for the first commit of a
- * new state, then +1 per commit).
+ * new state, then +1 per commit that changes something; a transaction that
+ * changed nothing commits nothing and gets the previous number).
  *
  * Whatever it returns, the transaction is over: on failure it is discarded
  * (the state is as before `mapstate_writer_begin()`), and pointers from
