@@ -111,10 +111,9 @@ enum Command {
     },
     /// Delete a state: its durable file, redo log, checkpoint journal and live
     /// image (deleting the file by hand leaves the live image in memory).
-    #[command(
-        after_help = "Example:\n  mapstate rm state.db\n\n        It takes the writer lock first: a state a writer has open is refused (exit 4) \
-        unless --wait-for-lock waits for it to close."
-    )]
+    #[command(after_help = "Example:\n  mapstate rm state.db\n\n\
+        It takes the writer lock first: a state a writer has open is refused (exit 4) \
+        unless --wait-for-lock waits for it to close.")]
     Rm {
         /// The state's durable file.
         path: PathBuf,

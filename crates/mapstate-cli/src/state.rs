@@ -435,7 +435,6 @@ fn open_writer(path: &Path, wait: bool, json: bool) -> Result<Writer, Failure> {
     }
 }
 
-/// `recover`: open as a writer (which is recovery), report, checkpoint, close.
 /// `rm`: deletes the state's files under its writer lock (a writer that
 /// has it open is refused, or waited for).
 pub(crate) fn rm(path: &Path, wait: bool, json: bool) -> CmdResult {
@@ -457,6 +456,7 @@ pub(crate) fn rm(path: &Path, wait: bool, json: bool) -> CmdResult {
     Ok(EXIT_OK)
 }
 
+/// `recover`: open as a writer (which is recovery), report, checkpoint, close.
 pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
     let t = Instant::now();
     let w = open_writer(path, wait, json)?;

@@ -259,6 +259,30 @@ mod tests {
     /// Runs the real workload transactions on the host against a temporary
     /// state, then the checker's recovery and invariant, to tie the model,
     /// the workload and the checker together.
+    /// A state in `root` of a new temporary directory (its live image in
+    /// `live` beside it) after `commit(w, c)` for `c` in `1..=last`, its
+    /// writer left open (no close, no checkpoint), as a power cut finds it.
+    fn left_running(
+        mode: Mode,
+        last: u64,
+        mut commit: impl FnMut(&mut mapstate::Writer, u64),
+    ) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        std::fs::create_dir(&live).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut w = options(mode)
+            .live_dir(&live)
+            .open(root.join(STATE))
+            .unwrap();
+        for c in 1..=last {
+            commit(&mut w, c);
+        }
+        std::mem::forget(w);
+        (dir, root)
+    }
+
     /// The "power cut": copies the files under `root` (a writer may still
     /// hold them) into `dir/cut` and recovers the copy with a fresh live
     /// directory; returns the writer's sequence number and the state.
@@ -274,24 +298,14 @@ mod tests {
 
     #[test]
     fn the_checker_accepts_a_recovered_workload_state_and_rejects_a_torn_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let live = dir.path().join("live");
-        std::fs::create_dir(&live).unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let p = root.join(STATE);
         let mode = Mode::PageCache;
-        {
-            let mut w = options(mode).live_dir(&live).open(&p).unwrap();
-            for c in 1..=150 {
-                crate::workload::transaction(&mut w, c, false).unwrap();
-                if c == 64 {
-                    w.checkpoint().unwrap();
-                }
+        // Records 65..=150 are left in the log.
+        let (dir, root) = left_running(mode, 150, |w, c| {
+            crate::workload::transaction(w, c, false).unwrap();
+            if c == 64 {
+                w.checkpoint().unwrap();
             }
-            // Leave records 65..=150 in the log: no close, no checkpoint.
-            std::mem::forget(w);
-        }
+        });
         let (wseq, snap) = cut_and_recover(dir.path(), &root, mode);
         assert_eq!(wseq, 150);
         assert_eq!(model::check(&snap, false), Ok(150));
@@ -332,24 +346,14 @@ mod tests {
     /// both sides of it, then recovered from a copy as after a power cut.
     #[test]
     fn the_checker_accepts_a_recovered_append_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let live = dir.path().join("live");
-        std::fs::create_dir(&live).unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let p = root.join(STATE);
         let mode = Mode::PageCache;
         let last = model::append::APPEND_CYCLE + 40;
-        {
-            let mut w = options(mode).live_dir(&live).open(&p).unwrap();
-            for c in 1..=last {
-                crate::workload::append(&mut w, c).unwrap();
-                if c % 500 == 0 || c == model::append::APPEND_CYCLE + 1 {
-                    w.checkpoint().unwrap();
-                }
+        let (dir, root) = left_running(mode, last, |w, c| {
+            crate::workload::append(w, c).unwrap();
+            if c % 500 == 0 || c == model::append::APPEND_CYCLE + 1 {
+                w.checkpoint().unwrap();
             }
-            std::mem::forget(w);
-        }
+        });
         let (wseq, snap) = cut_and_recover(dir.path(), &root, mode);
         assert_eq!(wseq, last);
         assert_eq!(model::append::check(&snap), Ok(last));

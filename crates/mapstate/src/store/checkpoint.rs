@@ -55,29 +55,26 @@ pub(crate) fn run(
     }
     let target = durable.next_header(seq, len);
     let pages = changed.below(len.div_ceil(PAGE));
-    if pages.first().is_none_or(|&p| p * PAGE >= durable_len) {
-        // Only pages past the durable image's end (an append): none of
-        // them is part of the image the current header describes, so a
-        // crash before the new header leaves that image whole, and the
-        // header (two slots) is the commit point. No journal: each byte
-        // goes to the disk once. (One left by an earlier life leads from
-        // another header and is ignored; it is emptied all the same.)
-        finish(durable, target, Pages::Live(live, &pages))?;
-        testing::point(Step::HeaderSynced);
-        journal::truncate(journal_path, durable.owner);
-        return Ok(target);
+    // Pages only past the durable image's end (an append, or none): none
+    // of them is part of the image the current header describes, so a
+    // crash before the new header leaves that image whole, and the header
+    // (two slots) is the commit point. No journal then: each byte goes to
+    // the disk once.
+    if pages.first().is_some_and(|&p| p * PAGE < durable_len) {
+        journal::write(journal_path, durable.owner, &target, &pages, |no, buf| {
+            let n = (len - no * PAGE).min(PAGE) as usize;
+            live.read(no * PAGE, &mut buf[..n]);
+            buf[n..].fill(0);
+        })?;
+        testing::point(Step::JournalSynced);
     }
-    journal::write(journal_path, durable.owner, &target, &pages, |no, buf| {
-        let n = (len - no * PAGE).min(PAGE) as usize;
-        live.read(no * PAGE, &mut buf[..n]);
-        buf[n..].fill(0);
-    })?;
-    testing::point(Step::JournalSynced);
-    // The same pages again, from the live image (unchanged meanwhile: only
-    // this thread commits): what a crash from here on leaves is finished
-    // from the journal, which holds the same bytes.
+    // The pages (again, if journalled) from the live image, unchanged
+    // meanwhile (only this thread commits): what a crash from here on
+    // leaves is finished from the journal, which holds the same bytes.
     finish(durable, target, Pages::Live(live, &pages))?;
     testing::point(Step::HeaderSynced);
+    // Emptied (a journal an earlier life left, which leads from another
+    // header and is ignored, all the same).
     journal::truncate(journal_path, durable.owner);
     Ok(target)
 }
@@ -86,7 +83,8 @@ pub(crate) fn run(
 #[derive(Clone, Copy)]
 pub(crate) enum Pages<'a> {
     /// The live image, whose pages (these page numbers) the checkpoint
-    /// just wrote into the journal.
+    /// just wrote into the journal, or that lie past the durable image's
+    /// end.
     Live(&'a Live, &'a [u64]),
     /// A journal that a crash left behind.
     Journal(&'a Journal),
