@@ -70,7 +70,14 @@ pub(crate) fn run(extra: &[String], dry_run: bool, json: bool) -> CmdResult {
         return Ok(EXIT_OK);
     };
     if dry_run {
-        println!("cd {} && {shown}", root.display());
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"ran": false, "dir": root, "command": shown, "full": FULL})
+            );
+        } else {
+            println!("cd {} && {shown}", root.display());
+        }
         return Ok(EXIT_OK);
     }
     let pb = util::spinner(

@@ -500,17 +500,18 @@ pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
 
 /// Checks that `offset..offset + len` lies inside a state of `size` bytes.
 fn check_range(offset: u64, len: u64, size: u64) -> Result<(), Failure> {
-    match offset.checked_add(len) {
-        Some(end) if end <= size => Ok(()),
-        _ => Err(Failure::new(
-            EXIT_FAILURE,
-            format!(
-                "the range {offset}..{} is past the end of the state ({size} bytes): \
-                 use an offset and length inside it (`mapstate info` shows the length)",
-                offset.saturating_add(len)
-            ),
-        )),
-    }
+    let what = match offset.checked_add(len) {
+        Some(end) if end <= size => return Ok(()),
+        Some(end) => format!("the range {offset}..{end} is past the end of the state"),
+        None => format!("offset {offset} plus length {len} is past the end of the state"),
+    };
+    Err(Failure::new(
+        EXIT_FAILURE,
+        format!(
+            "{what}, which is {size} bytes long: use an offset and length inside it \
+             (`mapstate info` shows the length)"
+        ),
+    ))
 }
 
 /// `get`: bytes of one committed state.
@@ -562,20 +563,26 @@ pub(crate) fn set(
     let end = offset.checked_add(data.len() as u64);
     let old_len = w.len();
     let mut t = w.begin();
+    let refuse = |why: String| {
+        Err(Failure::new(
+            EXIT_FAILURE,
+            format!(
+                "cannot write {} bytes at offset {offset}: {why}; nothing was changed",
+                data.len()
+            ),
+        ))
+    };
     match end {
         Some(end) if end > t.len() && grow => t.set_len(end)?,
         Some(end) if end <= t.len() => {}
-        _ => {
-            return Err(Failure::new(
-                EXIT_FAILURE,
-                format!(
-                    "cannot write {} bytes at offset {offset}: the state is {} bytes long \
-                     (pass --grow to lengthen it, up to its maximum size); nothing was changed",
-                    data.len(),
-                    t.len()
-                ),
+        Some(_) => {
+            return refuse(format!(
+                "the state is {} bytes long (pass --grow to lengthen it, up to its \
+                 maximum size)",
+                t.len()
             ));
         }
+        None => return refuse("that is past the largest offset there is".into()),
     }
     t.write_at(offset, data)?;
     let seq = t.commit()?;
@@ -595,7 +602,7 @@ pub(crate) fn set(
             if new_len == old_len {
                 String::new()
             } else {
-                format!(", length {} -> {}", human(old_len), human(new_len))
+                format!(", length {}", util::human_change(old_len, new_len))
             }
         );
     }

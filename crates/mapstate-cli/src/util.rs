@@ -144,12 +144,30 @@ pub(crate) fn human(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[i])
+    let shown = if v.fract() == 0.0 {
+        return format!("{v:.0} {}", UNITS[i]);
     } else if v < 10.0 {
-        format!("{v:.2} {}", UNITS[i])
+        format!("{v:.2}")
     } else {
-        format!("{v:.1} {}", UNITS[i])
+        format!("{v:.1}")
+    };
+    if shown.trim_end_matches('0').ends_with('.') {
+        // Rounded to a whole number it is not (4100 is not "4.00 KiB").
+        format!("{bytes} B")
+    } else {
+        format!("{shown} {}", UNITS[i])
+    }
+}
+
+/// Formats a change of size for people: `64 KiB -> 1 MiB` when both are
+/// whole units, else in bytes (`65536 -> 65539 bytes`, not `64 KiB -> 64.0
+/// KiB`).
+pub(crate) fn human_change(old: u64, new: u64) -> String {
+    let whole = |n: u64| n < 1024 || n.is_multiple_of(1 << (10 * (n.ilog2() / 10)));
+    if whole(old) && whole(new) {
+        format!("{} -> {}", human(old), human(new))
+    } else {
+        format!("{old} -> {new} bytes")
     }
 }
 
@@ -611,6 +629,15 @@ mod tests {
         assert_eq!(human(4096), "4 KiB");
         assert_eq!(human(1536 << 10), "1.50 MiB");
         assert_eq!(human(1 << 30), "1 GiB");
+        assert_eq!(human(4100), "4100 B");
+        assert_eq!(human((64 << 10) + 3), "65539 B");
+        assert_eq!(human_change(64 << 10, 1 << 20), "64 KiB -> 1 MiB");
+        assert_eq!(human_change(65536, 65539), "65536 -> 65539 bytes");
+        assert_eq!(human_change(100, 1 << 30), "100 B -> 1 GiB");
+        assert_eq!(
+            human_change(3 << 20, (3 << 20) + 4096),
+            "3145728 -> 3149824 bytes"
+        );
     }
 
     #[test]

@@ -332,8 +332,13 @@ fn set_get_dump_round_trip() {
         .args(["set", s.p(), "--offset", "64KiB", "--str", "tail", "--grow"])
         .assert()
         .success()
-        .stdout(contains("length 64 KiB -> "));
+        .stdout(contains("length 65536 -> 65540 bytes"));
     assert_eq!(Reader::open(&s.path).unwrap().len(), (64 << 10) + 4);
+    mapstate()
+        .args(["set", s.p(), "--offset", "128KiB", "--str", "x", "--grow"])
+        .assert()
+        .success()
+        .stdout(contains("length 65540 -> 131073 bytes"));
 }
 
 #[test]
@@ -386,6 +391,27 @@ fn bad_input_fails_clearly_and_changes_nothing() {
         (&["get", "--offset", "0"], 2, "--len"),
         (&["get", "--offset", "0x", "--len", "1"], 2, "hex number"),
         (&["dump", "--offset", "5000"], 1, "past the end"),
+        // Ranges that overflow a u64 are named as given, not saturated
+        // (they printed 18446744073709551615..18446744073709551615).
+        (
+            &["get", "--offset", "18446744073709551615", "--len", "2"],
+            1,
+            "offset 18446744073709551615 plus length 2 is past the end",
+        ),
+        // --grow cannot help an offset past every length (it said "pass
+        // --grow" with --grow given).
+        (
+            &[
+                "set",
+                "--offset",
+                "18446744073709551615",
+                "--str",
+                "xy",
+                "--grow",
+            ],
+            1,
+            "past the largest offset there is",
+        ),
         (
             &["dump", "--offset", "0", "--len", "4097"],
             1,
@@ -835,6 +861,15 @@ fn bench_says_what_it_runs() {
         .assert()
         .success()
         .stdout(contains("--quick --markdown w1"));
+    // Under --json, the dry run is JSON too (it printed text).
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "bench", "--dry-run"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(v["ran"], false);
+    assert!(v["command"].as_str().unwrap().contains("--quick"), "{v}");
 }
 
 /// Checks `info --json`'s `map_sync` (`v`) against what the kernel answered

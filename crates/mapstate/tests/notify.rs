@@ -40,15 +40,23 @@ fn each_change_carries_its_ranges() {
     let mut t = w.begin();
     t.set_len(1 << 17).unwrap();
     t.commit().unwrap();
+    // A write into the bytes a growth adds is one range, not the growth and
+    // the write (it was listed twice); ranges come sorted.
+    let mut t = w.begin();
+    t.set_len((1 << 17) + 8).unwrap();
+    t.write_at(1 << 17, &[3; 8]).unwrap();
+    t.write_at(5, &[3; 1]).unwrap();
+    t.commit().unwrap();
     assert_eq!(
         changes(&r.changes_since(0)),
         vec![
             (1, vec![100..110], false),
             (2, vec![7..4010], true),
             (3, vec![(1 << 16)..(1 << 17)], false),
+            (4, vec![5..6, (1 << 17)..(1 << 17) + 8], false),
         ]
     );
-    assert_eq!(r.changes_since(3), vec![]);
+    assert_eq!(r.changes_since(4), vec![]);
 }
 
 #[test]

@@ -1139,3 +1139,31 @@ fn creating_in_a_missing_directory_names_the_directory() {
     );
     assert!(!missing.exists());
 }
+
+/// A create that fails on its options (a length above the maximum size,
+/// given or default; a maximum past what can be reserved) leaves no file
+/// behind (issue 15 reported a 0-byte durable file; this shows it holds).
+#[test]
+fn a_create_with_bad_options_leaves_no_file() {
+    let (d, p, o) = setup();
+    let e = o.clone().len(2 << 24).open(&p).unwrap_err();
+    assert!(e.to_string().contains("maximum"), "{e:?}");
+    let e = o.clone().max_size(u64::MAX).open(&p).unwrap_err();
+    assert!(!e.to_string().is_empty());
+    let e = Writer::options()
+        .create(true)
+        .live_dir(d.path().join("shm"))
+        .len(1 << 40)
+        .open(&p)
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidSize { .. }), "{e:?}");
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "shm")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(std::fs::read_dir(d.path().join("shm")).unwrap().count(), 0);
+    // And the same path then creates fine.
+    drop(o.open(&p).unwrap());
+}
