@@ -163,7 +163,7 @@ pub(crate) fn human(bytes: u64) -> String {
 /// whole units, else in bytes (`65536 -> 65539 bytes`, not `64 KiB -> 64.0
 /// KiB`).
 pub(crate) fn human_change(old: u64, new: u64) -> String {
-    let whole = |n: u64| n < 1024 || n.is_multiple_of(1 << (10 * (n.ilog2() / 10)));
+    let whole = |n: u64| n < 1024 || n % (1 << (10 * (n.ilog2() / 10))) == 0;
     if whole(old) && whole(new) {
         format!("{} -> {}", human(old), human(new))
     } else {

@@ -327,7 +327,11 @@ fn set_get_dump_round_trip() {
             .success(),
     );
     assert_eq!(v["hex"], "68656c6c6f");
-    // --grow lengthens the state.
+}
+
+#[test]
+fn set_grow_lengthens_the_state_and_says_by_how_much() {
+    let s = State::new("64KiB");
     mapstate()
         .args(["set", s.p(), "--offset", "64KiB", "--str", "tail", "--grow"])
         .assert()
