@@ -395,15 +395,13 @@ fn bad_input_fails_clearly_and_changes_nothing() {
         (&["get", "--offset", "0"], 2, "--len"),
         (&["get", "--offset", "0x", "--len", "1"], 2, "hex number"),
         (&["dump", "--offset", "5000"], 1, "past the end"),
-        // Ranges that overflow a u64 are named as given, not saturated
-        // (they printed 18446744073709551615..18446744073709551615).
+        // Past u64: named as given (it printed u64::MAX..u64::MAX), and
+        // --grow cannot help (it said "pass --grow" with --grow given).
         (
             &["get", "--offset", "18446744073709551615", "--len", "2"],
             1,
             "offset 18446744073709551615 plus length 2 is past the end",
         ),
-        // --grow cannot help an offset past every length (it said "pass
-        // --grow" with --grow given).
         (
             &[
                 "set",
