@@ -426,7 +426,17 @@ fn bad_input_fails_clearly_and_changes_nothing() {
         c.assert().code(*code).stderr(contains(*msg));
         assert_eq!(s.snapshot(), before, "{args:?} changed the state");
     }
-    // A missing file is exit 5 for every subcommand that opens one.
+    // With --json, errors are JSON too (and on stderr for people).
+    let a = mapstate()
+        .args(["--json", "get", s.p(), "--offset", "4096", "--len", "1"])
+        .assert()
+        .code(1);
+    assert_eq!(json_of(&a)["exit_code"], 1);
+}
+
+#[test]
+fn a_missing_file_is_exit_5_for_every_subcommand_that_opens_one() {
+    let s = State::new("4KiB");
     for sub in [
         &["info"][..],
         &["verify"],
@@ -446,12 +456,6 @@ fn bad_input_fails_clearly_and_changes_nothing() {
             .stderr(contains("does not exist"));
         assert!(!missing.exists(), "{sub:?} created the file");
     }
-    // With --json, errors are JSON too (and on stderr for people).
-    let a = mapstate()
-        .args(["--json", "get", s.p(), "--offset", "4096", "--len", "1"])
-        .assert()
-        .code(1);
-    assert_eq!(json_of(&a)["exit_code"], 1);
 }
 
 #[test]
