@@ -109,6 +109,37 @@ enum Command {
         #[arg(long, alias = "wait")]
         wait_for_lock: bool,
     },
+    /// Copy a state, as of one commit, to a new file while its writer runs.
+    #[command(
+        after_help = "Example:\n  mapstate backup state.db state.db.backup\n\n\
+        The copy is a state of its own (open it, or put it back with `mapstate restore`), \
+        written and synced before it gets its name: DEST never names a partial copy. \
+        DEST must not exist."
+    )]
+    Backup {
+        /// The state's durable file.
+        path: PathBuf,
+        /// Where the copy goes (a new file).
+        dest: PathBuf,
+    },
+    /// Put a backup in place of a state (or where none is).
+    #[command(
+        after_help = "Example:\n  mapstate restore state.db.backup state.db\n\n\
+        It takes the state's writer lock first: a state a writer has open is refused \
+        (exit 4) unless --wait-for-lock waits for it to close. The old state is \
+        checkpointed, then replaced in one rename: a crash leaves the old state or the \
+        restored one. Readers of the old state are told to reopen. The restored state \
+        keeps the old one's owner and mode and continues from the backup's commit."
+    )]
+    Restore {
+        /// The backup (made by `mapstate backup`, or any state).
+        backup: PathBuf,
+        /// The state to replace (or create).
+        path: PathBuf,
+        /// Wait for a running writer to close instead of failing (exit 4).
+        #[arg(long, alias = "wait")]
+        wait_for_lock: bool,
+    },
     /// Delete a state: its durable file, redo log, checkpoint journal and live
     /// image (deleting the file by hand leaves the live image in memory).
     #[command(after_help = "Example:\n  mapstate rm state.db\n\n\
@@ -315,6 +346,12 @@ fn main() -> ExitCode {
             path,
             wait_for_lock,
         } => state::rm(&path, wait_for_lock, json),
+        Command::Backup { path, dest } => state::backup(&path, &dest, json),
+        Command::Restore {
+            backup,
+            path,
+            wait_for_lock,
+        } => state::restore(&backup, &path, wait_for_lock, json),
         Command::Watch {
             path,
             count,

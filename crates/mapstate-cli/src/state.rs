@@ -456,6 +456,60 @@ pub(crate) fn rm(path: &Path, wait: bool, json: bool) -> CmdResult {
     Ok(EXIT_OK)
 }
 
+/// `backup`: a copy of one commit's state, as a new state at `dest`.
+pub(crate) fn backup(path: &Path, dest: &Path, json: bool) -> CmdResult {
+    let t = Instant::now();
+    let r = Reader::open(path)?;
+    let (seq, len) = r.backup(dest)?;
+    let took = t.elapsed();
+    if json {
+        println!(
+            "{}",
+            json!({"path": path, "dest": dest, "seq": seq, "len": len,
+                   "took_us": took.as_micros() as u64})
+        );
+    } else {
+        println!(
+            "backed up {} as of commit {seq} ({}) to {} in {}",
+            path.display(),
+            human(len),
+            dest.display(),
+            human_duration(took)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `restore`: the backup at `backup` in place of the state at `path`.
+pub(crate) fn restore(backup: &Path, path: &Path, wait: bool, json: bool) -> CmdResult {
+    let opts = Writer::options();
+    let w = match opts.restore(backup, path) {
+        Err(Error::Locked { .. }) if wait => {
+            if !json {
+                eprintln!("waiting for the writer lock of {} ...", path.display());
+            }
+            opts.wait_for_lock(true).restore(backup, path)?
+        }
+        r => r?,
+    };
+    let (seq, len) = (w.seq(), w.len());
+    w.close()?;
+    if json {
+        println!(
+            "{}",
+            json!({"path": path, "backup": backup, "seq": seq, "len": len})
+        );
+    } else {
+        println!(
+            "restored {} from {}: commit {seq}, {}",
+            path.display(),
+            backup.display(),
+            human(len)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
 /// `recover`: open as a writer (which is recovery), report, checkpoint, close.
 pub(crate) fn recover(path: &Path, wait: bool, json: bool) -> CmdResult {
     let t = Instant::now();

@@ -168,6 +168,52 @@ fn rm_deletes_every_file_of_a_state() {
 }
 
 #[test]
+fn backup_and_restore_round_trip() {
+    let s = State::new("64KiB");
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "good"])
+        .assert()
+        .success();
+    let copy = s.dir.path().join("copy");
+    let copy_s = copy.to_str().unwrap();
+    let v = json_of(
+        &mapstate()
+            .args(["--json", "backup", s.p(), copy_s])
+            .assert()
+            .success(),
+    );
+    assert_eq!(
+        (v["seq"].as_u64(), v["len"].as_u64()),
+        (Some(1), Some(65536))
+    );
+    // DEST is never overwritten.
+    mapstate()
+        .args(["backup", s.p(), copy_s])
+        .assert()
+        .code(1)
+        .stderr(contains("never overwrites"));
+    mapstate()
+        .args(["set", s.p(), "--offset", "0", "--str", "oops"])
+        .assert()
+        .success();
+    // A running writer: exit 4, nothing changed.
+    let w = Writer::open(&s.path).unwrap();
+    mapstate().args(["restore", copy_s, s.p()]).assert().code(4);
+    drop(w);
+    mapstate()
+        .args(["restore", copy_s, s.p()])
+        .assert()
+        .success()
+        .stdout(contains("commit 1"));
+    let a = mapstate()
+        .args(["get", s.p(), "--offset", "0", "--len", "4"])
+        .assert()
+        .success();
+    assert_eq!(a.get_output().stdout, b"good");
+    mapstate().args(["verify", s.p()]).assert().success();
+}
+
+#[test]
 fn create_info_and_its_bad_input() {
     let s = State::new("1MiB");
     let a = mapstate().arg("info").arg(s.p()).assert().success();

@@ -448,6 +448,10 @@ fn io_hint(e: &io::Error) -> &'static str {
         }
         Some(libc::EACCES | libc::EPERM) => ": check the file's owner and mode",
         Some(libc::EROFS) => ": the filesystem is mounted read-only",
+        Some(libc::EEXIST) => {
+            ": something has that name already, and mapstate never overwrites \
+                               a file it did not make; choose another name or remove it"
+        }
         Some(libc::EIO) => ": the device reported an I/O error; check `dmesg`, then reopen",
         Some(libc::ENOMEM) => {
             ": out of memory or address space (check `ulimit -v` and vm.max_map_count)"

@@ -386,6 +386,12 @@ impl Drop for NewFile {
     }
 }
 
+/// The error of a new file that cannot take the name `path`: something
+/// has it already (mapstate never overwrites a file it did not make).
+pub(crate) fn name_taken(path: &Path) -> Error {
+    Error::io("link", path, io::Error::from_raw_os_error(libc::EEXIST))
+}
+
 /// The directory holding `path` (`.` for a bare name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     path.parent()

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use zerocopy::{FromBytes, IntoBytes};
 
+mod backup;
 mod changes;
 pub use changes::Changes;
 

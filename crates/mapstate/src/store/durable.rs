@@ -167,6 +167,28 @@ pub(crate) fn at_counter_limit(path: &Path, what: &str) -> Error {
     }
 }
 
+/// Makes `h` the header of a new state with the same bytes: the current
+/// version, generation 1, and a new file id, epoch and log salt, so that
+/// nothing made for another state (a log, a journal, a live image, a
+/// position published in one) is ever believed for it.
+pub(crate) fn renew_identity(h: &mut DurableHeader) {
+    h.version = U32::new(VERSION);
+    sys::random_bytes(&mut h.file_id);
+    h.generation = U64::new(1);
+    h.log_salt = U64::new(sys::random_u64());
+    sys::random_bytes(&mut h.epoch);
+    h.prev_epoch = format::NO_EPOCH;
+    h.seal();
+}
+
+/// Ends a new durable image that `file` (unnamed, or under a temporary
+/// name) holds the data of: `h` into the first header slot, then
+/// `fdatasync`. The caller names it.
+pub(crate) fn finish_new(file: &File, path: &Path, h: &DurableHeader) -> Result<()> {
+    pwrite(file, path, h.as_bytes(), HEADER_SLOTS[0])?;
+    fs::fdatasync(file, path)
+}
+
 impl Durable {
     /// Opens an existing durable image and reads its header.
     pub(crate) fn open(file: File, path: &Path) -> Result<Self> {
@@ -200,22 +222,15 @@ impl Durable {
         max_size: u64,
         durability: Durability,
     ) -> Result<Self> {
-        let mut file_id = [0u8; 16];
-        sys::random_bytes(&mut file_id);
         let mut h = DurableHeader::new_zeroed();
         h.magic = format::DURABLE_MAGIC;
-        h.version = U32::new(VERSION);
         h.page_size = U32::new(PAGE as u32);
-        h.file_id = file_id;
-        h.generation = U64::new(1);
         h.len = U64::new(len);
         h.max_size = U64::new(max_size);
-        h.log_salt = U64::new(sys::random_u64());
-        sys::random_bytes(&mut h.epoch);
         let (code, arg) = durability.to_code();
         h.durability = U64::new(code);
         h.durability_arg = U64::new(arg);
-        h.seal();
+        renew_identity(&mut h);
         fs::allocate(path, &file, 0, PAGE + len)?;
         pwrite(&file, path, h.as_bytes(), HEADER_SLOTS[0])?;
         let owner = Owner::of(&file, path)?;
@@ -282,6 +297,35 @@ impl Durable {
             .into_iter()
             .map(|(s, e)| (s - PAGE, e - s))
             .collect())
+    }
+
+    /// Copies this image as of its header into `file` (a new, empty file
+    /// beside `path`) as a new state: the same bytes, length, maximum size,
+    /// durability and checkpoint sequence number, a new identity
+    /// ([`renew_identity`]); synced, not named.
+    pub(crate) fn copy_as_new(&self, file: &File, path: &Path) -> Result<()> {
+        let len = self.header.len.get();
+        fs::allocate(path, file, 0, PAGE + len)?;
+        for (off, n) in self.data_ranges(len)? {
+            sys::copy_range(
+                sys::fd_of(&self.file),
+                PAGE + off,
+                sys::fd_of(file),
+                PAGE + off,
+                n,
+            )
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::Truncated {
+                    path: self.path.clone(),
+                    len: fs::file_len(&self.file, &self.path).unwrap_or(0),
+                    expected: PAGE + len,
+                },
+                _ => Error::io("copy_file_range", path, e),
+            })?;
+        }
+        let mut h = self.header;
+        renew_identity(&mut h);
+        finish_new(file, path, &h)
     }
 
     /// Writes data bytes at `off` of the state.

@@ -104,6 +104,28 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     rustix::fs::ftruncate(fd, len).map_err(Into::into)
 }
 
+/// Copies `len` bytes from `from` at `from_off` to `to` at `to_off` inside
+/// the kernel (`copy_file_range`, looping over short copies); an early end
+/// of `from` is `UnexpectedEof`.
+pub(crate) fn copy_range(
+    from: BorrowedFd<'_>,
+    mut from_off: u64,
+    to: BorrowedFd<'_>,
+    mut to_off: u64,
+    len: u64,
+) -> io::Result<()> {
+    let end = from_off + len;
+    while from_off < end {
+        let chunk = (end - from_off).min(1 << 30) as usize;
+        let n =
+            rustix::fs::copy_file_range(from, Some(&mut from_off), to, Some(&mut to_off), chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
 /// `fdatasync(fd)`.
 pub(crate) fn fdatasync(fd: BorrowedFd<'_>) -> io::Result<()> {
     sync_hooks::around(fd, || rustix::fs::fdatasync(fd).map_err(Into::into))
