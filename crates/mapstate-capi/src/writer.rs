@@ -437,11 +437,11 @@ pub unsafe extern "C" fn mapstate_txn_commit(w: *mut MapstateWriter, seq: *mut u
         // SAFETY: as promised by the caller.
         let n = unsafe {
             with(w, |s| {
-                let txn = s.txn.take().ok_or_else(no_txn)?;
-                let len = txn.len();
-                let n = txn.commit()?;
+                let n = s.txn.take().ok_or_else(no_txn)?.commit()?;
+                // The writer's, not the transaction's: an extend-on-write
+                // commit sets the length from the pages written.
+                s.len = s.writer()?.len();
                 s.seq = n;
-                s.len = len;
                 Ok(n)
             })
         }?;

@@ -343,6 +343,26 @@ fn record(seq: u64, slot: u64, slots: u64) -> Vec<u8> {
     r
 }
 
+/// Compiles `tests/c/NAME.c` (linked with the shared library), runs it
+/// with a scratch directory as its argument, and checks that every one of
+/// its checks held (its last line is `0 failed`). Returns its output.
+fn run_checks(name: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir bin");
+    let exe = compile(name, Link::Shared, &bin);
+    let out = run(Command::new(&exe).arg(dir.path()));
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.ends_with("\n0 failed\n"),
+        "{name}: {:?}\n{stdout}{}",
+        out.status,
+        text(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn a_killed_c_writer_leaves_exactly_its_last_commit() {
     let Some(p) = Programs::build() else { return };
@@ -648,4 +668,15 @@ fn the_header_marks_the_old_names_deprecated() {
         !stderr.contains("'mapstate_txn_commit' is deprecated"),
         "{stderr}"
     );
+}
+
+/// `extend_len.c`: after an extend-on-write commit, `mapstate_writer_len`
+/// reports the length the commit gave the state (it reported the length
+/// before the transaction).
+#[test]
+fn writer_len_follows_an_extend_on_write_commit() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("extend_len");
 }
