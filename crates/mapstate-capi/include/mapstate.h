@@ -695,8 +695,11 @@ void *mapstate_attach(const char *path, uint64_t max_size, int flags);
  * dereferenced); `MAPSTATE_E_NO_SPACE` if the disk filled during the
  * attachment (the message says how large the file needed to be; stores past
  * what fitted are lost, and the file keeps what fitted); `MAPSTATE_E_PAST_MAXIMUM`
- * for a store just past `max_size`; `MAPSTATE_E_IO`. After any of these
- * but `MAPSTATE_E_BAD_HANDLE` the range is unmapped all the same.
+ * for a store just past `max_size` (lost; attach with a larger maximum);
+ * `MAPSTATE_E_IO`. After `MAPSTATE_E_NO_SPACE` and
+ * `MAPSTATE_E_PAST_MAXIMUM` the stores that were kept are written and the
+ * length set as above; after any error but `MAPSTATE_E_BAD_HANDLE` the
+ * range is unmapped all the same.
  * Thread-safe; no other thread may use the range during or after the call.
  */
 int mapstate_detach(void *addr);

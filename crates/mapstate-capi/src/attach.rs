@@ -6,9 +6,9 @@ use std::ffi::{c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, PoisonError};
 
-use mapstate_rs::{MapOptions, Mapping};
+use mapstate_rs::{Error, MapOptions, Mapping};
 
-use crate::error::{Failure, MAPSTATE_E_BAD_HANDLE};
+use crate::error::{Failure, MAPSTATE_E_BAD_HANDLE, MAPSTATE_E_PAST_MAXIMUM};
 use crate::handle;
 
 /// Flag of `mapstate_attach()`: create the file if it does not exist.
@@ -89,19 +89,43 @@ pub unsafe extern "C" fn mapstate_attach(
 /// dereferenced); `MAPSTATE_E_NO_SPACE` if the disk filled during the
 /// attachment (the message says how large the file needed to be; stores past
 /// what fitted are lost, and the file keeps what fitted); `MAPSTATE_E_PAST_MAXIMUM`
-/// for a store just past `max_size`; `MAPSTATE_E_IO`. After any of these
-/// but `MAPSTATE_E_BAD_HANDLE` the range is unmapped all the same.
+/// for a store just past `max_size` (lost; attach with a larger maximum);
+/// `MAPSTATE_E_IO`. After `MAPSTATE_E_NO_SPACE` and
+/// `MAPSTATE_E_PAST_MAXIMUM` the stores that were kept are written and the
+/// length set as above; after any error but `MAPSTATE_E_BAD_HANDLE` the
+/// range is unmapped all the same.
 /// Thread-safe; no other thread may use the range during or after the call.
 #[unsafe(no_mangle)]
 pub extern "C" fn mapstate_detach(addr: *mut c_void) -> c_int {
     handle::entry(|| {
-        let m = attached().remove(&(addr as usize)).ok_or_else(|| {
+        let mut m = attached().remove(&(addr as usize)).ok_or_else(|| {
             Failure::new(
                 MAPSTATE_E_BAD_HANDLE,
                 format!("{addr:p} is not an address mapstate_attach() returned (or it was detached already)"),
             )
         })?;
+        // A failed growth is reported after the rest is written: the
+        // library's `detach` would return it before syncing and cutting.
+        let grew = m.check_growth().map_err(in_attach_terms);
         m.detach()?;
-        Ok(())
+        grew
     })
+}
+
+/// A library error of an attachment in the terms of `mapstate_attach()`:
+/// the library's `PastMaximum` speaks of a transaction and of recreating a
+/// state, which an attachment has neither of.
+fn in_attach_terms(e: Error) -> Failure {
+    match e {
+        Error::PastMaximum { path, offset, max } => Failure::new(
+            MAPSTATE_E_PAST_MAXIMUM,
+            format!(
+                "a store at offset {offset} of {} was past the max_size of {max} bytes given to \
+                 mapstate_attach(), and is lost (the stores below the maximum are in the file); \
+                 keep stores below max_size, or attach with a larger max_size",
+                path.display()
+            ),
+        ),
+        e => e.into(),
+    }
 }

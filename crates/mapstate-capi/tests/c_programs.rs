@@ -680,3 +680,14 @@ fn writer_len_follows_an_extend_on_write_commit() {
     }
     run_checks("extend_len");
 }
+
+/// `attach_past_maximum.c`: a store past the maximum of an attachment is
+/// reported in terms of the attachment (it spoke of a discarded
+/// transaction and of recreating the state, which attach has neither of).
+#[test]
+fn attach_past_its_maximum_says_what_to_do() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("attach_past_maximum");
+}
