@@ -32,6 +32,32 @@
 #endif
 #endif
 
+/*
+ * The version of the library this header belongs to, as a string such as
+ * "0.1.0" (from MAPSTATE_VERSION_MAJOR, _MINOR and _PATCH below);
+ * mapstate_version() says which library the program runs with.
+ */
+#define MAPSTATE_STRINGIFY_(x) #x
+#define MAPSTATE_STRINGIFY(x) MAPSTATE_STRINGIFY_(x)
+#define MAPSTATE_VERSION_STRING MAPSTATE_STRINGIFY(MAPSTATE_VERSION_MAJOR) "." MAPSTATE_STRINGIFY(MAPSTATE_VERSION_MINOR) "." MAPSTATE_STRINGIFY(MAPSTATE_VERSION_PATCH)
+
+/**
+ * The major version of the library this header belongs to (`X` of
+ * `X.Y.Z`): also the ABI version, `libmapstate.so.X`. Compare it with
+ * `mapstate_version()` to find the library the program runs with.
+ */
+#define MAPSTATE_VERSION_MAJOR 0
+
+/**
+ * The minor version of the library this header belongs to (`Y` of `X.Y.Z`).
+ */
+#define MAPSTATE_VERSION_MINOR 1
+
+/**
+ * The patch version of the library this header belongs to (`Z` of `X.Y.Z`).
+ */
+#define MAPSTATE_VERSION_PATCH 0
+
 /**
  * Success.
  */
@@ -253,11 +279,29 @@ typedef struct mapstate_reader mapstate_reader;
 typedef struct mapstate_writer mapstate_writer;
 
 /**
- * How to open a state. Get the defaults from `mapstate_options_default()`,
- * then change the fields you need; new fields are only ever added at the
- * end, with defaults that keep today's behaviour.
+ * How to open a state. Initialize it with `mapstate_options_default()`
+ * (or `mapstate_options_init(&opts, sizeof opts)`), then change the
+ * fields you need.
+ *
+ * The struct carries its own size, so that a program and the library may
+ * come from different versions: fields are only ever added at the end
+ * (each version's fields start at the previous version's size), the
+ * library reads only the fields that lie within `size` and takes the
+ * defaults for the rest (a program built against an older, smaller
+ * header keeps working), and fields past what the library knows (a
+ * program built against a newer header) must be zero, as
+ * `mapstate_options_init()` of an older library leaves them: an open that
+ * finds one set fails with `MAPSTATE_E_INVALID`, naming the byte.
  */
 typedef struct mapstate_options {
+  /**
+   * The size of this struct as the program sees it (`sizeof
+   * (mapstate_options)` of its header), set by `mapstate_options_init()`
+   * and `mapstate_options_default()`. An open with a size smaller than
+   * the first version's (64 bytes: an uninitialized struct, usually) or
+   * larger than 4096 fails with `MAPSTATE_E_INVALID`.
+   */
+  size_t size;
   /**
    * Create the state if the file does not exist or is empty (writers
    * only). Default false.
@@ -312,8 +356,25 @@ typedef struct mapstate_options {
    * Open on a filesystem where mapstate cannot keep its promises (NFS,
    * CIFS, 9p, FUSE) instead of failing with
    * `MAPSTATE_E_UNSUITABLE_FILESYSTEM`. Default false.
+   * (The last field of the first version, 64 bytes.)
    */
   bool allow_unsuitable_filesystem;
+  /**
+   * How often, at most, the writer sets the modification time of the
+   * state's file and live image after a commit (stores through a mapping
+   * leave it stale), in milliseconds: 0 after every commit, a negative
+   * value never. Default 1000. Writers only.
+   */
+  int64_t mtime_interval_ms;
+  /**
+   * Whether a clean close (`mapstate_writer_close()` whose last
+   * checkpoint succeeds) deletes the live image, so that its memory
+   * (tmpfs: RAM, the state's size) goes back once the last reader has
+   * closed; the next open then rebuilds it from the file (reading the
+   * whole state). Default false: the next open finds it and costs no
+   * rebuild. Writers only.
+   */
+  bool release_live_image;
 } mapstate_options;
 
 #ifdef __cplusplus
@@ -335,8 +396,9 @@ extern "C" {
 void mapstate_reinstall_fault_handler(void);
 
 /**
- * The version of this library, such as `"0.1.0"`. A static string: never
- * free it. Thread-safe.
+ * The version of this library, such as `"0.1.0"` (the header it was built
+ * with says `MAPSTATE_VERSION_STRING`; a program may run with another).
+ * A static string: never free it. Thread-safe.
  */
 const char *mapstate_version(void);
 
@@ -369,12 +431,23 @@ int mapstate_errno(void);
 const char *mapstate_error_name(int code);
 
 /**
- * The default options: open an existing state (no create); a new state
- * would be 4096 bytes, growable to 1 GiB, with `MAPSTATE_PAGE_CACHE`
- * durability, the default live directory, mode 0600, and no opening on
- * unsuitable filesystems. Thread-safe.
+ * Fills `*opts`, `size` bytes as the program sees them (`sizeof *opts`),
+ * with the defaults of this library and sets `opts->size` to `size`:
+ * the fields this library knows that lie within `size` get their
+ * defaults, and every byte past the fields it knows (fields of a newer
+ * header) is zeroed, which an open accepts as "not set". Call it (or
+ * `mapstate_options_default()`, which does) before setting any field.
+ *
+ * Returns 0, or `MAPSTATE_E_INVALID` (`opts` NULL, or `size` smaller than
+ * the first version's 64 bytes or larger than 4096: pass `sizeof *opts`).
+ * Thread-safe.
+ *
+ * # Safety
+ *
+ * `opts` is NULL or valid for writes of `size` bytes, aligned for
+ * `mapstate_options`.
  */
-struct mapstate_options mapstate_options_default(void);
+int mapstate_options_init(struct mapstate_options *opts, size_t size);
 
 /**
  * Opens the state at `path` for writing (creating it if `opts->create` is
@@ -661,6 +734,25 @@ int mapstate_writer_checkpoint(struct mapstate_writer *w);
 int mapstate_writer_close(struct mapstate_writer *w);
 
 /**
+ * Deletes the state: its file, its log (`PATH-wal`), its checkpoint
+ * journal (`PATH-ckpt`) and its live image, while this writer still holds
+ * the writer lock (so no other writer is using it), and frees the handle.
+ * An open transaction is discarded first. Readers that have the state
+ * open keep reading it as it was; nothing is checkpointed (it would be
+ * deleted).
+ *
+ * Returns 0, `MAPSTATE_E_IO` (a file could not be deleted: the message
+ * names it; the handle is freed), `MAPSTATE_E_BAD_HANDLE` (NULL, or
+ * closed already), or `MAPSTATE_E_BUSY` (in use by another thread: not
+ * removed).
+ *
+ * # Safety
+ *
+ * As for `mapstate_writer_close()`.
+ */
+int mapstate_writer_remove(struct mapstate_writer *w);
+
+/**
  * Maps the plain file at `path` (not a mapstate state: no header, no log)
  * at the start of a reserved range of `max_size` bytes and returns its
  * address (page-aligned), AIX `shmat(SHM_MAP)` style: loads and stores
@@ -913,3 +1005,22 @@ MAPSTATE_DEPRECATED("renamed: use mapstate_reader_wait_for_change() instead") in
 #endif  // __cplusplus
 
 #endif  /* MAPSTATE_H */
+
+#ifndef MAPSTATE_H_OPTIONS_DEFAULT
+#define MAPSTATE_H_OPTIONS_DEFAULT
+/**
+ * The default options, with `size` set to this header's
+ * sizeof(mapstate_options): open an existing state (no create); a new
+ * state would be 4096 bytes, growable to 1 GiB, with `MAPSTATE_PAGE_CACHE`
+ * durability, the default live directory, mode 0600, no opening on
+ * unsuitable filesystems, the modification time set at most once a second,
+ * and the live image kept at close. Compiled into the program (it calls
+ * mapstate_options_init()), so that the size is the program's.
+ * Thread-safe.
+ */
+static inline struct mapstate_options mapstate_options_default(void) {
+    struct mapstate_options opts;
+    (void)mapstate_options_init(&opts, sizeof opts);
+    return opts;
+}
+#endif  /* MAPSTATE_H_OPTIONS_DEFAULT */

@@ -56,7 +56,7 @@ fn crate_dir() -> &'static Path {
 /// an integration test (the crate has no rlib to link), so the first call
 /// runs `cargo build --lib` of this crate with the test's own profile and
 /// target directory: a no-op when they are fresh, and never a stale
-/// library from an earlier build.
+/// library from an earlier build. The SONAME symlink is made beside them.
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -87,6 +87,14 @@ fn lib_dir() -> &'static Path {
             "cargo build of the C libraries failed:\n{}",
             text(&out.stderr)
         );
+        // Programs linked with libmapstate.so need its SONAME at run time,
+        // libmapstate.so.MAJOR, as an install makes it: a symlink here,
+        // put in place by a rename (other test binaries may do the same).
+        let soname = format!("libmapstate.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+        let tmp = deps.join(format!(".{soname}.{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink("libmapstate.so", &tmp).expect("symlink the SONAME");
+        fs::rename(&tmp, deps.join(&soname)).expect("rename the SONAME symlink into place");
         deps.to_path_buf()
     })
 }
@@ -690,4 +698,31 @@ fn attach_past_its_maximum_says_what_to_do() {
         return;
     }
     run_checks("attach_past_maximum");
+}
+
+/// `options_size.c`: `mapstate_options` carries its size. A program built
+/// with the first, smaller struct still opens (and the library reads
+/// nothing past it); a larger struct's unknown bytes must be zero; a size
+/// too small or too large is refused; the fields added at the end
+/// (`mtime_interval_ms`, `release_live_image`) work.
+#[test]
+fn options_carry_their_size() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("options_size");
+}
+
+/// `version.c`: `MAPSTATE_VERSION_MAJOR`/`_MINOR`/`_PATCH`, the string
+/// made from them, `mapstate_version()` and the Cargo version are one.
+#[test]
+fn the_version_macros_are_the_cargo_version() {
+    if !have_gcc() {
+        return;
+    }
+    let stdout = run_checks("version");
+    assert!(
+        stdout.starts_with(&format!("version {}\n", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
 }
