@@ -267,6 +267,19 @@
 #define MAPSTATE_ATTACH_CREATE 1
 
 /**
+ * What one entry of `mapstate_reader_changes_since()` is: a byte range one
+ * commit changed.
+ */
+#define MAPSTATE_EVENT_CHANGE 0
+
+/**
+ * What one entry of `mapstate_reader_changes_since()` is: commits this
+ * reader can no longer list (they left the ring of recent commits in the
+ * live image): re-read whatever you derive from the state.
+ */
+#define MAPSTATE_EVENT_MISSED 1
+
+/**
  * An open reader of one state (opaque). Made by `mapstate_reader_open()`,
  * freed by `mapstate_reader_close()`.
  */
@@ -376,6 +389,42 @@ typedef struct mapstate_options {
    */
   bool release_live_image;
 } mapstate_options;
+
+/**
+ * One entry of `mapstate_reader_changes_since()`: a byte range one commit
+ * changed (`MAPSTATE_EVENT_CHANGE`; a commit that changed several ranges
+ * gives one entry per range, with the same `seq`), or commits the reader
+ * missed (`MAPSTATE_EVENT_MISSED`).
+ */
+typedef struct mapstate_event {
+  /**
+   * `MAPSTATE_EVENT_CHANGE` or `MAPSTATE_EVENT_MISSED`.
+   */
+  uint32_t kind;
+  /**
+   * A change: whether the commit's ranges were widened to this one
+   * covering range (it had more than the ring holds): never narrower
+   * than the truth.
+   */
+  bool widened;
+  /**
+   * A change: the commit's sequence number. Missed: the first missed one.
+   */
+  uint64_t seq;
+  /**
+   * A change: `seq` again. Missed: the last missed sequence number.
+   */
+  uint64_t last_seq;
+  /**
+   * A change: the first byte changed (a length change counts as a change
+   * of the bytes between the old and the new length). Missed: 0.
+   */
+  uint64_t offset;
+  /**
+   * A change: the number of bytes changed from `offset`. Missed: 0.
+   */
+  uint64_t len;
+} mapstate_event;
 
 #ifdef __cplusplus
 extern "C" {
@@ -797,6 +846,46 @@ void *mapstate_attach(const char *path, uint64_t max_size, int flags);
 int mapstate_detach(void *addr);
 
 /**
+ * `*out` receives the attachment's high-water mark: how far the file was
+ * written, that is the end of the last page past the file's original
+ * length (or the length of the last `mapstate_attach_trim()`) that holds
+ * a non-zero byte, page granularity (a page only read, or written with
+ * zeros only, does not count); never less than that length. Sees stores
+ * by any thread or process. It costs nothing on the store path: it looks
+ * for the written pages when called.
+ *
+ * Returns 0, `MAPSTATE_E_BAD_HANDLE` (`addr` is not an attached address;
+ * it is never dereferenced), `MAPSTATE_E_INVALID` (`out` NULL), or
+ * `MAPSTATE_E_IO`. Thread-safe.
+ *
+ * # Safety
+ *
+ * `out` is NULL or writable.
+ */
+int mapstate_attach_high_water(void *addr, uint64_t *out);
+
+/**
+ * Sets the attached file's length to its high-water mark
+ * (`mapstate_attach_high_water()`) now, as `mapstate_detach()` does at the
+ * end, and keeps the attachment: `*len` (if not NULL) receives the new
+ * length. Stores anywhere below the maximum keep working; but if the mark
+ * is inside a page, the rest of that page past the new end is not the
+ * file's until the file grows over it again (a store in a later page), so
+ * a store there alone is lost. Nothing is synced (detach does that).
+ *
+ * Returns 0, `MAPSTATE_E_BAD_HANDLE` (not an attached address),
+ * `MAPSTATE_E_NO_SPACE` or `MAPSTATE_E_PAST_MAXIMUM` (a growth failed
+ * since the last check, as at detach: nothing was changed, and the
+ * failure is reported once), or `MAPSTATE_E_IO`. Thread-safe; no other
+ * thread may store into the attachment during the call.
+ *
+ * # Safety
+ *
+ * `len` is NULL or writable.
+ */
+int mapstate_attach_trim(void *addr, uint64_t *len);
+
+/**
  * Opens the state at `path` for reading, in any process, while a writer
  * has it open or not (the live image is rebuilt from the files if the OS
  * restarted since it was last used). Any number of readers per state.
@@ -911,6 +1000,53 @@ int mapstate_reader_live_image(struct mapstate_reader *r, const char **origin, c
  * `r` is NULL or an open reader handle; `out_seq` is NULL or writable.
  */
 int mapstate_reader_wait_for_change(struct mapstate_reader *r, uint64_t after_seq, int64_t timeout_ms, uint64_t *out_seq);
+
+/**
+ * The commits published after `after_seq`, oldest first, as entries of
+ * `events` (at most `cap`): each byte range a commit changed, and the
+ * commits that left the ring of recent commits (about the last 50) before
+ * this call, as one `MAPSTATE_EVENT_MISSED` entry. Does not wait: call it
+ * after `mapstate_reader_wait_for_change()`. The Rust `Reader::changes_since`.
+ *
+ * - `*count` receives the number of entries written.
+ * - `*through_seq` (if not NULL) receives the newest sequence number the
+ *   entries cover: `after_seq` if there are none; if `cap` was too small
+ *   for every commit, call again with it as `after_seq` for the rest (a
+ *   commit's entries are never split between calls).
+ *
+ * Returns 0, `MAPSTATE_E_INVALID_SIZE` (`cap` cannot hold the entries of
+ * the first commit: the message says how many it needs),
+ * `MAPSTATE_E_INVALID` (`count` NULL, or `events` NULL with a `cap` above
+ * 0), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `r` is NULL or an open reader handle; `events` is NULL or writable for
+ * `cap` entries; `count` and `through_seq` are NULL or writable.
+ */
+int mapstate_reader_changes_since(struct mapstate_reader *r, uint64_t after_seq, struct mapstate_event *events, uint64_t cap, uint64_t *count, uint64_t *through_seq);
+
+/**
+ * Copies the whole state as of one commit into `buf` (`cap` bytes): its
+ * bytes at that commit, never torn, however its length changes meanwhile.
+ * The Rust `Reader::snapshot`.
+ *
+ * - `*len` receives the state's length at that commit (also when `cap` is
+ *   too small: then nothing is copied; call again with that many bytes).
+ * - `*seq` (if not NULL) receives the commit's sequence number.
+ *
+ * Returns 0, `MAPSTATE_E_INVALID_SIZE` (the state is longer than `cap`;
+ * `*len` says how long), `MAPSTATE_E_WRITER_DIED`,
+ * `MAPSTATE_E_WRITER_NOT_VISIBLE`, `MAPSTATE_E_INVALID` (`len` NULL, or
+ * `buf` NULL with a `cap` above 0), `MAPSTATE_E_BAD_HANDLE`, or
+ * `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `r` is NULL or an open reader handle; `buf` is NULL or writable for
+ * `cap` bytes; `len` and `seq` are NULL or writable.
+ */
+int mapstate_reader_snapshot(struct mapstate_reader *r, void *buf, uint64_t cap, uint64_t *len, uint64_t *seq);
 
 /**
  * Closes a reader and frees the handle.

@@ -47,7 +47,10 @@ mod reader;
 // Last in the header: the old names.
 mod deprecated;
 
-pub use attach::{MAPSTATE_ATTACH_CREATE, mapstate_attach, mapstate_detach};
+pub use attach::{
+    MAPSTATE_ATTACH_CREATE, mapstate_attach, mapstate_attach_high_water, mapstate_attach_trim,
+    mapstate_detach,
+};
 pub use error::{
     MAPSTATE_E_BAD_HANDLE, MAPSTATE_E_BUSY, MAPSTATE_E_CORRUPT, MAPSTATE_E_FALLOCATE_UNSUPPORTED,
     MAPSTATE_E_FOREIGN, MAPSTATE_E_FOREIGN_LOCK, MAPSTATE_E_INVALID, MAPSTATE_E_INVALID_SIZE,
@@ -64,9 +67,10 @@ pub use options::{
     MAPSTATE_PAGE_CACHE, MAPSTATE_PERIODIC, MAPSTATE_SYNC, MapstateOptions, mapstate_options_init,
 };
 pub use reader::{
-    MapstateReader, mapstate_reader_close, mapstate_reader_len, mapstate_reader_live_image,
-    mapstate_reader_open, mapstate_reader_read_at, mapstate_reader_seq,
-    mapstate_reader_wait_for_change,
+    MAPSTATE_EVENT_CHANGE, MAPSTATE_EVENT_MISSED, MapstateEvent, MapstateReader,
+    mapstate_reader_changes_since, mapstate_reader_close, mapstate_reader_len,
+    mapstate_reader_live_image, mapstate_reader_open, mapstate_reader_read_at, mapstate_reader_seq,
+    mapstate_reader_snapshot, mapstate_reader_wait_for_change,
 };
 pub use version::{
     MAPSTATE_VERSION_MAJOR, MAPSTATE_VERSION_MINOR, MAPSTATE_VERSION_PATCH, mapstate_version,

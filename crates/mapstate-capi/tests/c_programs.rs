@@ -726,3 +726,23 @@ fn the_version_macros_are_the_cargo_version() {
         "{stdout}"
     );
 }
+
+/// `reader_copies.c`: `mapstate_reader_snapshot`,
+/// `mapstate_reader_changes_since` (ranges, whole commits per call, a
+/// missed entry for commits that left the ring) and `mapstate_writer_remove`.
+#[test]
+fn readers_get_snapshots_and_change_ranges_and_writers_remove() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("reader_copies");
+}
+
+/// `attach_trim.c`: `mapstate_attach_high_water` and `mapstate_attach_trim`.
+#[test]
+fn attach_reports_its_high_water_and_trims_to_it() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("attach_trim");
+}
