@@ -153,6 +153,9 @@ impl Field for bool {
 macro_rules! plain_field {
     ($($t:ty),*) => {$(
         impl Field for $t {
+            // The caller promises the alignment: `p` is a field's address
+            // in a `repr(C)` struct, at that field's offset.
+            #[allow(clippy::cast_ptr_alignment)]
             unsafe fn read_c(p: *const u8) -> Self {
                 // SAFETY: readable and aligned, as the caller promises; any
                 // bit pattern is a valid value of this type.
@@ -193,7 +196,7 @@ pub unsafe extern "C" fn mapstate_options_init(opts: *mut MapstateOptions, size:
                 if fits(size, at, std::mem::size_of_val(&d.$field)) {
                     // SAFETY: the field lies within the `size` writable
                     // bytes (`fits`), at its offset in the struct, so aligned.
-                    unsafe { write_c(base.add(at), d.$field) };
+                    unsafe { write_c(base.wrapping_add(at), d.$field) };
                 }
             )*};
         }
@@ -273,7 +276,7 @@ unsafe fn read_c(opts: *const MapstateOptions) -> Result<MapstateOptions, Failur
             if fits(size, at, std::mem::size_of_val(&o.$field)) {
                 // SAFETY: within the `size` readable bytes (`fits`), at the
                 // field's offset in the struct, so aligned.
-                o.$field = unsafe { Field::read_c(base.add(at)) };
+                o.$field = unsafe { Field::read_c(base.wrapping_add(at)) };
             }
         )*};
     }
@@ -293,7 +296,7 @@ unsafe fn read_c(opts: *const MapstateOptions) -> Result<MapstateOptions, Failur
     );
     for at in SIZE..size {
         // SAFETY: `at < size`: readable, as the caller promises.
-        if unsafe { base.add(at).read() } != 0 {
+        if unsafe { base.wrapping_add(at).read() } != 0 {
             return Err(Failure::invalid(format!(
                 "byte {at} of the options ({size} bytes) is set, but this library (mapstate {}) \
                  knows the first {SIZE} bytes only: the program was built against a newer \

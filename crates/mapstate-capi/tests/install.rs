@@ -10,6 +10,7 @@
 //! installs): without it this test fails, saying so. Without gcc it prints
 //! SKIPPED, as the other C tests do.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -55,6 +56,41 @@ fn dynamic(file: &Path, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// The installed files, the symlinks, and the SONAME with the ABI version.
+fn check_files(prefix: &Path, version: &str, soname: &str) {
+    let lib = prefix.join("lib");
+    let real = lib.join(format!("libmapstate.so.{version}"));
+    assert!(real.is_file(), "{} is missing", real.display());
+    assert_eq!(
+        fs::read_link(lib.join(soname)).expect("the SONAME symlink"),
+        PathBuf::from(format!("libmapstate.so.{version}"))
+    );
+    assert_eq!(
+        fs::read_link(lib.join("libmapstate.so")).expect("the link-time symlink"),
+        PathBuf::from(soname)
+    );
+    assert!(lib.join("libmapstate.a").is_file());
+    assert!(prefix.join("include/mapstate.h").is_file());
+    assert_eq!(dynamic(&real, "SONAME"), [soname]);
+}
+
+/// Compiles `tests/c/installed.c` into `exe` with `flags` (from pkg-config)
+/// and nothing from the source tree but the program (and its `check.h`,
+/// found by `-iquote`: `mapstate.h` is the installed one).
+fn compile(exe: &Path, flags: impl Iterator<Item = OsString>) {
+    ok(
+        Command::new("gcc")
+            .args(CFLAGS)
+            .arg("-iquote")
+            .arg(crate_dir().join("tests/c"))
+            .arg(crate_dir().join("tests/c/installed.c"))
+            .arg("-o")
+            .arg(exe)
+            .args(flags),
+        "gcc against the installed library",
+    );
+}
+
 #[test]
 fn the_installed_library_builds_and_runs_a_c_program_through_pkg_config() {
     assert!(
@@ -84,23 +120,10 @@ fn the_installed_library_builds_and_runs_a_c_program_through_pkg_config() {
         )
     );
 
-    // The files, and the SONAME with the ABI version.
     let version = env!("CARGO_PKG_VERSION");
     let soname = format!("libmapstate.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
     let lib = prefix.join("lib");
-    let real = lib.join(format!("libmapstate.so.{version}"));
-    assert!(real.is_file(), "{} is missing", real.display());
-    assert_eq!(
-        fs::read_link(lib.join(&soname)).expect("the SONAME symlink"),
-        PathBuf::from(format!("libmapstate.so.{version}"))
-    );
-    assert_eq!(
-        fs::read_link(lib.join("libmapstate.so")).expect("the link-time symlink"),
-        PathBuf::from(&soname)
-    );
-    assert!(lib.join("libmapstate.a").is_file());
-    assert!(prefix.join("include/mapstate.h").is_file());
-    assert_eq!(dynamic(&real, "SONAME"), [soname.clone()]);
+    check_files(&prefix, version, &soname);
 
     // pkg-config, pointed into the prefix alone.
     let pkg_config = |args: &[&str]| {
@@ -127,22 +150,8 @@ fn the_installed_library_builds_and_runs_a_c_program_through_pkg_config() {
         "{flags}"
     );
 
-    // Built with those flags and nothing from the source tree but the
-    // program (and its check.h, by -iquote: the header is the installed one).
-    let src = crate_dir().join("tests/c/installed.c");
-    let quote = crate_dir().join("tests/c");
     let shared = tmp.path().join("installed-shared");
-    ok(
-        Command::new("gcc")
-            .args(CFLAGS)
-            .arg("-iquote")
-            .arg(&quote)
-            .arg(&src)
-            .arg("-o")
-            .arg(&shared)
-            .args(flags.split_whitespace()),
-        "gcc against the installed library",
-    );
+    compile(&shared, flags.split_whitespace().map(OsString::from));
     assert_eq!(
         dynamic(&shared, "NEEDED")
             .iter()
@@ -154,23 +163,17 @@ fn the_installed_library_builds_and_runs_a_c_program_through_pkg_config() {
     // Static: the installed libmapstate.a with the .pc's Libs.private.
     let static_libs = pkg_config(&["--static", "--libs"]);
     let static_exe = tmp.path().join("installed-static");
-    ok(
-        Command::new("gcc")
-            .args(CFLAGS)
-            .arg("-iquote")
-            .arg(&quote)
-            .args(pkg_config(&["--cflags"]).split_whitespace())
-            .arg(&src)
-            .arg("-o")
-            .arg(&static_exe)
-            .args(static_libs.split_whitespace().map(|a| {
-                if a == "-lmapstate" {
-                    lib.join("libmapstate.a").into_os_string()
-                } else {
-                    a.into()
-                }
-            })),
-        "gcc with the installed static library",
+    let cflags = pkg_config(&["--cflags"]);
+    let libs = static_libs.split_whitespace().map(|a| {
+        if a == "-lmapstate" {
+            lib.join("libmapstate.a").into_os_string()
+        } else {
+            a.into()
+        }
+    });
+    compile(
+        &static_exe,
+        cflags.split_whitespace().map(OsString::from).chain(libs),
     );
     assert!(
         !dynamic(&static_exe, "NEEDED")
