@@ -32,6 +32,32 @@
 #endif
 #endif
 
+/*
+ * The version of the library this header belongs to, as a string such as
+ * "0.1.0" (from MAPSTATE_VERSION_MAJOR, _MINOR and _PATCH below);
+ * mapstate_version() says which library the program runs with.
+ */
+#define MAPSTATE_STRINGIFY_(x) #x
+#define MAPSTATE_STRINGIFY(x) MAPSTATE_STRINGIFY_(x)
+#define MAPSTATE_VERSION_STRING MAPSTATE_STRINGIFY(MAPSTATE_VERSION_MAJOR) "." MAPSTATE_STRINGIFY(MAPSTATE_VERSION_MINOR) "." MAPSTATE_STRINGIFY(MAPSTATE_VERSION_PATCH)
+
+/**
+ * The major version of the library this header belongs to (`X` of
+ * `X.Y.Z`): also the ABI version, `libmapstate.so.X`. Compare it with
+ * `mapstate_version()` to find the library the program runs with.
+ */
+#define MAPSTATE_VERSION_MAJOR 0
+
+/**
+ * The minor version of the library this header belongs to (`Y` of `X.Y.Z`).
+ */
+#define MAPSTATE_VERSION_MINOR 1
+
+/**
+ * The patch version of the library this header belongs to (`Z` of `X.Y.Z`).
+ */
+#define MAPSTATE_VERSION_PATCH 0
+
 /**
  * Success.
  */
@@ -241,6 +267,19 @@
 #define MAPSTATE_ATTACH_CREATE 1
 
 /**
+ * What one entry of `mapstate_reader_changes_since()` is: a byte range one
+ * commit changed.
+ */
+#define MAPSTATE_EVENT_CHANGE 0
+
+/**
+ * What one entry of `mapstate_reader_changes_since()` is: commits this
+ * reader can no longer list (they left the ring of recent commits in the
+ * live image): re-read whatever you derive from the state.
+ */
+#define MAPSTATE_EVENT_MISSED 1
+
+/**
  * An open reader of one state (opaque). Made by `mapstate_reader_open()`,
  * freed by `mapstate_reader_close()`.
  */
@@ -253,11 +292,29 @@ typedef struct mapstate_reader mapstate_reader;
 typedef struct mapstate_writer mapstate_writer;
 
 /**
- * How to open a state. Get the defaults from `mapstate_options_default()`,
- * then change the fields you need; new fields are only ever added at the
- * end, with defaults that keep today's behaviour.
+ * How to open a state. Initialize it with `mapstate_options_default()`
+ * (or `mapstate_options_init(&opts, sizeof opts)`), then change the
+ * fields you need.
+ *
+ * The struct carries its own size, so that a program and the library may
+ * come from different versions: fields are only ever added at the end
+ * (each version's fields start at the previous version's size), the
+ * library reads only the fields that lie within `size` and takes the
+ * defaults for the rest (a program built against an older, smaller
+ * header keeps working), and fields past what the library knows (a
+ * program built against a newer header) must be zero, as
+ * `mapstate_options_init()` of an older library leaves them: an open that
+ * finds one set fails with `MAPSTATE_E_INVALID`, naming the byte.
  */
 typedef struct mapstate_options {
+  /**
+   * The size of this struct as the program sees it (`sizeof
+   * (mapstate_options)` of its header), set by `mapstate_options_init()`
+   * and `mapstate_options_default()`. An open with a size smaller than
+   * the first version's (64 bytes: an uninitialized struct, usually) or
+   * larger than 4096 fails with `MAPSTATE_E_INVALID`.
+   */
+  size_t size;
   /**
    * Create the state if the file does not exist or is empty (writers
    * only). Default false.
@@ -312,9 +369,62 @@ typedef struct mapstate_options {
    * Open on a filesystem where mapstate cannot keep its promises (NFS,
    * CIFS, 9p, FUSE) instead of failing with
    * `MAPSTATE_E_UNSUITABLE_FILESYSTEM`. Default false.
+   * (The last field of the first version, 64 bytes.)
    */
   bool allow_unsuitable_filesystem;
+  /**
+   * How often, at most, the writer sets the modification time of the
+   * state's file and live image after a commit (stores through a mapping
+   * leave it stale), in milliseconds: 0 after every commit, a negative
+   * value never. Default 1000. Writers only.
+   */
+  int64_t mtime_interval_ms;
+  /**
+   * Whether a clean close (`mapstate_writer_close()` whose last
+   * checkpoint succeeds) deletes the live image, so that its memory
+   * (tmpfs: RAM, the state's size) goes back once the last reader has
+   * closed; the next open then rebuilds it from the file (reading the
+   * whole state). Default false: the next open finds it and costs no
+   * rebuild. Writers only.
+   */
+  bool release_live_image;
 } mapstate_options;
+
+/**
+ * One entry of `mapstate_reader_changes_since()`: a byte range one commit
+ * changed (`MAPSTATE_EVENT_CHANGE`; a commit that changed several ranges
+ * gives one entry per range, with the same `seq`), or commits the reader
+ * missed (`MAPSTATE_EVENT_MISSED`).
+ */
+typedef struct mapstate_event {
+  /**
+   * `MAPSTATE_EVENT_CHANGE` or `MAPSTATE_EVENT_MISSED`.
+   */
+  uint32_t kind;
+  /**
+   * A change: whether the commit's ranges were widened to this one
+   * covering range (it had more than the ring holds): never narrower
+   * than the truth.
+   */
+  bool widened;
+  /**
+   * A change: the commit's sequence number. Missed: the first missed one.
+   */
+  uint64_t seq;
+  /**
+   * A change: `seq` again. Missed: the last missed sequence number.
+   */
+  uint64_t last_seq;
+  /**
+   * A change: the first byte changed (a length change counts as a change
+   * of the bytes between the old and the new length). Missed: 0.
+   */
+  uint64_t offset;
+  /**
+   * A change: the number of bytes changed from `offset`. Missed: 0.
+   */
+  uint64_t len;
+} mapstate_event;
 
 #ifdef __cplusplus
 extern "C" {
@@ -335,8 +445,9 @@ extern "C" {
 void mapstate_reinstall_fault_handler(void);
 
 /**
- * The version of this library, such as `"0.1.0"`. A static string: never
- * free it. Thread-safe.
+ * The version of this library, such as `"0.1.0"` (the header it was built
+ * with says `MAPSTATE_VERSION_STRING`; a program may run with another).
+ * A static string: never free it. Thread-safe.
  */
 const char *mapstate_version(void);
 
@@ -369,12 +480,23 @@ int mapstate_errno(void);
 const char *mapstate_error_name(int code);
 
 /**
- * The default options: open an existing state (no create); a new state
- * would be 4096 bytes, growable to 1 GiB, with `MAPSTATE_PAGE_CACHE`
- * durability, the default live directory, mode 0600, and no opening on
- * unsuitable filesystems. Thread-safe.
+ * Fills `*opts`, `size` bytes as the program sees them (`sizeof *opts`),
+ * with the defaults of this library and sets `opts->size` to `size`:
+ * the fields this library knows that lie within `size` get their
+ * defaults, and every byte past the fields it knows (fields of a newer
+ * header) is zeroed, which an open accepts as "not set". Call it (or
+ * `mapstate_options_default()`, which does) before setting any field.
+ *
+ * Returns 0, or `MAPSTATE_E_INVALID` (`opts` NULL, or `size` smaller than
+ * the first version's 64 bytes or larger than 4096: pass `sizeof *opts`).
+ * Thread-safe.
+ *
+ * # Safety
+ *
+ * `opts` is NULL or valid for writes of `size` bytes, aligned for
+ * `mapstate_options`.
  */
-struct mapstate_options mapstate_options_default(void);
+int mapstate_options_init(struct mapstate_options *opts, size_t size);
 
 /**
  * Opens the state at `path` for writing (creating it if `opts->create` is
@@ -661,6 +783,25 @@ int mapstate_writer_checkpoint(struct mapstate_writer *w);
 int mapstate_writer_close(struct mapstate_writer *w);
 
 /**
+ * Deletes the state: its file, its log (`PATH-wal`), its checkpoint
+ * journal (`PATH-ckpt`) and its live image, while this writer still holds
+ * the writer lock (so no other writer is using it), and frees the handle.
+ * An open transaction is discarded first. Readers that have the state
+ * open keep reading it as it was; nothing is checkpointed (it would be
+ * deleted).
+ *
+ * Returns 0, `MAPSTATE_E_IO` (a file could not be deleted: the message
+ * names it; the handle is freed), `MAPSTATE_E_BAD_HANDLE` (NULL, or
+ * closed already), or `MAPSTATE_E_BUSY` (in use by another thread: not
+ * removed).
+ *
+ * # Safety
+ *
+ * As for `mapstate_writer_close()`.
+ */
+int mapstate_writer_remove(struct mapstate_writer *w);
+
+/**
  * Maps the plain file at `path` (not a mapstate state: no header, no log)
  * at the start of a reserved range of `max_size` bytes and returns its
  * address (page-aligned), AIX `shmat(SHM_MAP)` style: loads and stores
@@ -695,11 +836,54 @@ void *mapstate_attach(const char *path, uint64_t max_size, int flags);
  * dereferenced); `MAPSTATE_E_NO_SPACE` if the disk filled during the
  * attachment (the message says how large the file needed to be; stores past
  * what fitted are lost, and the file keeps what fitted); `MAPSTATE_E_PAST_MAXIMUM`
- * for a store just past `max_size`; `MAPSTATE_E_IO`. After any of these
- * but `MAPSTATE_E_BAD_HANDLE` the range is unmapped all the same.
+ * for a store just past `max_size` (lost; attach with a larger maximum);
+ * `MAPSTATE_E_IO`. After `MAPSTATE_E_NO_SPACE` and
+ * `MAPSTATE_E_PAST_MAXIMUM` the stores that were kept are written and the
+ * length set as above; after any error but `MAPSTATE_E_BAD_HANDLE` the
+ * range is unmapped all the same.
  * Thread-safe; no other thread may use the range during or after the call.
  */
 int mapstate_detach(void *addr);
+
+/**
+ * `*out` receives the attachment's high-water mark: how far the file was
+ * written, that is the end of the last page past the file's original
+ * length (or the length of the last `mapstate_attach_trim()`) that holds
+ * a non-zero byte, page granularity (a page only read, or written with
+ * zeros only, does not count); never less than that length. Sees stores
+ * by any thread or process. It costs nothing on the store path: it looks
+ * for the written pages when called.
+ *
+ * Returns 0, `MAPSTATE_E_BAD_HANDLE` (`addr` is not an attached address;
+ * it is never dereferenced), `MAPSTATE_E_INVALID` (`out` NULL), or
+ * `MAPSTATE_E_IO`. Thread-safe.
+ *
+ * # Safety
+ *
+ * `out` is NULL or writable.
+ */
+int mapstate_attach_high_water(void *addr, uint64_t *out);
+
+/**
+ * Sets the attached file's length to its high-water mark
+ * (`mapstate_attach_high_water()`) now, as `mapstate_detach()` does at the
+ * end, and keeps the attachment: `*len` (if not NULL) receives the new
+ * length. Stores anywhere below the maximum keep working; but if the mark
+ * is inside a page, the rest of that page past the new end is not the
+ * file's until the file grows over it again (a store in a later page), so
+ * a store there alone is lost. Nothing is synced (detach does that).
+ *
+ * Returns 0, `MAPSTATE_E_BAD_HANDLE` (not an attached address),
+ * `MAPSTATE_E_NO_SPACE` or `MAPSTATE_E_PAST_MAXIMUM` (a growth failed
+ * since the last check, as at detach: nothing was changed, and the
+ * failure is reported once), or `MAPSTATE_E_IO`. Thread-safe; no other
+ * thread may store into the attachment during the call.
+ *
+ * # Safety
+ *
+ * `len` is NULL or writable.
+ */
+int mapstate_attach_trim(void *addr, uint64_t *len);
 
 /**
  * Opens the state at `path` for reading, in any process, while a writer
@@ -818,6 +1002,53 @@ int mapstate_reader_live_image(struct mapstate_reader *r, const char **origin, c
 int mapstate_reader_wait_for_change(struct mapstate_reader *r, uint64_t after_seq, int64_t timeout_ms, uint64_t *out_seq);
 
 /**
+ * The commits published after `after_seq`, oldest first, as entries of
+ * `events` (at most `cap`): each byte range a commit changed, and the
+ * commits that left the ring of recent commits (about the last 50) before
+ * this call, as one `MAPSTATE_EVENT_MISSED` entry. Does not wait: call it
+ * after `mapstate_reader_wait_for_change()`. The Rust `Reader::changes_since`.
+ *
+ * - `*count` receives the number of entries written.
+ * - `*through_seq` (if not NULL) receives the newest sequence number the
+ *   entries cover: `after_seq` if there are none; if `cap` was too small
+ *   for every commit, call again with it as `after_seq` for the rest (a
+ *   commit's entries are never split between calls).
+ *
+ * Returns 0, `MAPSTATE_E_INVALID_SIZE` (`cap` cannot hold the entries of
+ * the first commit: the message says how many it needs),
+ * `MAPSTATE_E_INVALID` (`count` NULL, or `events` NULL with a `cap` above
+ * 0), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `r` is NULL or an open reader handle; `events` is NULL or writable for
+ * `cap` entries; `count` and `through_seq` are NULL or writable.
+ */
+int mapstate_reader_changes_since(struct mapstate_reader *r, uint64_t after_seq, struct mapstate_event *events, uint64_t cap, uint64_t *count, uint64_t *through_seq);
+
+/**
+ * Copies the whole state as of one commit into `buf` (`cap` bytes): its
+ * bytes at that commit, never torn, however its length changes meanwhile.
+ * The Rust `Reader::snapshot`.
+ *
+ * - `*len` receives the state's length at that commit (also when `cap` is
+ *   too small: then nothing is copied; call again with that many bytes).
+ * - `*seq` (if not NULL) receives the commit's sequence number.
+ *
+ * Returns 0, `MAPSTATE_E_INVALID_SIZE` (the state is longer than `cap`;
+ * `*len` says how long), `MAPSTATE_E_WRITER_DIED`,
+ * `MAPSTATE_E_WRITER_NOT_VISIBLE`, `MAPSTATE_E_INVALID` (`len` NULL, or
+ * `buf` NULL with a `cap` above 0), `MAPSTATE_E_BAD_HANDLE`, or
+ * `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `r` is NULL or an open reader handle; `buf` is NULL or writable for
+ * `cap` bytes; `len` and `seq` are NULL or writable.
+ */
+int mapstate_reader_snapshot(struct mapstate_reader *r, void *buf, uint64_t cap, uint64_t *len, uint64_t *seq);
+
+/**
  * Closes a reader and frees the handle.
  *
  * Returns 0, `MAPSTATE_E_BAD_HANDLE` (NULL, or closed already: a double
@@ -910,3 +1141,22 @@ MAPSTATE_DEPRECATED("renamed: use mapstate_reader_wait_for_change() instead") in
 #endif  // __cplusplus
 
 #endif  /* MAPSTATE_H */
+
+#ifndef MAPSTATE_H_OPTIONS_DEFAULT
+#define MAPSTATE_H_OPTIONS_DEFAULT
+/**
+ * The default options, with `size` set to this header's
+ * sizeof(mapstate_options): open an existing state (no create); a new
+ * state would be 4096 bytes, growable to 1 GiB, with `MAPSTATE_PAGE_CACHE`
+ * durability, the default live directory, mode 0600, no opening on
+ * unsuitable filesystems, the modification time set at most once a second,
+ * and the live image kept at close. Compiled into the program (it calls
+ * mapstate_options_init()), so that the size is the program's.
+ * Thread-safe.
+ */
+static inline struct mapstate_options mapstate_options_default(void) {
+    struct mapstate_options opts;
+    (void)mapstate_options_init(&opts, sizeof opts);
+    return opts;
+}
+#endif  /* MAPSTATE_H_OPTIONS_DEFAULT */

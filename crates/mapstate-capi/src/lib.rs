@@ -10,6 +10,7 @@
 //! crashes. See `README.md` beside this file for a C example.
 //!
 //! This crate root only re-exports; the modules are:
+//! - `version`: `MAPSTATE_VERSION_*` and `mapstate_version()`;
 //! - `error`: the codes, `mapstate_last_error()`, `mapstate_errno()`;
 //! - `handle`: the panic guard, handles and the registry of open ones;
 //! - `options`: `mapstate_options`;
@@ -29,6 +30,8 @@
 // `undocumented_unsafe_blocks` lint checks that it exists).
 #![allow(unsafe_code)]
 
+mod version;
+
 mod error;
 mod handle;
 mod live_image;
@@ -44,7 +47,10 @@ mod reader;
 // Last in the header: the old names.
 mod deprecated;
 
-pub use attach::{MAPSTATE_ATTACH_CREATE, mapstate_attach, mapstate_detach};
+pub use attach::{
+    MAPSTATE_ATTACH_CREATE, mapstate_attach, mapstate_attach_high_water, mapstate_attach_trim,
+    mapstate_detach,
+};
 pub use error::{
     MAPSTATE_E_BAD_HANDLE, MAPSTATE_E_BUSY, MAPSTATE_E_CORRUPT, MAPSTATE_E_FALLOCATE_UNSUPPORTED,
     MAPSTATE_E_FOREIGN, MAPSTATE_E_FOREIGN_LOCK, MAPSTATE_E_INVALID, MAPSTATE_E_INVALID_SIZE,
@@ -58,20 +64,23 @@ pub use error::{
     mapstate_error_name, mapstate_last_error,
 };
 pub use options::{
-    MAPSTATE_PAGE_CACHE, MAPSTATE_PERIODIC, MAPSTATE_SYNC, MapstateOptions,
-    mapstate_options_default,
+    MAPSTATE_PAGE_CACHE, MAPSTATE_PERIODIC, MAPSTATE_SYNC, MapstateOptions, mapstate_options_init,
 };
 pub use reader::{
-    MapstateReader, mapstate_reader_close, mapstate_reader_len, mapstate_reader_live_image,
-    mapstate_reader_open, mapstate_reader_read_at, mapstate_reader_seq,
-    mapstate_reader_wait_for_change,
+    MAPSTATE_EVENT_CHANGE, MAPSTATE_EVENT_MISSED, MapstateEvent, MapstateReader,
+    mapstate_reader_changes_since, mapstate_reader_close, mapstate_reader_len,
+    mapstate_reader_live_image, mapstate_reader_open, mapstate_reader_read_at, mapstate_reader_seq,
+    mapstate_reader_snapshot, mapstate_reader_wait_for_change,
+};
+pub use version::{
+    MAPSTATE_VERSION_MAJOR, MAPSTATE_VERSION_MINOR, MAPSTATE_VERSION_PATCH, mapstate_version,
 };
 pub use writer::{
     MapstateWriter, mapstate_txn_abort, mapstate_txn_commit, mapstate_txn_data,
     mapstate_txn_extend_on_write, mapstate_txn_extend_on_write_from, mapstate_txn_set_len,
     mapstate_txn_slice_mut, mapstate_txn_write_at, mapstate_writer_begin,
     mapstate_writer_checkpoint, mapstate_writer_close, mapstate_writer_len,
-    mapstate_writer_live_image, mapstate_writer_open, mapstate_writer_seq,
+    mapstate_writer_live_image, mapstate_writer_open, mapstate_writer_remove, mapstate_writer_seq,
 };
 // Re-exported like the rest; deprecated for C callers, not for this crate.
 #[allow(deprecated)]
@@ -93,19 +102,6 @@ pub use deprecated::{
 #[unsafe(no_mangle)]
 pub extern "C" fn mapstate_reinstall_fault_handler() {
     mapstate_rs::signals::reinstall_fault_handler();
-}
-
-/// The version of this library, such as `"0.1.0"`. A static string: never
-/// free it. Thread-safe.
-#[unsafe(no_mangle)]
-pub extern "C" fn mapstate_version() -> *const std::ffi::c_char {
-    const V: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
-        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
-    ) {
-        Ok(v) => v,
-        Err(_) => panic!("the version contains a NUL byte"),
-    };
-    V.as_ptr()
 }
 
 // Handles may move between threads (C code does that freely): the state

@@ -4,9 +4,9 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
-use mapstate_rs::Reader;
+use mapstate_rs::{Event, Reader};
 
-use crate::error::{Failure, MAPSTATE_E_TIMEOUT};
+use crate::error::{Failure, MAPSTATE_E_INVALID_SIZE, MAPSTATE_E_TIMEOUT};
 use crate::handle::{self, Handle, READER_MAGIC, entry};
 use crate::options::{self, MapstateOptions};
 
@@ -244,6 +244,189 @@ pub unsafe extern "C" fn mapstate_reader_wait_for_change(
                 ),
             ))
         }
+    })
+}
+
+/// What one entry of `mapstate_reader_changes_since()` is: a byte range one
+/// commit changed.
+pub const MAPSTATE_EVENT_CHANGE: u32 = 0;
+/// What one entry of `mapstate_reader_changes_since()` is: commits this
+/// reader can no longer list (they left the ring of recent commits in the
+/// live image): re-read whatever you derive from the state.
+pub const MAPSTATE_EVENT_MISSED: u32 = 1;
+
+/// One entry of `mapstate_reader_changes_since()`: a byte range one commit
+/// changed (`MAPSTATE_EVENT_CHANGE`; a commit that changed several ranges
+/// gives one entry per range, with the same `seq`), or commits the reader
+/// missed (`MAPSTATE_EVENT_MISSED`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MapstateEvent {
+    /// `MAPSTATE_EVENT_CHANGE` or `MAPSTATE_EVENT_MISSED`.
+    pub kind: u32,
+    /// A change: whether the commit's ranges were widened to this one
+    /// covering range (it had more than the ring holds): never narrower
+    /// than the truth.
+    pub widened: bool,
+    /// A change: the commit's sequence number. Missed: the first missed one.
+    pub seq: u64,
+    /// A change: `seq` again. Missed: the last missed sequence number.
+    pub last_seq: u64,
+    /// A change: the first byte changed (a length change counts as a change
+    /// of the bytes between the old and the new length). Missed: 0.
+    pub offset: u64,
+    /// A change: the number of bytes changed from `offset`. Missed: 0.
+    pub len: u64,
+}
+
+/// The commits published after `after_seq`, oldest first, as entries of
+/// `events` (at most `cap`): each byte range a commit changed, and the
+/// commits that left the ring of recent commits (about the last 50) before
+/// this call, as one `MAPSTATE_EVENT_MISSED` entry. Does not wait: call it
+/// after `mapstate_reader_wait_for_change()`. The Rust `Reader::changes_since`.
+///
+/// - `*count` receives the number of entries written.
+/// - `*through_seq` (if not NULL) receives the newest sequence number the
+///   entries cover: `after_seq` if there are none; if `cap` was too small
+///   for every commit, call again with it as `after_seq` for the rest (a
+///   commit's entries are never split between calls).
+///
+/// Returns 0, `MAPSTATE_E_INVALID_SIZE` (`cap` cannot hold the entries of
+/// the first commit: the message says how many it needs),
+/// `MAPSTATE_E_INVALID` (`count` NULL, or `events` NULL with a `cap` above
+/// 0), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `r` is NULL or an open reader handle; `events` is NULL or writable for
+/// `cap` entries; `count` and `through_seq` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_reader_changes_since(
+    r: *mut MapstateReader,
+    after_seq: u64,
+    events: *mut MapstateEvent,
+    cap: u64,
+    count: *mut u64,
+    through_seq: *mut u64,
+) -> c_int {
+    entry(|| {
+        handle::required(count, "count")?;
+        let cap = handle::size(cap, "cap")?;
+        if cap > 0 {
+            handle::required(events, "events")?;
+        }
+        // SAFETY: as promised by the caller.
+        let all = unsafe { with(r, |r| Ok(r.changes_since(after_seq))) }?;
+        let mut out: Vec<MapstateEvent> = Vec::new();
+        let mut through = after_seq;
+        for e in &all {
+            let entries = entries_of(e);
+            if out.len() + entries.len() > cap {
+                if out.is_empty() {
+                    return Err(Failure::new(
+                        MAPSTATE_E_INVALID_SIZE,
+                        format!(
+                            "commit {} changed {} ranges, more than cap ({cap}) entries hold: \
+                             pass room for at least {} entries",
+                            e.seq(),
+                            entries.len(),
+                            entries.len()
+                        ),
+                    ));
+                }
+                break;
+            }
+            out.extend(entries);
+            through = e.seq();
+        }
+        if !out.is_empty() {
+            // SAFETY: `events` is non-NULL (cap > 0, checked above) and
+            // writable for `cap >= out.len()` entries, as the caller
+            // promises; `out` is a separate allocation.
+            unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), events, out.len()) };
+        }
+        // SAFETY: non-NULL (above) and writable, as the caller promises.
+        unsafe { count.write(out.len() as u64) };
+        // SAFETY: the caller promises NULL or writable.
+        unsafe { handle::put(through_seq, through) };
+        Ok(())
+    })
+}
+
+/// The C entries of one event: one per changed range (one of length 0 if
+/// it had none), or one for a miss.
+fn entries_of(e: &Event) -> Vec<MapstateEvent> {
+    let entry = |kind, widened, seq, last_seq, range: std::ops::Range<u64>| MapstateEvent {
+        kind,
+        widened,
+        seq,
+        last_seq,
+        offset: range.start,
+        len: range.end - range.start,
+    };
+    match e {
+        Event::Change(c) if c.ranges.is_empty() => {
+            vec![entry(MAPSTATE_EVENT_CHANGE, c.widened, c.seq, c.seq, 0..0)]
+        }
+        Event::Change(c) => c
+            .ranges
+            .iter()
+            .map(|r| entry(MAPSTATE_EVENT_CHANGE, c.widened, c.seq, c.seq, r.clone()))
+            .collect(),
+        Event::Missed { first, last } => {
+            vec![entry(MAPSTATE_EVENT_MISSED, false, *first, *last, 0..0)]
+        }
+    }
+}
+
+/// Copies the whole state as of one commit into `buf` (`cap` bytes): its
+/// bytes at that commit, never torn, however its length changes meanwhile.
+/// The Rust `Reader::snapshot`.
+///
+/// - `*len` receives the state's length at that commit (also when `cap` is
+///   too small: then nothing is copied; call again with that many bytes).
+/// - `*seq` (if not NULL) receives the commit's sequence number.
+///
+/// Returns 0, `MAPSTATE_E_INVALID_SIZE` (the state is longer than `cap`;
+/// `*len` says how long), `MAPSTATE_E_WRITER_DIED`,
+/// `MAPSTATE_E_WRITER_NOT_VISIBLE`, `MAPSTATE_E_INVALID` (`len` NULL, or
+/// `buf` NULL with a `cap` above 0), `MAPSTATE_E_BAD_HANDLE`, or
+/// `MAPSTATE_E_BUSY`.
+///
+/// # Safety
+///
+/// `r` is NULL or an open reader handle; `buf` is NULL or writable for
+/// `cap` bytes; `len` and `seq` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_reader_snapshot(
+    r: *mut MapstateReader,
+    buf: *mut c_void,
+    cap: u64,
+    len: *mut u64,
+    seq: *mut u64,
+) -> c_int {
+    entry(|| {
+        handle::required(len, "len")?;
+        // SAFETY: the caller promises `cap` writable bytes at `buf`.
+        let buf = unsafe { handle::bytes_mut(buf, cap, "buf") }?;
+        // SAFETY: as promised by the caller.
+        let (at, bytes) = unsafe { with(r, |r| Ok(r.snapshot()?)) }?;
+        // SAFETY: non-NULL (above) and writable, as the caller promises.
+        unsafe { len.write(bytes.len() as u64) };
+        let Some(dst) = buf.get_mut(..bytes.len()) else {
+            return Err(Failure::new(
+                MAPSTATE_E_INVALID_SIZE,
+                format!(
+                    "the state is {} bytes at commit {at}, longer than the buffer's {cap}: \
+                     call again with a buffer of at least *len bytes",
+                    bytes.len()
+                ),
+            ));
+        };
+        dst.copy_from_slice(&bytes);
+        // SAFETY: the caller promises NULL or writable.
+        unsafe { handle::put(seq, at) };
+        Ok(())
     })
 }
 

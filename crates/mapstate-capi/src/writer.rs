@@ -437,11 +437,11 @@ pub unsafe extern "C" fn mapstate_txn_commit(w: *mut MapstateWriter, seq: *mut u
         // SAFETY: as promised by the caller.
         let n = unsafe {
             with(w, |s| {
-                let txn = s.txn.take().ok_or_else(no_txn)?;
-                let len = txn.len();
-                let n = txn.commit()?;
+                let n = s.txn.take().ok_or_else(no_txn)?.commit()?;
+                // The writer's, not the transaction's: an extend-on-write
+                // commit sets the length from the pages written.
+                s.len = s.writer()?.len();
                 s.seq = n;
-                s.len = len;
                 Ok(n)
             })
         }?;
@@ -580,5 +580,29 @@ pub unsafe extern "C" fn mapstate_writer_close(w: *mut MapstateWriter) -> c_int 
         // SAFETY: as promised by the caller.
         let state: WriterState = unsafe { handle::close(w, WRITER_MAGIC) }?;
         Ok(state.into_writer().close()?)
+    })
+}
+
+/// Deletes the state: its file, its log (`PATH-wal`), its checkpoint
+/// journal (`PATH-ckpt`) and its live image, while this writer still holds
+/// the writer lock (so no other writer is using it), and frees the handle.
+/// An open transaction is discarded first. Readers that have the state
+/// open keep reading it as it was; nothing is checkpointed (it would be
+/// deleted).
+///
+/// Returns 0, `MAPSTATE_E_IO` (a file could not be deleted: the message
+/// names it; the handle is freed), `MAPSTATE_E_BAD_HANDLE` (NULL, or
+/// closed already), or `MAPSTATE_E_BUSY` (in use by another thread: not
+/// removed).
+///
+/// # Safety
+///
+/// As for `mapstate_writer_close()`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mapstate_writer_remove(w: *mut MapstateWriter) -> c_int {
+    entry(|| {
+        // SAFETY: as promised by the caller.
+        let state: WriterState = unsafe { handle::close(w, WRITER_MAGIC) }?;
+        Ok(state.into_writer().remove()?)
     })
 }

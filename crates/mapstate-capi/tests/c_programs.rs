@@ -56,7 +56,7 @@ fn crate_dir() -> &'static Path {
 /// an integration test (the crate has no rlib to link), so the first call
 /// runs `cargo build --lib` of this crate with the test's own profile and
 /// target directory: a no-op when they are fresh, and never a stale
-/// library from an earlier build.
+/// library from an earlier build. The SONAME symlink is made beside them.
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -87,6 +87,14 @@ fn lib_dir() -> &'static Path {
             "cargo build of the C libraries failed:\n{}",
             text(&out.stderr)
         );
+        // Programs linked with libmapstate.so need its SONAME at run time,
+        // libmapstate.so.MAJOR, as an install makes it: a symlink here,
+        // put in place by a rename (other test binaries may do the same).
+        let soname = format!("libmapstate.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+        let tmp = deps.join(format!(".{soname}.{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink("libmapstate.so", &tmp).expect("symlink the SONAME");
+        fs::rename(&tmp, deps.join(&soname)).expect("rename the SONAME symlink into place");
         deps.to_path_buf()
     })
 }
@@ -341,6 +349,26 @@ fn record(seq: u64, slot: u64, slots: u64) -> Vec<u8> {
     }
     r.extend_from_slice(&h.to_le_bytes());
     r
+}
+
+/// Compiles `tests/c/NAME.c` (linked with the shared library), runs it
+/// with a scratch directory as its argument, and checks that every one of
+/// its checks held (its last line is `0 failed`). Returns its output.
+fn run_checks(name: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir bin");
+    let exe = compile(name, Link::Shared, &bin);
+    let out = run(Command::new(&exe).arg(dir.path()));
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.ends_with("\n0 failed\n"),
+        "{name}: {:?}\n{stdout}{}",
+        out.status,
+        text(&out.stderr)
+    );
+    stdout
 }
 
 #[test]
@@ -648,4 +676,73 @@ fn the_header_marks_the_old_names_deprecated() {
         !stderr.contains("'mapstate_txn_commit' is deprecated"),
         "{stderr}"
     );
+}
+
+/// `extend_len.c`: after an extend-on-write commit, `mapstate_writer_len`
+/// reports the length the commit gave the state (it reported the length
+/// before the transaction).
+#[test]
+fn writer_len_follows_an_extend_on_write_commit() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("extend_len");
+}
+
+/// `attach_past_maximum.c`: a store past the maximum of an attachment is
+/// reported in terms of the attachment (it spoke of a discarded
+/// transaction and of recreating the state, which attach has neither of).
+#[test]
+fn attach_past_its_maximum_says_what_to_do() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("attach_past_maximum");
+}
+
+/// `options_size.c`: `mapstate_options` carries its size. A program built
+/// with the first, smaller struct still opens (and the library reads
+/// nothing past it); a larger struct's unknown bytes must be zero; a size
+/// too small or too large is refused; the fields added at the end
+/// (`mtime_interval_ms`, `release_live_image`) work.
+#[test]
+fn options_carry_their_size() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("options_size");
+}
+
+/// `version.c`: `MAPSTATE_VERSION_MAJOR`/`_MINOR`/`_PATCH`, the string
+/// made from them, `mapstate_version()` and the Cargo version are one.
+#[test]
+fn the_version_macros_are_the_cargo_version() {
+    if !have_gcc() {
+        return;
+    }
+    let stdout = run_checks("version");
+    assert!(
+        stdout.starts_with(&format!("version {}\n", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+}
+
+/// `reader_copies.c`: `mapstate_reader_snapshot`,
+/// `mapstate_reader_changes_since` (ranges, whole commits per call, a
+/// missed entry for commits that left the ring) and `mapstate_writer_remove`.
+#[test]
+fn readers_get_snapshots_and_change_ranges_and_writers_remove() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("reader_copies");
+}
+
+/// `attach_trim.c`: `mapstate_attach_high_water` and `mapstate_attach_trim`.
+#[test]
+fn attach_reports_its_high_water_and_trims_to_it() {
+    if !have_gcc() {
+        return;
+    }
+    run_checks("attach_trim");
 }
