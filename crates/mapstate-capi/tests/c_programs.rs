@@ -355,10 +355,16 @@ fn record(seq: u64, slot: u64, slots: u64) -> Vec<u8> {
 /// with a scratch directory as its argument, and checks that every one of
 /// its checks held (its last line is `0 failed`). Returns its output.
 fn run_checks(name: &str) -> String {
+    run_checks_of(&crate_dir().join("tests/c").join(format!("{name}.c")))
+}
+
+/// [`run_checks`] of the C file `src`.
+fn run_checks_of(src: &Path) -> String {
+    let name = src.display();
     let dir = tempfile::tempdir().expect("tempdir");
     let bin = dir.path().join("bin");
     fs::create_dir(&bin).expect("mkdir bin");
-    let exe = compile(name, Link::Shared, &bin);
+    let exe = compile_file(src, Link::Shared, &bin);
     let out = run(Command::new(&exe).arg(dir.path()));
     let stdout = text(&out.stdout);
     println!("{stdout}");
@@ -369,6 +375,18 @@ fn run_checks(name: &str) -> String {
         text(&out.stderr)
     );
     stdout
+}
+
+/// The cookbook's port of AIX `shmat(SHM_MAP)` code
+/// (`examples/shmat_port.c`, shown in the Rust docs' cookbook) builds and
+/// runs.
+#[test]
+fn the_shmat_port_example_runs() {
+    if !have_gcc() {
+        return;
+    }
+    let out = run_checks_of(&crate_dir().join("examples/shmat_port.c"));
+    assert!(out.contains("table: 3 rows, the last \"row 2\""), "{out}");
 }
 
 #[test]

@@ -20,6 +20,27 @@ pub struct Change {
 }
 
 /// What a reader learns about the commits after the one it saw last.
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("state");
+/// use mapstate::{Event, Reader, Writer};
+/// let mut w = Writer::options().create(true).len(4096).open(&path)?;
+/// let r = Reader::open(&path)?;
+/// let mut t = w.begin();
+/// t.write_at(100, b"abc")?;
+/// t.commit()?;
+/// for e in r.wait_changes(0, None)? {
+///     match e {
+///         Event::Change(c) => assert_eq!((c.seq, c.ranges), (1, vec![100..103])),
+///         // Too many commits to list: re-read what you derive from the state.
+///         Event::Missed { .. } => unreachable!("one commit fits in the ring"),
+///     }
+/// }
+/// # w.remove()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A commit and its ranges.

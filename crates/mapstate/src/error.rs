@@ -15,6 +15,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// variant and gives the same text (`NotFound: state.db does not exist:
 /// ...`), so that `fn main() -> Result<(), Box<dyn std::error::Error>>`
 /// prints something a user can act on; `{:#?}` adds the underlying error.
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("state");
+/// use mapstate::{Error, Writer};
+/// let w = Writer::options().create(true).len(4096).open(&path)?;
+/// // One writer per state: a second one is told who holds it.
+/// match Writer::open(&path) {
+///     Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+///     other => panic!("{other:?}"),
+/// }
+/// # w.remove()?;
+/// # Ok(()) }
+/// ```
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -52,7 +52,7 @@
 //! All system calls and every `unsafe` block live in one private `sys`
 //! module. Readers never get references into memory another process may
 //! change: they get copies validated by a sequence lock, or raw pointers.
-//! `docs/SOUNDNESS.md` argues why the safe API is sound.
+//! [`docs::soundness`] argues why the safe API is sound.
 #![deny(unsafe_code)]
 
 // The layers, lowest first; a module imports only from layers below it
@@ -67,6 +67,7 @@
 // 7. shared, notify
 mod backoff;
 mod change;
+pub mod docs;
 mod error;
 mod filesystem;
 mod format;
@@ -143,10 +144,3 @@ pub use writer::Writer;
 /// # }
 /// ```
 pub use zerocopy;
-
-/// The README's example, compiled by `cargo test --doc` (not run: it would
-/// leave `state.db` in the crate's directory), so that what users copy
-/// first builds against this version.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;

@@ -32,7 +32,35 @@ pub(crate) fn initial_log_size(len: u64) -> u64 {
 pub(crate) const DEFAULT_MTIME_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many recent commits a power cut may take away; never whether the
-/// state is consistent (the guarantee table in `docs/DESIGN.md`).
+/// state is consistent (the guarantee table: [`docs::readme`]). Every mode
+/// survives any process crash with every returned commit.
+///
+/// Chosen when the state is created (and stored in it), or per writer;
+/// one commit can ask for more with [`Txn::commit_with`]:
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use std::time::Duration;
+/// use mapstate::{Durability, Writer};
+/// let mut w = Writer::options()
+///     .create(true)
+///     .len(4096)
+///     // A power cut loses at most the last 100 ms of commits.
+///     .durability(Durability::Periodic(Duration::from_millis(100)))
+///     .open(dir.path().join("state"))?;
+/// let mut t = w.begin();
+/// t.write_at(0, b"routine")?;
+/// t.commit()?; // no system call
+/// let mut t = w.begin();
+/// t.write_at(0, b"payment")?;
+/// t.commit_with(Durability::Sync)?; // on disk when it returns
+/// # w.remove()?;
+/// # Ok(()) }
+/// ```
+///
+/// [`docs::readme`]: crate::docs::readme
+/// [`Txn::commit_with`]: crate::Txn::commit_with
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
@@ -279,6 +307,22 @@ impl WriterOptions {
 
 /// How to open a state for reading: a builder, finished by
 /// `ReaderOptions::open` (or start one with `Reader::options`).
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("state");
+/// # let live = dir.path().join("live");
+/// # std::fs::create_dir(&live).unwrap();
+/// use mapstate::{Reader, Writer};
+/// // A writer and its readers that keep live images in a directory of
+/// // their own (both must name the same one).
+/// let w = Writer::options().create(true).len(4096).live_dir(&live).open(&path)?;
+/// let r = Reader::options().live_dir(&live).open(&path)?;
+/// assert_eq!(r.len(), 4096);
+/// # w.remove()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ReaderOptions {
     pub(crate) live_dir: Option<PathBuf>,

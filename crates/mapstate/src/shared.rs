@@ -34,6 +34,34 @@ use crate::txn::Txn;
 use crate::writer::Writer;
 
 /// A [`Writer`] shared by threads (`Send + Sync`), with group commit.
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use mapstate::{Durability, Offset, SharedWriter, Writer};
+/// let w = Writer::options()
+///     .create(true)
+///     .len(4096)
+///     .durability(Durability::Sync)
+///     .open(dir.path().join("state"))?;
+/// let shared = SharedWriter::new(w)?;
+/// let hits = Offset::<u64>::new(0);
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| {
+///             for _ in 0..10 {
+///                 // Each closure is one transaction; concurrent `Sync`
+///                 // commits share one fdatasync.
+///                 shared.transaction(|t| Ok(*t.get_mut(hits)? += 1)).unwrap();
+///             }
+///         });
+///     }
+/// });
+/// let (seq, n) = shared.transaction(|t| Ok(*t.get(hits)?))?;
+/// assert_eq!((seq, n), (40, 40));
+/// # shared.into_inner().remove()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct SharedWriter {
     writer: Mutex<Writer>,

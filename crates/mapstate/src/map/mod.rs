@@ -35,7 +35,25 @@ pub use options::{MapOptions, MapSync};
 /// Access to the bytes is by copy ([`Mapping::read_at`], [`Mapping::read`]),
 /// which is sound even while another process stores into the same file, or
 /// through atomics ([`Mapping::atomic_u64`]); raw pointers are available for
-/// experts. See `docs/SOUNDNESS.md`.
+/// experts. See [`docs::soundness`](crate::docs::soundness). It has no
+/// commits and no crash atomicity: for that, use a [`Writer`](crate::Writer).
+///
+/// ```
+/// # fn main() -> mapstate::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use mapstate::{Flush, Mapping, Offset};
+/// let mut m = Mapping::options()
+///     .create(true)
+///     .len(4096)
+///     .max_size(1 << 20)
+///     .open(dir.path().join("plain.map"))?;
+/// m.write(Offset::<u64>::new(8), &42)?;
+/// m.flush_range(0..4096, Flush::Sync)?; // msync(MS_SYNC)
+/// assert_eq!(m.read(Offset::<u64>::new(8))?, 42);
+/// m.grow_to(8192)?; // the file and the mapping, at the same address
+/// assert_eq!(m.len(), 8192);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Mapping {
     // Field order matters for Drop: unregister growth, then unmap, then
