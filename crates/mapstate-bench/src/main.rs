@@ -2,14 +2,16 @@
 //! `memmap2`, `mmap-sync`) and the kernel baselines, in one run.
 //!
 //! ```text
-//! cargo run --release -p mapstate-bench -- [WORKLOAD ...] [--quick] [--markdown]
+//! cargo run --release -p mapstate-bench -- [WORKLOAD ...] [--quick] [--markdown] [--charts DIR]
 //! ```
 //!
 //! It prints one JSON line per system and workload (or, with `--markdown`,
-//! one table). Each figure is the median of the runs; the runs of the
-//! systems are interleaved (run 1 of every system, then run 2, ...), so that
-//! a noisy moment of this shared machine hits them alike.
+//! one table), and with `--charts DIR` draws the same rows as SVG charts.
+//! Each figure is the median of the runs; the runs of the systems are
+//! interleaved (run 1 of every system, then run 2, ...), so that a noisy
+//! moment of this shared machine hits them alike.
 
+mod chart;
 mod child;
 mod harness;
 mod peers;
@@ -27,7 +29,7 @@ use crate::peers::System;
 use crate::report::{Outcome, Row, markdown};
 
 const USAGE: &str = "\
-usage: mapstate-bench [WORKLOAD ...] [--quick] [--markdown] [--runs N] [--dir DIR] [--systems A,B,...]
+usage: mapstate-bench [WORKLOAD ...] [--quick] [--markdown] [--charts DIR] [--runs N] [--dir DIR] [--systems A,B,...]
 
 workloads (all when none is named):
   w1      overwrite one random slot and commit, no sync
@@ -62,6 +64,12 @@ options:
   --quick      small sizes and short loops (CI; about a minute): w6 32 MiB,
                freestore 16 MiB and 1 GiB, create 256 MiB
   --markdown   print one Markdown table instead of JSON lines
+  --charts DIR also draw the rows as SVG charts into DIR (created if
+               missing), from the same run: throughput.svg (ops/s per
+               workload and system), commit-latency.svg (p50/p99 of w1, w2,
+               w2x8, w3; w5's p99, p99.9 and longest commit) and
+               notify-latency.svg (p50/p99); a chart with no figure in the
+               run is not written
   --runs N     runs per figure (default 3; each figure is their median)
   --dir DIR    where to create the files (default: the temp dir; use a disk
                filesystem, not tmpfs)
@@ -73,6 +81,7 @@ struct Options {
     systems: Vec<&'static dyn System>,
     quick: bool,
     markdown: bool,
+    charts: Option<PathBuf>,
     runs: Option<usize>,
     dir: Option<PathBuf>,
 }
@@ -83,6 +92,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         systems: peers::all(),
         quick: false,
         markdown: false,
+        charts: None,
         runs: None,
         dir: None,
     };
@@ -98,6 +108,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     return Err("--runs must be at least 1".to_owned());
                 }
                 opts.runs = Some(n);
+            }
+            "--charts" => {
+                opts.charts = Some(PathBuf::from(
+                    it.next().ok_or("--charts needs a directory")?,
+                ));
             }
             "--dir" => opts.dir = Some(PathBuf::from(it.next().ok_or("--dir needs a path")?)),
             "--systems" => {
@@ -238,6 +253,16 @@ fn run(opts: &Options) -> ExitCode {
     if let Some(runs) = opts.runs {
         params.runs = runs;
     }
+    // A directory the charts cannot go to fails now, not after the run.
+    if let Some(dir) = &opts.charts
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!(
+            "mapstate-bench: cannot create the charts' directory {}: {e}",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let parent = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
     let base = match tempfile::Builder::new()
         .prefix("mapstate-bench-")
@@ -303,30 +328,66 @@ fn run(opts: &Options) -> ExitCode {
         start.elapsed().as_secs_f64()
     );
 
-    if opts.markdown {
-        // A variant (`mapstate:VARIANT`) sorts with its system, after it
-        // (the sort is stable).
-        let order = |r: &Row| {
-            let w = Workload::ALL.iter().position(|w| w.name() == r.workload);
-            let name = r.system.split(':').next().unwrap_or_default();
-            let s = opts.systems.iter().position(|s| s.name() == name);
-            (w, s)
-        };
-        rows.sort_by_key(order);
-        println!(
-            "Each figure is the median of {} run(s){}; files on {fs}.\n",
-            cx.params.runs,
-            if cx.params.quick {
-                " (--quick sizes)"
-            } else {
-                ""
-            }
-        );
-        print!("{}", markdown(&rows));
-    }
+    failed |= !output(opts, &cx.params, &fs, rows);
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// After the run: the table (`--markdown`) and the charts (`--charts`),
+/// both of `rows` in the table's order. Returns whether the charts (if
+/// asked for) were written.
+fn output(opts: &Options, params: &Params, fs: &str, mut rows: Vec<Row>) -> bool {
+    // The table's order, the charts' too: a variant (`mapstate:VARIANT`)
+    // sorts with its system, after it (the sort is stable).
+    let order = |r: &Row| {
+        let w = Workload::ALL.iter().position(|w| w.name() == r.workload);
+        let name = r.system.split(':').next().unwrap_or_default();
+        let s = opts.systems.iter().position(|s| s.name() == name);
+        (w, s)
+    };
+    rows.sort_by_key(order);
+    let preface = format!(
+        "Each figure is the median of {} run(s){}; files on {fs}.",
+        params.runs,
+        if params.quick { " (--quick sizes)" } else { "" }
+    );
+    if opts.markdown {
+        println!("{preface}\n");
+        print!("{}", markdown(&rows));
+    }
+    if let Some(dir) = &opts.charts {
+        let caption = format!(
+            "{preface} All figures from one run on one machine ({}): compare the systems \
+             with each other, as ratios, not with another machine's figures.",
+            machine()
+        );
+        match chart::write(dir, &rows, &caption) {
+            Ok(files) => {
+                let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                eprintln!("mapstate-bench: charts: {}", names.join(", "));
+            }
+            Err(e) => {
+                eprintln!(
+                    "mapstate-bench: cannot write the charts into {}: {e}",
+                    dir.display()
+                );
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The machine in a few words, for the charts: `2 CPUs, Linux 6.18.44`.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let uname = rustix::system::uname();
+    format!(
+        "{cpus} CPUs, {} {}",
+        uname.sysname().to_string_lossy(),
+        uname.release().to_string_lossy()
+    )
 }
