@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use crate::util::{self, CmdResult, EXIT_FAILURE, EXIT_OK, Failure};
 
 /// The full comparison, as the README and BENCHMARKS.md run it.
-const FULL: &str = "cargo run --release -p mapstate-bench -- --markdown";
+const FULL: &str = "cargo run --release -p mapstate-bench -- --markdown --charts docs/bench";
 
 /// The workspace this binary was built from, if it is still there.
 fn checkout() -> Option<PathBuf> {
