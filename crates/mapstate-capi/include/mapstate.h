@@ -330,8 +330,11 @@ typedef struct mapstate_options {
    */
   uint64_t len;
   /**
-   * The largest length a newly created state may grow to (address space
-   * is reserved for it, not disk). Default 1 GiB.
+   * The largest length the state may grow to (address space is reserved
+   * for it, not disk). 0 (the default): 1 GiB for a new state, and an
+   * existing state keeps its maximum. Another value raises the maximum of
+   * an existing state whose maximum is smaller (never lowers it), as
+   * Rust's `WriterOptions::max_size`.
    */
   uint64_t max_size;
   /**

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int};
 use std::ptr;
 use std::time::Duration;
 
-use mapstate_rs::{DEFAULT_RESERVATION, Durability, WriterOptions};
+use mapstate_rs::{Durability, WriterOptions};
 
 use crate::error::Failure;
 use crate::handle::{self, entry};
@@ -52,8 +52,11 @@ pub struct MapstateOptions {
     pub wait_for_lock: bool,
     /// Length in bytes of a newly created state (zeros). Default 4096.
     pub len: u64,
-    /// The largest length a newly created state may grow to (address space
-    /// is reserved for it, not disk). Default 1 GiB.
+    /// The largest length the state may grow to (address space is reserved
+    /// for it, not disk). 0 (the default): 1 GiB for a new state, and an
+    /// existing state keeps its maximum. Another value raises the maximum of
+    /// an existing state whose maximum is smaller (never lowers it), as
+    /// Rust's `WriterOptions::max_size`.
     pub max_size: u64,
     /// `MAPSTATE_PAGE_CACHE` (0, the default), `MAPSTATE_PERIODIC` (1) or
     /// `MAPSTATE_SYNC` (2): how many recent commits a power cut may take
@@ -119,7 +122,7 @@ fn defaults() -> MapstateOptions {
         create: false,
         wait_for_lock: false,
         len: 4096,
-        max_size: DEFAULT_RESERVATION,
+        max_size: 0,
         durability: MAPSTATE_PAGE_CACHE,
         periodic_ms: 1000,
         live_dir: ptr::null(),
@@ -341,7 +344,6 @@ pub(crate) unsafe fn from_c(opts: *const MapstateOptions) -> Result<WriterOption
         .create(o.create)
         .wait_for_lock(o.wait_for_lock)
         .len(o.len)
-        .max_size(o.max_size)
         .durability(durability)
         .mode(o.mode)
         .allow_unsuitable_filesystem(o.allow_unsuitable_filesystem);
@@ -354,6 +356,9 @@ pub(crate) unsafe fn from_c(opts: *const MapstateOptions) -> Result<WriterOption
         .release_live_image(o.release_live_image);
     if o.log_size != 0 {
         out = out.log_size(o.log_size);
+    }
+    if o.max_size != 0 {
+        out = out.max_size(o.max_size);
     }
     if !o.live_dir.is_null() {
         // SAFETY: the caller promises a NUL-terminated string.

@@ -15,6 +15,9 @@
 //!
 //! The durability modes themselves are [`Durability`](crate::Durability)'s
 //! variants.
+// The documents are Markdown for people (GitHub shows the same files), not
+// rustdoc prose: names in them are not code items.
+#![allow(clippy::doc_markdown)]
 
 pub mod readme {
     #![doc = include_str!("../../../README.md")]

@@ -57,7 +57,7 @@
 
 // The layers, lowest first; a module imports only from layers below it
 // (`tests/layers.rs` checks this):
-// 1. sys, error
+// 1. sys, error, docs (documents only)
 // 2. testing, filesystem, format, offset, change, signals, mtime, live_image,
 //    backoff
 // 3. fs, options

@@ -136,7 +136,9 @@ impl Durability {
 pub struct WriterOptions {
     pub(crate) create: bool,
     pub(crate) len: u64,
-    pub(crate) max_size: u64,
+    /// `None`: [`DEFAULT_RESERVATION`] for a new state, an existing one's
+    /// unchanged.
+    pub(crate) max_size: Option<u64>,
     pub(crate) durability: Durability,
     pub(crate) wait_for_lock: bool,
     pub(crate) live_dir: Option<PathBuf>,
@@ -171,7 +173,7 @@ impl WriterOptions {
         Self {
             create: false,
             len: PAGE,
-            max_size: DEFAULT_RESERVATION,
+            max_size: None,
             durability: Durability::PageCache,
             wait_for_lock: false,
             live_dir: None,
@@ -197,10 +199,33 @@ impl WriterOptions {
         self
     }
 
-    /// The largest length a new state may grow to.
+    /// The largest length the state may grow to: for a new state, its
+    /// maximum (default [`DEFAULT_RESERVATION`]); for an existing state
+    /// whose maximum is smaller, its new maximum (as LMDB's map size is
+    /// raised; a smaller value leaves the maximum as it is, so options
+    /// shared by the code that creates a state and the code that opens it
+    /// never shrink it). A raise is a checkpoint at open whose header
+    /// carries the new maximum, on disk before any commit can use it. Readers opened before a raise read on; a read of bytes
+    /// past the maximum they reserved is
+    /// [`Error::WriterNotVisible`](crate::Error::WriterNotVisible): open
+    /// them again.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("state");
+    /// use mapstate::Writer;
+    /// let w = Writer::options().create(true).len(4096).max_size(1 << 20).open(&path)?;
+    /// assert_eq!(w.max_size(), 1 << 20);
+    /// drop(w);
+    /// let w = Writer::options().max_size(1 << 30).open(&path)?;
+    /// assert_eq!(w.max_size(), 1 << 30);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = bytes;
+        self.max_size = Some(bytes);
         self
     }
 

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first. A module may import only from a lower layer.
 /// The store's pieces have layers of their own inside the store.
 const LAYERS: &[&[&str]] = &[
-    &["sys", "error"],
+    // `docs` is documents only (no code, no imports).
+    &["sys", "error", "docs"],
     &[
         "testing",
         "filesystem",

@@ -1167,3 +1167,48 @@ fn a_create_with_bad_options_leaves_no_file() {
     // And the same path then creates fine.
     drop(o.open(&p).unwrap());
 }
+
+/// `max_size` on an existing state changes its maximum (it was silently
+/// ignored): raised, the state grows past the old maximum, a reopen and a
+/// new reader see the new one, and a reader opened before is told to reopen
+/// when it reads past what it reserved.
+#[test]
+fn max_size_on_reopen_raises_the_maximum() {
+    let (_d, p, o) = setup();
+    drop(o.clone().max_size(1 << 20).open(&p).unwrap());
+    let early = o.reader().open(&p).unwrap();
+    let mut w = o.clone().create(false).max_size(4 << 20).open(&p).unwrap();
+    assert_eq!(w.max_size(), 4 << 20);
+    let mut t = w.begin();
+    t.set_len(3 << 20).unwrap();
+    t.write_at((3 << 20) - 4, b"tail").unwrap();
+    t.commit().unwrap();
+    // Killed, in effect (no close): the new maximum is on disk already,
+    // and recovery replays the commit past the old one.
+    std::mem::forget(w);
+    let r = o.reader().open(&p).unwrap();
+    let mut b = [0u8; 4];
+    r.read_at((3 << 20) - 4, &mut b).unwrap();
+    assert_eq!(&b, b"tail");
+    // The reader opened before reads on inside what it reserved, and is
+    // told to reopen past it.
+    let mut buf = [0u8; 4];
+    assert_eq!(early.read_at(0, &mut buf).unwrap(), 1);
+    let e = early.read_at((3 << 20) - 4, &mut buf).unwrap_err();
+    assert!(
+        matches!(&e, Error::WriterNotVisible { why, .. } if why.contains("maximum size was raised")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn max_size_on_reopen_never_lowers_the_maximum() {
+    let (d, p, o) = setup();
+    drop(o.clone().max_size(1 << 20).open(&p).unwrap());
+    // Options shared with the code that created it, or smaller: unchanged.
+    let w = o.clone().create(false).max_size(4096).open(&p).unwrap();
+    assert_eq!(w.max_size(), 1 << 20);
+    drop(w);
+    let plain = Writer::options().live_dir(d.path().join("shm"));
+    assert_eq!(plain.open(&p).unwrap().max_size(), 1 << 20);
+}

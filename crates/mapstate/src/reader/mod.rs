@@ -289,8 +289,9 @@ impl Reader {
     fn replaced(&self) -> Error {
         Error::WriterNotVisible {
             path: self.path().into(),
-            why: "the live image this reader maps was replaced by a new one (a writer found \
-                  it damaged or out of date, after a kill)"
+            why: "the live image this reader maps was replaced (a writer found it damaged or \
+                  out of date after a kill and rebuilt it, or the state was restored from a \
+                  backup)"
                 .into(),
         }
     }

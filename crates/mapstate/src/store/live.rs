@@ -257,6 +257,15 @@ impl Live {
         g.grow_to((PAGE + want) as usize).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENXIO) {
                 self.short(len)
+            } else if e.raw_os_error() == Some(libc::EFBIG) {
+                Error::WriterNotVisible {
+                    path: self.path.clone(),
+                    why: format!(
+                        "the state's maximum size was raised after this reader opened it: \
+                         it is {len} bytes long now, past the {} bytes this reader reserved",
+                        self.res.capacity() as u64 - PAGE
+                    ),
+                }
             } else {
                 Error::io("mmap", &self.path, e)
             }
@@ -280,6 +289,19 @@ impl Live {
     }
 
     /// Maps the data area up to `len` bytes; the writer first grows the file.
+    /// The writer's live image mapped again for a state of at most
+    /// `max_size` bytes (its maximum changed), as far as this mapping was.
+    pub(crate) fn remap(&self, max_size: u64) -> Result<Self> {
+        debug_assert_eq!(self.access, LiveAccess::Writer);
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| Error::io("dup", &self.path, e))?;
+        let mut l = Self::map(file, &self.path, max_size, self.access)?;
+        l.map_data(self.mapped().min(max_size))?;
+        Ok(l)
+    }
+
     pub(crate) fn map_data(&mut self, len: u64) -> Result<()> {
         if self.access != LiveAccess::Writer {
             return self.follow(len);

@@ -135,7 +135,10 @@ enum Naming {
 /// state by its name). Nothing is done if another process names a state
 /// there first.
 fn create(path: &Path, opts: &WriterOptions, naming: Naming) -> Result<()> {
-    let max = fs::check_size("maximum size", opts.max_size)?;
+    let max = fs::check_size(
+        "maximum size",
+        opts.max_size.unwrap_or(crate::options::DEFAULT_RESERVATION),
+    )?;
     if opts.len > max {
         return Err(Error::InvalidSize {
             what: "length",

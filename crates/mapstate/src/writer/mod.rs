@@ -173,6 +173,9 @@ impl Writer {
             w.checkpoint()?;
             w.live.set_rebuilt(false);
         }
+        if let Some(max) = opts.max_size {
+            w.raise_max_size(max)?;
+        }
         w.view.map_to(len, &w.live.path)?;
         w.live.publish_log(w.log.position());
         w.live
@@ -316,6 +319,23 @@ impl Writer {
         self.log.restart(&header);
         self.live.publish_log(self.log.position());
         self.changed.clear();
+        Ok(())
+    }
+
+    /// Raises the state's maximum size to `max` if it is below
+    /// (`WriterOptions::max_size` on an existing state): a checkpoint whose
+    /// header carries it, synced before any commit can reach past the old
+    /// maximum (a crash before that header leaves the old one, and the log
+    /// as it was); then the live image and the view are reserved anew.
+    fn raise_max_size(&mut self, max: u64) -> Result<()> {
+        let max = fs::check_size("maximum size", max)?;
+        if max <= self.max_size() {
+            return Ok(());
+        }
+        self.durable.header.max_size = max.into();
+        self.checkpoint()?;
+        self.live = self.live.remap(max)?;
+        self.view = View::new(&self.live, max)?;
         Ok(())
     }
 
