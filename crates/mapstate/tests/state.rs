@@ -28,10 +28,10 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, WriterOptions) {
     (dir, p, o)
 }
 
-/// One `Reader` in an `Arc` serves four threads (it reads through `&self`
+/// One `Reader` in an `Arc` serves five threads (it reads through `&self`
 /// and is `Send + Sync`): every read, of every kind, is of one commit.
 #[test]
-fn one_reader_serves_four_threads() {
+fn one_reader_serves_five_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<mapstate::Reader>();
     let (_d, p, o) = setup();
@@ -40,7 +40,7 @@ fn one_reader_serves_four_threads() {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Commit `c` writes `c` into eight words across a page boundary.
     let words: Vec<u64> = (0..8).map(|i| 4064 + 8 * i).collect();
-    let threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..5)
         .map(|k| {
             let (r, done, words) = (r.clone(), done.clone(), words.clone());
             std::thread::spawn(move || {
@@ -73,6 +73,17 @@ fn one_reader_serves_four_threads() {
                                 .collect();
                             r.read_many(&mut reqs).unwrap();
                             bufs.iter().map(|b| u64::from_le_bytes(*b)).collect()
+                        }
+                        3 => {
+                            let (seq, v) = r
+                                .read_with(4064, 64, |b| {
+                                    b.chunks(8)
+                                        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                                        .collect::<Vec<_>>()
+                                })
+                                .unwrap();
+                            assert_eq!(v[0], seq, "the closure saw another commit's bytes");
+                            v
                         }
                         _ => {
                             let seq = r.seq();
