@@ -3,9 +3,8 @@
 //! library's public API only: the same locks, commit and recovery paths as
 //! any program.
 
-use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,14 +26,11 @@ pub(crate) fn create(
 ) -> CmdResult {
     let max = max_size.unwrap_or(mapstate::DEFAULT_RESERVATION.max(size));
     // Refuse to touch an existing file: `create` never reinitializes a state.
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+    // (The library makes the state whole under a temporary name or none,
+    // and names it only if nothing has the name.)
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(_) => {
             return Err(Failure::new(
                 EXIT_FAILURE,
                 format!(
@@ -55,13 +51,15 @@ pub(crate) fn create(
         .len(size)
         .max_size(max)
         .durability(durability);
-    let w = match opts.open(path) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = std::fs::remove_file(path);
-            return Err(e.into());
-        }
-    };
+    // The library makes the state whole before it names it: a failure
+    // leaves nothing to remove (and what has the name then is another
+    // process's state).
+    let spin = util::spinner(
+        &format!("creating {}: allocating {}", path.display(), human(size)),
+        !json,
+    );
+    let w = opts.open(path)?;
+    spin.finish_and_clear();
     let (len, max) = (w.len(), w.max_size());
     w.close()?;
     let files = files(path);
