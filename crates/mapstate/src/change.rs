@@ -1,8 +1,9 @@
 //! What a reader learns about commits: [`Change`] (a commit and the byte
 //! ranges it changed) and [`Event`] (a change, or commits it can no longer
-//! see). `Reader::changes_since` and the waiting calls produce them; every
+//! see), which `Reader::changes_since` and the waiting calls produce (every
 //! commit writes its ranges into a ring in the live header before it is
-//! published.
+//! published); and [`Commit`], a commit with its bytes as the log holds it
+//! (`Reader::commits_since`), to apply to another copy of the state.
 
 use std::ops::Range;
 
@@ -17,6 +18,36 @@ pub struct Change {
     /// Whether `ranges` were widened to one covering range (a commit with
     /// more ranges than the ring entry holds): never narrower than the truth.
     pub widened: bool,
+}
+
+/// One commit, exactly as it was made: what to apply to the state before it
+/// to get the state after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The state's length after it.
+    pub len: u64,
+    /// Bytes it set to zeros (the part a shrink cut off), if any; applied
+    /// before `ranges`.
+    pub zeroed: Option<Range<u64>>,
+    /// The byte ranges it wrote, in order; `data` holds their bytes.
+    pub ranges: Vec<Range<u64>>,
+    /// The bytes of `ranges`, one after the other.
+    pub data: Vec<u8>,
+}
+
+impl Commit {
+    /// Each written range with its bytes.
+    pub fn writes(&self) -> impl Iterator<Item = (Range<u64>, &[u8])> + '_ {
+        let mut at = 0usize;
+        self.ranges.iter().map(move |r| {
+            let n = (r.end - r.start) as usize;
+            let b = &self.data[at..at + n];
+            at += n;
+            (r.clone(), b)
+        })
+    }
 }
 
 /// What a reader learns about the commits after the one it saw last.

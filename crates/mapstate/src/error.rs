@@ -317,6 +317,24 @@ pub enum Error {
         /// What was seen.
         why: String,
     },
+    /// A commit copied from another state ([`Writer::apply`]) is not the
+    /// one that follows this state's last commit.
+    ///
+    /// [`Writer::apply`]: crate::Writer::apply
+    #[error(
+        "commit {got} cannot be applied to {}, whose last commit is {last}: apply the commits \
+         in order, each right after the one before, from a copy of the state as of the commit \
+         before the first (`Reader::backup`)",
+        path.display()
+    )]
+    OutOfOrder {
+        /// The durable file.
+        path: PathBuf,
+        /// This state's last commit.
+        last: u64,
+        /// The commit offered.
+        got: u64,
+    },
     /// An earlier I/O error makes every later operation fail: after a failed
     /// sync the kernel may have dropped the dirty pages, so a retry could
     /// falsely succeed.
@@ -377,6 +395,7 @@ impl Error {
             Error::Locked { .. } => "Locked",
             Error::ForeignLock { .. } => "ForeignLock",
             Error::WriterNotVisible { .. } => "WriterNotVisible",
+            Error::OutOfOrder { .. } => "OutOfOrder",
             Error::Poisoned { .. } => "Poisoned",
             Error::WriterDied { .. } => "WriterDied",
         }

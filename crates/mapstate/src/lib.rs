@@ -92,7 +92,7 @@ mod testing;
 mod txn;
 mod writer;
 
-pub use change::{Change, Event};
+pub use change::{Change, Commit, Event};
 pub use error::{Error, Result};
 pub use filesystem::{Filesystem, FsClass};
 pub use fs::MAX_RESERVATION;
@@ -104,7 +104,7 @@ pub use notify::Watcher;
 pub use offset::Offset;
 pub use options::{DEFAULT_RESERVATION, Durability, ReaderOptions, WriterOptions};
 pub use probe::{MapSyncSupport, probe_map_sync};
-pub use reader::{Changes, Reader};
+pub use reader::{Changes, CommitsSince, Reader};
 pub use shared::SharedWriter;
 pub use store::StateFiles;
 pub use sys::{Advice, Discard, Flush, Protection};

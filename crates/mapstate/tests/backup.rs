@@ -16,10 +16,11 @@ const SLOTS: u64 = 2048;
 
 /// The state after commit `seq` of `commit_all`: every one of `SLOTS` u64s
 /// spread one per 32 bytes over 64 KiB holds `seq`, and the length is 64
-/// KiB plus `seq % 5` pages.
+/// KiB plus `seq % 5` pages and `seq % 3` bytes (not a page multiple: a
+/// backup of such a length failed).
 fn commit_all(w: &mut Writer, seq: u64) {
     let mut t = w.begin();
-    t.set_len((1 << 16) + (seq % 5) * 4096).unwrap();
+    t.set_len((1 << 16) + (seq % 5) * 4096 + seq % 3).unwrap();
     for i in 0..SLOTS {
         t.write_at(i * 32, &seq.to_le_bytes()).unwrap();
     }
@@ -31,7 +32,7 @@ fn check_one_commit(path: &std::path::Path, live: &std::path::Path, seq: u64) {
     let r = Reader::options().live_dir(live).open(path).unwrap();
     let (at, bytes) = r.snapshot().unwrap();
     assert_eq!(at, seq);
-    assert_eq!(bytes.len() as u64, (1 << 16) + (seq % 5) * 4096);
+    assert_eq!(bytes.len() as u64, (1 << 16) + (seq % 5) * 4096 + seq % 3);
     for i in 0..SLOTS {
         let v = u64::from_le_bytes(bytes[(i * 32) as usize..][..8].try_into().unwrap());
         assert_eq!(v, seq, "slot {i} of the copy of commit {seq}");

@@ -74,11 +74,14 @@ impl Reader {
             if len == 0 {
                 break (self.seq(), 0);
             }
+            // Whole pages (the last one partly past the file's end, which
+            // no byte of the slice below reaches).
+            let pages = len.next_multiple_of(PAGE) as usize;
             let mut res =
-                Reservation::new(len as usize).map_err(|e| Error::io("mmap (reserve)", dest, e))?;
+                Reservation::new(pages).map_err(|e| Error::io("mmap (reserve)", dest, e))?;
             res.map_file(
                 0,
-                len as usize,
+                pages,
                 sys::fd_of(file),
                 PAGE,
                 FileMap::shared(Protection::ReadWrite),

@@ -15,7 +15,10 @@ use zerocopy::{FromBytes, IntoBytes};
 
 mod backup;
 mod changes;
+mod commits;
+
 pub use changes::Changes;
+pub use commits::CommitsSince;
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
@@ -438,6 +441,34 @@ impl Reader {
         if seq1 < need {
             return Ok(None);
         }
+        let mut last_len = len;
+        let end = self.with_log(|log| {
+            log.scan_to(from, seq1, self.max_size, |r| {
+                if let Some((off, l)) = r.zero {
+                    overlay(reqs, off, l, |_, dst| dst.fill(0));
+                }
+                let mut at = 0usize;
+                for &(off, l) in &r.ranges {
+                    let data = &r.data[at..at + l as usize];
+                    at += l as usize;
+                    overlay(reqs, off, l, |from, dst| {
+                        dst.copy_from_slice(&data[from..from + dst.len()]);
+                    });
+                }
+                last_len = r.new_len;
+                Ok(())
+            })
+        })?;
+        if end.seq != seq1 {
+            return Ok(None); // the records were overwritten: the log restarted
+        }
+        check_requests(reqs, last_len)?;
+        Ok(Some((seq1, last_len)))
+    }
+
+    /// Runs `f` on the state's log, opened read-only the first time (and
+    /// refreshed: it may have grown since).
+    fn with_log<R>(&self, f: impl FnOnce(&Log) -> Result<R>) -> Result<R> {
         let mut guard = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         let log = match &mut *guard {
             Some(log) => log,
@@ -448,27 +479,7 @@ impl Reader {
             )?),
         };
         log.refresh()?;
-        let mut last_len = len;
-        let end = log.scan_to(from, seq1, self.max_size, |r| {
-            if let Some((off, l)) = r.zero {
-                overlay(reqs, off, l, |_, dst| dst.fill(0));
-            }
-            let mut at = 0usize;
-            for &(off, l) in &r.ranges {
-                let data = &r.data[at..at + l as usize];
-                at += l as usize;
-                overlay(reqs, off, l, |from, dst| {
-                    dst.copy_from_slice(&data[from..from + dst.len()]);
-                });
-            }
-            last_len = r.new_len;
-            Ok(())
-        })?;
-        if end.seq != seq1 {
-            return Ok(None); // the records were overwritten: the log restarted
-        }
-        check_requests(reqs, last_len)?;
-        Ok(Some((seq1, last_len)))
+        f(log)
     }
 
     /// Waits while the writer applies a commit (the sequence lock is odd);

@@ -8,6 +8,7 @@
 //! `docs/DESIGN.md` lists every step of the commit path and what a crash
 //! at each step leaves.
 
+mod apply;
 mod restore;
 
 use std::fs::File;
