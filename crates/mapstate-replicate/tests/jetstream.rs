@@ -193,8 +193,8 @@ async fn fence(cluster: &Cluster) {
         .await
         .unwrap();
     assert_eq!((retry.sequence, retry.duplicate), (4, true));
-    // A fence of 0 on a non-empty log: 2.10+ servers check it (0 means "the
-    // log is empty"), where 2.9 ignored a 0.
+    // A fence of 0 on a non-empty log is checked too: 0 means "the log is
+    // empty" (so on 2.9.10 as on 2.15.1).
     assert!(
         matches!(
             log.append(Append::new("e").after(0)).await,
@@ -284,7 +284,17 @@ async fn object_store(cluster: &Cluster) {
         .await
         .unwrap();
     assert!(snapshots.get("state@42").await.unwrap() == newer);
-    assert!(snapshots.get("state@missing").await.is_err());
+    let missing = snapshots
+        .get("state@missing")
+        .await
+        .expect_err("a missing object was found");
+    let kind = std::error::Error::source(&missing)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::object_store::GetError>())
+        .map(async_nats::jetstream::object_store::GetError::kind);
+    assert_eq!(
+        kind,
+        Some(async_nats::jetstream::object_store::GetErrorKind::NotFound)
+    );
 }
 
 /// (g) Purges trim the log behind a snapshot; the last sequence, and so the
