@@ -126,12 +126,14 @@ start_server() {
 }
 
 # Polls until every running server answers /healthz with ok (JetStream enabled, the meta
-# group has a leader and this server is current with it and with its streams), and the
-# meta leader they report is one of them, or until the deadline.
+# group has a leader and this server is current with it and with its streams), and the meta
+# leader reports every other running server as a current, online peer (else creating an R3
+# stream right away can fail: "no suitable peers for placement, peer offline"), or until the
+# deadline.
 wait_healthy() {
-    local deadline=$((SECONDS + TIMEOUT)) n ok leader why
+    local deadline=$((SECONDS + TIMEOUT)) n ok leader why up_names
     while :; do
-        ok=1 why=""
+        ok=1 why="" up_names=""
         for n in 1 2 3; do
             if ! alive "$n"; then
                 if [ -f "$DIR/n$n.down" ]; then continue; fi    # killed on purpose
@@ -141,14 +143,29 @@ wait_healthy() {
                 fi
                 die "server $n exited while starting (see its log above)"
             fi
+            up_names+=" n$n"
             if ! curl -fsS -m 2 "http://127.0.0.1:$(port M "$n")/healthz" >/dev/null 2>&1; then
                 ok=0 why="server $n not healthy"; break
             fi
-            leader=$(curl -fsS -m 2 "http://127.0.0.1:$(port M "$n")/jsz" 2>/dev/null \
+        done
+        if [ "$ok" = 1 ]; then
+            leader=$(curl -fsS -m 2 "http://127.0.0.1:$(port M "${up_names:2:1}")/jsz" 2>/dev/null \
                 | python3 -c 'import json,sys; print(json.load(sys.stdin).get("meta_cluster",{}).get("leader",""))' \
                 2>/dev/null || true)
-            if [ -z "$leader" ]; then ok=0 why="server $n sees no meta leader"; break; fi
-        done
+            case "$leader" in
+                n1|n2|n3)
+                    if ! curl -fsS -m 2 "http://127.0.0.1:$(port M "${leader#n}")/jsz" 2>/dev/null \
+                        | python3 -c '
+import json, sys
+meta = json.load(sys.stdin).get("meta_cluster", {})
+want = set(sys.argv[1:]) - {meta.get("leader")}
+have = {r["name"] for r in meta.get("replicas", []) if r.get("current") and not r.get("offline")}
+sys.exit(0 if want <= have else 1)' $up_names 2>/dev/null; then
+                        ok=0 why="the meta leader $leader does not see all running servers current"
+                    fi;;
+                *) ok=0 why="no meta leader";;
+            esac
+        fi
         [ "$ok" = 1 ] && return 0
         if [ $SECONDS -ge $deadline ]; then
             for n in 1 2 3; do log_tail "$n"; done

@@ -63,3 +63,21 @@ pub async fn connect_to(urls: &str) -> Result<async_nats::Client, ConnectError> 
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_empty_list_names_no_server() {
+        assert!(matches!(connect_to(" , ").await, Err(ConnectError::NoUrl)));
+        assert!(matches!(connect(Some("")).await, Err(ConnectError::NoUrl)));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_url_is_a_connect_error_naming_it() {
+        let err = connect_to("nats://127.0.0.1:notaport").await.unwrap_err();
+        assert!(matches!(err, ConnectError::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains("127.0.0.1:notaport"), "{err}");
+    }
+}

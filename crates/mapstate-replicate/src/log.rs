@@ -1,7 +1,7 @@
 //! The log: a `JetStream` stream with N replicas, appended to with a message
 //! id and a fence, trimmed behind snapshots.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
     self,
@@ -13,6 +13,11 @@ use bytes::Bytes;
 
 use crate::error::{AppendError, Error};
 use crate::reader::Reader;
+
+/// How long [`Log::append`] sends again a publish that found no responder.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(2);
+/// The pause between those sends.
+const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(50);
 
 /// How a [`Log`] is created: its stream's name, subject and replication.
 #[derive(Debug, Clone)]
@@ -153,13 +158,27 @@ impl Log {
     /// acknowledgement, which a replicated stream sends once a quorum of its
     /// replicas has the entry.
     ///
+    /// A publish that finds no responder (status 503: nothing was stored) is
+    /// sent again every 50 ms for up to 2 s: that happens just after the
+    /// stream was created, before its interest has reached every server of
+    /// the cluster, and while its replicas elect a new leader.
+    ///
     /// # Errors
     ///
     /// [`AppendError::Fenced`] when the fence does not hold,
     /// [`AppendError::TimedOut`] when no acknowledgement came in time (the
     /// append may have happened), and the others of [`AppendError`].
     pub async fn append(&self, entry: Append) -> Result<Appended, AppendError> {
-        self.send(entry).await?.acked().await
+        let deadline = Instant::now() + UNAVAILABLE_RETRY;
+        loop {
+            match self.send(entry.clone()).await?.acked().await {
+                // Nobody stored it: sending it again cannot double it.
+                Err(AppendError::Unavailable { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(UNAVAILABLE_PAUSE).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// `send(entry)`—publishes `entry` without waiting for its

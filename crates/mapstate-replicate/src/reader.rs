@@ -1,6 +1,6 @@
 //! The reader: a durable pull consumer on the log.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
     self,
@@ -11,6 +11,16 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::error::Error;
+
+/// The pause between requests that found no responder.
+const NO_RESPONDERS_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why a pull request got nothing.
+enum Next {
+    /// Status 503: nobody answered the request.
+    NoResponders,
+    Failed(Error),
+}
 
 /// A durable pull consumer on a [`Log`](crate::Log): it reads entries in the
 /// log's order and resumes after the last one it acknowledged. Its position is
@@ -42,13 +52,39 @@ impl Reader {
     }
 
     /// `next(max, wait)`—up to `max` entries, in order, waiting at most `wait`
-    /// for the first (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<name>` with
-    /// `{"batch": max, "expires": wait}`); empty when none came.
+    /// for `max` of them (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<name>` with
+    /// `{"batch": max, "expires": wait}`); fewer, or none, when `wait` ran out.
+    ///
+    /// A request that finds no responder (status 503: the consumer's replicas
+    /// are electing a leader, or its interest has not reached the server this
+    /// client is connected to yet, as happens just after it was created) is
+    /// sent again every 50 ms until `wait` runs out.
     ///
     /// # Errors
     ///
     /// The request failed.
     pub async fn next(&self, max: usize, wait: Duration) -> Result<Vec<Entry>, Error> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.request(max, left).await {
+                Err(Next::NoResponders) if left > NO_RESPONDERS_PAUSE => {
+                    tokio::time::sleep(NO_RESPONDERS_PAUSE).await;
+                }
+                Err(Next::NoResponders) => {
+                    return Err(Error::new(
+                        "requesting entries",
+                        "no responders (503): the consumer has no leader yet, or the cluster \
+                         has not yet propagated its interest to this server",
+                    ));
+                }
+                Err(Next::Failed(e)) => return Err(e),
+                Ok(entries) => return Ok(entries),
+            }
+        }
+    }
+
+    async fn request(&self, max: usize, wait: Duration) -> Result<Vec<Entry>, Next> {
         let mut batch = self
             .consumer
             .batch()
@@ -56,13 +92,20 @@ impl Reader {
             .expires(wait)
             .messages()
             .await
-            .map_err(|e| Error::new("requesting entries", e))?;
+            .map_err(|e| Next::Failed(Error::new("requesting entries", e)))?;
         let mut entries = Vec::new();
         while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| Error::new("receiving entries", e))?;
+            let message = match message {
+                Ok(message) => message,
+                // async-nats 0.51 reports a status in a batch only as text.
+                Err(e) if entries.is_empty() && e.to_string().contains(": 503,") => {
+                    return Err(Next::NoResponders);
+                }
+                Err(e) => return Err(Next::Failed(Error::new("receiving entries", e))),
+            };
             let sequence = message
                 .info()
-                .map_err(|e| Error::new("reading an entry's sequence", e))?
+                .map_err(|e| Next::Failed(Error::new("reading an entry's sequence", e)))?
                 .stream_sequence;
             entries.push(Entry { sequence, message });
         }

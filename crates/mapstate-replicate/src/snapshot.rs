@@ -8,6 +8,8 @@ use crate::error::Error;
 /// An object-store bucket for snapshots of the state: each object is split
 /// into 128 KiB chunks, stored in the bucket's stream (`OBJ_<bucket>`) with
 /// the bucket's replication, and checked against its SHA-256 when read back.
+/// Reads go through the stream's leader (no direct gets), so a
+/// [`get`](Self::get) sees every [`put`](Self::put) that returned before it.
 #[derive(Clone)]
 pub struct Snapshots {
     store: object_store::ObjectStore,
@@ -31,17 +33,41 @@ impl Snapshots {
         bucket: &str,
         replicas: usize,
     ) -> Result<Snapshots, Error> {
-        let store = match js.get_object_store(bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: bucket.to_owned(),
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
+        if js.get_object_store(bucket).await.is_err() {
+            js.create_object_store(object_store::Config {
+                bucket: bucket.to_owned(),
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::new(format!("creating object store {bucket}"), e))?;
+        }
+        // async-nats creates the bucket's stream with `allow_direct`, and
+        // then reads an object's metadata with a direct get, which any
+        // replica answers, also one that lags: a get right after a put read
+        // stale metadata ("wrong digest") under load. Without it, the stream
+        // leader answers, and a get sees every put acknowledged before it.
+        let stream_name = format!("OBJ_{bucket}");
+        let mut stream = js
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| Error::new(format!("opening stream {stream_name}"), e))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| Error::new(format!("reading stream {stream_name}"), e))?;
+        if info.config.allow_direct {
+            let mut config = info.config.clone();
+            config.allow_direct = false;
+            js.update_stream(config)
                 .await
-                .map_err(|e| Error::new(format!("creating object store {bucket}"), e))?,
-        };
+                .map_err(|e| Error::new(format!("turning off direct gets on {stream_name}"), e))?;
+        }
+        // Opened after the update: the store reads the stream's configuration once.
+        let store = js
+            .get_object_store(bucket)
+            .await
+            .map_err(|e| Error::new(format!("opening object store {bucket}"), e))?;
         Ok(Snapshots { store })
     }
 

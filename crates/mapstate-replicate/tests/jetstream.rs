@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mapstate_replicate::{Append, AppendError, Log, LogConfig, Snapshots, connect};
+use mapstate_replicate::{Append, AppendError, Entry, Log, LogConfig, Reader, Snapshots, connect};
 
 /// A running cluster; `down` when dropped.
 struct Cluster {
@@ -215,7 +215,10 @@ async fn durable_reader_resumes(cluster: &Cluster) {
         assert_eq!(append(&log, Append::new(format!("e{i}"))).await, i);
     }
     let reader = log.reader("replica-1").await.unwrap();
-    let entries = reader.next(3, Duration::from_secs(2)).await.unwrap();
+    let entries = reader
+        .next(3, Duration::from_secs(2))
+        .await
+        .expect("first read");
     let seqs: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
     assert_eq!(seqs, [1, 2, 3]);
     for e in &entries {
@@ -267,6 +270,12 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 async fn object_store(cluster: &Cluster) {
     let js = connect(Some(&cluster.urls)).await.unwrap();
     let snapshots = Snapshots::create(&js, "snapshots", 3).await.unwrap();
+    // Reads go through the leader: a direct get from a lagging replica read
+    // stale metadata right after a put ("wrong digest").
+    let stream = js.get_stream("OBJ_snapshots").await.unwrap();
+    let info = stream.get_info().await.unwrap();
+    assert!(!info.config.allow_direct, "the bucket allows direct gets");
+    assert_eq!(info.config.num_replicas, 3);
     // Not a multiple of the 128 KiB chunk.
     let data = pattern(5 * 1024 * 1024 + 12345, 7);
     let size = snapshots
@@ -353,6 +362,24 @@ async fn features() {
     purge(&cluster).await;
 }
 
+/// Reads `want` entries within 30 s, retrying failed reads (a consumer's
+/// replicas electing a leader answer 503, "no responders").
+async fn read(reader: &Reader, want: usize, when: &str) -> Vec<Entry> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut entries = Vec::new();
+    while entries.len() < want {
+        match reader
+            .next(want - entries.len(), Duration::from_secs(1))
+            .await
+        {
+            Ok(more) => entries.extend(more),
+            Err(e) => eprintln!("read {when}: {e:?}; retrying"),
+        }
+        assert!(Instant::now() < deadline, "no read {when} within 30 s");
+    }
+    entries
+}
+
 /// (f) Kill -9 the server leading the stream: appends (retried with their id
 /// until acknowledged) and reads go on with the two left, then the server
 /// comes back and catches up.
@@ -367,7 +394,7 @@ async fn quorum() {
         );
     }
     let reader = log.reader("r").await.unwrap();
-    for e in reader.next(3, Duration::from_secs(2)).await.unwrap() {
+    for e in read(&reader, 3, "before the kill").await {
         e.ack().await.unwrap();
     }
     let leader = log
@@ -424,7 +451,10 @@ async fn quorum() {
         "the dead leader leads"
     );
     assert_eq!(info.state.messages, 8);
-    let entries = reader.next(10, Duration::from_secs(5)).await.unwrap();
+    // The reader's consumer has its own replicas and its own leader, which
+    // may have been on the killed server too: reads are retried like appends.
+    let entries = read(&reader, 5, &format!("with server {n} down")).await;
+    eprintln!("first read {:?} after the kill", killed.elapsed());
     let seqs: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
     assert_eq!(seqs, [4, 5, 6, 7, 8], "reads with one server down");
     for e in &entries {
