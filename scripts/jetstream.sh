@@ -198,6 +198,8 @@ cmd_up() {
     free_ports >"$DIR/ports"
     load_ports
     for n in 1 2 3; do write_config "$n"; rm -f "$DIR/n$n.down"; done
+    # A failure from here on stops what was started (the caller may delete DIR at once).
+    trap 'echo "jetstream.sh: stopping the servers in $DIR" >&2; cmd_down' EXIT
     for n in 1 2 3; do start_server "$n" "$bin"; done
     if [ -n "${JETSTREAM_OWNER_PID:-}" ]; then
         # The watchdog: `down` once the owner has gone (a test killed with SIGKILL).
@@ -205,7 +207,8 @@ cmd_up() {
             _ "$JETSTREAM_OWNER_PID" "$SELF" "$DIR" >/dev/null 2>&1 </dev/null &
         echo $! >"$DIR/watchdog.pid"
     fi
-    if ! wait_healthy; then exit 1; fi
+    wait_healthy
+    trap - EXIT
     echo "jetstream.sh: $("$bin" --version), 3 servers in $DIR, monitoring on" \
         "http://127.0.0.1:$M1 :$M2 :$M3" >&2
     urls
