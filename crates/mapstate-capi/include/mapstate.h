@@ -241,6 +241,15 @@
 #define MAPSTATE_E_PANIC (-46)
 
 /**
+ * A call on a shared writer from inside one of its own transaction
+ * callbacks (`mapstate_shared_transaction()`, `_seq`, `_len`,
+ * `_checkpoint` or `_close` on the handle whose callback is running on
+ * this thread): it would wait for the transaction it is part of. Use the
+ * `mapstate_txn_view_*` functions on the view instead.
+ */
+#define MAPSTATE_E_IN_CALLBACK (-47)
+
+/**
  * Durability mode: a returned commit survives any process crash and is
  * visible everywhere; it reaches the disk at the next checkpoint (when the
  * log fills up, on `mapstate_writer_checkpoint()` or on close). No system
@@ -284,6 +293,21 @@
  * freed by `mapstate_reader_close()`.
  */
 typedef struct mapstate_reader mapstate_reader;
+
+/**
+ * A writer shared by threads, with group commit (opaque). Made by
+ * `mapstate_shared_open()` or `mapstate_writer_share()`, freed by
+ * `mapstate_shared_close()`. Unlike the other handles, many threads may
+ * use it at once.
+ */
+typedef struct mapstate_shared mapstate_shared;
+
+/**
+ * The open transaction of one `mapstate_shared_transaction()` call, as its
+ * callback sees it (opaque). Valid only during the callback; changed
+ * through the `mapstate_txn_view_*` functions.
+ */
+typedef struct mapstate_txn_view mapstate_txn_view;
 
 /**
  * An open writer of one state (opaque). Made by `mapstate_writer_open()`,
@@ -392,6 +416,14 @@ typedef struct mapstate_options {
    */
   bool release_live_image;
 } mapstate_options;
+
+/**
+ * A transaction callback: changes the state through `t` (valid only until
+ * it returns) and returns 0 to commit, anything else to discard the
+ * transaction (`mapstate_shared_transaction()` then returns that value).
+ * `ctx` is the pointer given to `mapstate_shared_transaction()`.
+ */
+typedef int (*mapstate_txn_fn)(struct mapstate_txn_view *t, void *ctx);
 
 /**
  * One entry of `mapstate_reader_changes_since()`: a byte range one commit
@@ -803,6 +835,303 @@ int mapstate_writer_close(struct mapstate_writer *w);
  * As for `mapstate_writer_close()`.
  */
 int mapstate_writer_remove(struct mapstate_writer *w);
+
+/**
+ * Opens the state at `path` for writing, as `mapstate_writer_open()`, and
+ * shares it between threads: many threads may call
+ * `mapstate_shared_transaction()` on the handle at once, and their
+ * `MAPSTATE_SYNC` commits share `fdatasync` calls (group commit).
+ *
+ * - `path`, `opts`: as for `mapstate_writer_open()`; `opts->durability`
+ *   is the durability of every commit (`MAPSTATE_SYNC` for group commit).
+ * - `*out`: receives the new handle on success, NULL on failure.
+ *
+ * Returns 0, or what `mapstate_writer_open()` returns.
+ *
+ * Ownership: the caller owns the handle and must pass it to
+ * `mapstate_shared_close()` once, after every other thread is done with
+ * it. Thread-safety: any number of threads may use the handle at once.
+ * After `fork()`, the child must not use the parent's handles.
+ *
+ * # Safety
+ *
+ * `path` is NULL or NUL-terminated; `opts` is NULL or points to options;
+ * `out` is NULL or writable.
+ */
+int mapstate_shared_open(const char *path, const struct mapstate_options *opts, struct mapstate_shared **out);
+
+/**
+ * Turns the writer handle `w` into a shared handle (`*out`), with the
+ * durability `w` was opened with. `w` is closed by this call (its writer
+ * goes on in the shared handle): do not use it again.
+ *
+ * Returns 0; `MAPSTATE_E_TXN_OPEN` (a transaction is open: commit or
+ * abort it first), `MAPSTATE_E_INVALID` (`out` NULL),
+ * `MAPSTATE_E_BAD_HANDLE` or `MAPSTATE_E_BUSY`, and then `w` is left
+ * open; or `MAPSTATE_E_IO` (syncing what an earlier writer left in the
+ * log failed), and then `w` is closed all the same, its writer dropped
+ * (every commit returned so far is in the log and recovered at the next
+ * open). `*out` is NULL on any failure.
+ *
+ * Ownership and thread-safety: as for `mapstate_shared_open()`.
+ *
+ * # Safety
+ *
+ * `w` is as for `mapstate_writer_close()`; `out` is NULL or writable.
+ */
+int mapstate_writer_share(struct mapstate_writer *w, struct mapstate_shared **out);
+
+/**
+ * Runs `fn(t, ctx)` as one transaction of the shared writer and commits
+ * it, as Rust's `SharedWriter::try_transaction`. Transactions of all the
+ * threads run one at a time, each callback under the writer's lock; a
+ * `MAPSTATE_SYNC` commit then waits, without the lock, until a
+ * `fdatasync` covers it, one sync serving every commit waiting at the
+ * time (group commit).
+ *
+ * - `fn`: changes the state through `t` with the `mapstate_txn_view_*`
+ *   functions; `t` and every pointer they hand out are valid only until
+ *   `fn` returns. `fn` returning 0 commits; any other value discards the
+ *   transaction (nothing of it is ever visible) and this function returns
+ *   that value as it is, leaving `mapstate_last_error()` as `fn` left it
+ *   (return a failed view call's code to pass its message on; use
+ *   positive values of your own to tell them from mapstate's codes).
+ * - `ctx`: passed to `fn` untouched.
+ * - `*seq` (if `seq` is not NULL): on a commit, its sequence number,
+ *   distinct for every commit that changed something (a transaction that
+ *   changed nothing gets the previous number); untouched otherwise.
+ *
+ * When it returns 0, the commit is visible to every process and is as
+ * durable as the handle's durability says: with `MAPSTATE_SYNC`, on
+ * stable storage.
+ *
+ * Inside `fn`, do not call this function, `mapstate_shared_seq()`,
+ * `_len()`, `_checkpoint()` or `_close()` on the same handle: they would
+ * wait for the transaction they are part of, so they fail at once with
+ * `MAPSTATE_E_IN_CALLBACK` instead. A transaction of another shared
+ * handle from inside `fn` works, but two threads doing that in opposite
+ * orders deadlock, as with any two locks. `fn` must return: leaving it by
+ * `longjmp`, a C++ exception or thread cancellation is undefined
+ * behaviour. Keep it short: every other thread's transaction waits for
+ * it.
+ *
+ * Returns 0, `fn`'s non-zero value, or `MAPSTATE_E_POISONED` (an earlier
+ * sync failed: close and reopen), `MAPSTATE_E_NO_SPACE`,
+ * `MAPSTATE_E_PAST_MAXIMUM`, `MAPSTATE_E_IO` (the commit failed and was
+ * discarded), `MAPSTATE_E_IN_CALLBACK`, `MAPSTATE_E_INVALID` (`fn`
+ * NULL), or `MAPSTATE_E_BAD_HANDLE`.
+ *
+ * Thread-safety: any number of threads may call it at once on one handle.
+ *
+ * # Safety
+ *
+ * `s` is NULL or an open shared handle; `fn` is NULL or a function
+ * pointer of this type; `seq` is NULL or writable.
+ */
+int mapstate_shared_transaction(struct mapstate_shared *s, mapstate_txn_fn fn, void *ctx, uint64_t *seq);
+
+/**
+ * `*syncs` receives how many `fdatasync` calls of the log the handle's
+ * group commit has made so far: compared with the number of
+ * `MAPSTATE_SYNC` commits, how many commits shared each sync. Never waits
+ * (also callable from inside a transaction callback).
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`syncs` NULL), or
+ * `MAPSTATE_E_BAD_HANDLE`. Thread-safety: any thread, at any time.
+ *
+ * # Safety
+ *
+ * `s` is NULL or an open shared handle; `syncs` is NULL or writable.
+ */
+int mapstate_shared_syncs(struct mapstate_shared *s, uint64_t *syncs);
+
+/**
+ * `*seq` receives the sequence number of the last commit (0 for a new
+ * state). Waits for a transaction in progress on another thread.
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`seq` NULL), `MAPSTATE_E_IN_CALLBACK`,
+ * or `MAPSTATE_E_BAD_HANDLE`. Thread-safety: any thread, at any time.
+ *
+ * # Safety
+ *
+ * `s` is NULL or an open shared handle; `seq` is NULL or writable.
+ */
+int mapstate_shared_seq(struct mapstate_shared *s, uint64_t *seq);
+
+/**
+ * `*len` receives the committed length of the state in bytes. Waits for a
+ * transaction in progress on another thread.
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`len` NULL), `MAPSTATE_E_IN_CALLBACK`,
+ * or `MAPSTATE_E_BAD_HANDLE`. Thread-safety: any thread, at any time.
+ *
+ * # Safety
+ *
+ * `s` is NULL or an open shared handle; `len` is NULL or writable.
+ */
+int mapstate_shared_len(struct mapstate_shared *s, uint64_t *len);
+
+/**
+ * As `mapstate_writer_checkpoint()`, on the shared writer: transactions
+ * of other threads wait for it.
+ *
+ * Returns 0, `MAPSTATE_E_NO_SPACE`, `MAPSTATE_E_IO`, `MAPSTATE_E_POISONED`,
+ * `MAPSTATE_E_IN_CALLBACK`, or `MAPSTATE_E_BAD_HANDLE`. Thread-safety: any
+ * thread, at any time.
+ *
+ * # Safety
+ *
+ * `s` is NULL or an open shared handle.
+ */
+int mapstate_shared_checkpoint(struct mapstate_shared *s);
+
+/**
+ * Closes a shared writer: checkpoints, releases the writer lock, and
+ * frees the handle (the handle is freed even when the checkpoint fails,
+ * as for `mapstate_writer_close()`).
+ *
+ * Call it once every other thread is done with the handle: a call in
+ * progress on another thread (a transaction waiting for its sync, say)
+ * makes it fail with `MAPSTATE_E_BUSY`, the handle still open, but a
+ * call that starts while or after the handle is freed is undefined
+ * behaviour.
+ *
+ * Returns 0, `MAPSTATE_E_IO`, `MAPSTATE_E_NO_SPACE`, `MAPSTATE_E_POISONED`
+ * (the handle is freed in these cases), `MAPSTATE_E_BAD_HANDLE` (NULL, or
+ * closed already: a double close is reported, not a crash, as long as no
+ * new handle got the same address meanwhile), `MAPSTATE_E_IN_CALLBACK`
+ * (from inside the handle's own transaction callback: not closed), or
+ * `MAPSTATE_E_BUSY` (not closed).
+ *
+ * # Safety
+ *
+ * `s` is NULL or a handle from `mapstate_shared_open()` or
+ * `mapstate_writer_share()`; if it was closed already, no handle opened
+ * since may have the same address.
+ */
+int mapstate_shared_close(struct mapstate_shared *s);
+
+/**
+ * As `mapstate_txn_data()`, in a transaction callback: the transaction's
+ * bytes, writable with plain stores, and its length. `*data` is valid
+ * until the callback returns (or `mapstate_txn_view_set_len()`).
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`data` NULL), `MAPSTATE_E_BAD_HANDLE`
+ * (NULL, or not a live view), or `MAPSTATE_E_BUSY`.
+ *
+ * Thread-safety (every `mapstate_txn_view_*` function): the view belongs
+ * to the callback; use it from one thread at a time (a concurrent call
+ * gets `MAPSTATE_E_BUSY`) and never after the callback returned
+ * (undefined behaviour: the view is gone).
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running; `data` and `len`
+ * are NULL or writable.
+ */
+int mapstate_txn_view_data(struct mapstate_txn_view *t, uint8_t **data, uint64_t *len);
+
+/**
+ * As `mapstate_txn_slice_mut()`, in a transaction callback: the bytes
+ * `offset..offset + len`, and the commit looks for written pages there
+ * alone. `*data` is valid until the callback returns.
+ *
+ * Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS`, `MAPSTATE_E_INVALID` (`data`
+ * NULL), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running; `data` is NULL or
+ * writable.
+ */
+int mapstate_txn_view_slice_mut(struct mapstate_txn_view *t, uint64_t offset, uint64_t len, uint8_t **data);
+
+/**
+ * As `mapstate_txn_extend_on_write()`, in a transaction callback: the
+ * bytes up to the maximum size (`*max`), where stores past the end grow
+ * the state. `*data` is valid until the callback returns.
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`data` NULL), `MAPSTATE_E_BAD_HANDLE`,
+ * or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running; `data` and `max`
+ * are NULL or writable.
+ */
+int mapstate_txn_view_extend_on_write(struct mapstate_txn_view *t, uint8_t **data, uint64_t *max);
+
+/**
+ * As `mapstate_txn_extend_on_write_from()`, in a transaction callback.
+ * `*data` (the address of byte `offset`) is valid until the callback
+ * returns.
+ *
+ * Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS`, `MAPSTATE_E_INVALID` (`data`
+ * NULL), `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running; `data` and `max`
+ * are NULL or writable.
+ */
+int mapstate_txn_view_extend_on_write_from(struct mapstate_txn_view *t, uint64_t offset, uint8_t **data, uint64_t *max);
+
+/**
+ * As `mapstate_txn_set_len()`, in a transaction callback. Pointers handed
+ * out before are invalid afterwards: call `mapstate_txn_view_data()` again.
+ *
+ * Returns 0, `MAPSTATE_E_INVALID_SIZE`, `MAPSTATE_E_NO_SPACE`,
+ * `MAPSTATE_E_IO`, `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running.
+ */
+int mapstate_txn_view_set_len(struct mapstate_txn_view *t, uint64_t len);
+
+/**
+ * `*len` receives the transaction's length (after any
+ * `mapstate_txn_view_set_len()`).
+ *
+ * Returns 0, `MAPSTATE_E_INVALID` (`len` NULL), `MAPSTATE_E_BAD_HANDLE`,
+ * or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running; `len` is NULL or
+ * writable.
+ */
+int mapstate_txn_view_len(struct mapstate_txn_view *t, uint64_t *len);
+
+/**
+ * As `mapstate_txn_write_at()`, in a transaction callback: copies `len`
+ * bytes from `src` into the transaction at `offset` (`src` may be NULL
+ * when `len` is 0, and may not point into the transaction's own bytes).
+ *
+ * Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS`, `MAPSTATE_E_INVALID`,
+ * `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running; `src` is NULL or
+ * readable for `len` bytes.
+ */
+int mapstate_txn_view_write_at(struct mapstate_txn_view *t, uint64_t offset, const void *src, uint64_t len);
+
+/**
+ * Copies `len` bytes of the transaction at `offset` (the committed state
+ * plus this transaction's changes) into `dst`, as Rust's `Txn::read_at`.
+ * `dst` may be NULL when `len` is 0.
+ *
+ * Returns 0, `MAPSTATE_E_OUT_OF_BOUNDS`, `MAPSTATE_E_INVALID`,
+ * `MAPSTATE_E_BAD_HANDLE`, or `MAPSTATE_E_BUSY`.
+ *
+ * # Safety
+ *
+ * `t` is NULL or the view of a callback still running; `dst` is NULL or
+ * writable for `len` bytes, and not inside the transaction's bytes.
+ */
+int mapstate_txn_view_read_at(struct mapstate_txn_view *t, uint64_t offset, void *dst, uint64_t len);
 
 /**
  * Maps the plain file at `path` (not a mapstate state: no header, no log)
