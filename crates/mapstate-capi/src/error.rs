@@ -94,6 +94,12 @@ pub const MAPSTATE_E_TIMEOUT: c_int = -45;
 /// A bug in mapstate: a Rust panic was caught at the API boundary. The
 /// handle may be unusable; close it.
 pub const MAPSTATE_E_PANIC: c_int = -46;
+/// A call on a shared writer from inside one of its own transaction
+/// callbacks (`mapstate_shared_transaction()`, `_seq`, `_len`,
+/// `_checkpoint` or `_close` on the handle whose callback is running on
+/// this thread): it would wait for the transaction it is part of. Use the
+/// `mapstate_txn_view_*` functions on the view instead.
+pub const MAPSTATE_E_IN_CALLBACK: c_int = -47;
 
 /// A failure of one C API call: its code, its message and the errno.
 #[derive(Debug)]
@@ -251,6 +257,7 @@ pub extern "C" fn mapstate_error_name(code: c_int) -> *const c_char {
         MAPSTATE_E_BUSY => c"MAPSTATE_E_BUSY",
         MAPSTATE_E_TIMEOUT => c"MAPSTATE_E_TIMEOUT",
         MAPSTATE_E_PANIC => c"MAPSTATE_E_PANIC",
+        MAPSTATE_E_IN_CALLBACK => c"MAPSTATE_E_IN_CALLBACK",
         _ => c"MAPSTATE_E_UNKNOWN",
     };
     name.as_ptr()

@@ -30,6 +30,11 @@ pub(crate) fn entry(f: impl FnOnce() -> Result<(), Failure>) -> c_int {
 pub(crate) const WRITER_MAGIC: u64 = u64::from_le_bytes(*b"msWriter");
 /// The magic number of a reader handle.
 pub(crate) const READER_MAGIC: u64 = u64::from_le_bytes(*b"msReader");
+/// The magic number of a shared writer handle (`src/shared.rs`).
+pub(crate) const SHARED_MAGIC: u64 = u64::from_le_bytes(*b"msShared");
+/// The magic number of a transaction view (`src/shared.rs`): a `Handle`
+/// on the stack of `mapstate_shared_transaction`, never registered.
+pub(crate) const VIEW_MAGIC: u64 = u64::from_le_bytes(*b"msTxView");
 
 /// A handle given to C: a heap allocation that C holds by pointer.
 ///
@@ -54,6 +59,27 @@ impl<S> Handle<S> {
         }));
         registry().insert((p as usize, magic));
         p
+    }
+
+    /// A handle that is not registered and not boxed: a transaction view,
+    /// which lives on the stack for the length of one callback. Call
+    /// [`Handle::retire`] before it goes.
+    pub(crate) fn unregistered(magic: u64, state: S) -> Self {
+        Self {
+            magic,
+            busy: AtomicBool::new(false),
+            state: UnsafeCell::new(state),
+        }
+    }
+
+    /// Clears the magic of an unregistered handle about to go, so that a
+    /// pointer kept past its end (undefined, as documented) is, at best,
+    /// `MAPSTATE_E_BAD_HANDLE`.
+    pub(crate) fn retire(&mut self) {
+        // Volatile: the handle is dead after this, and a plain store to it
+        // could be left out.
+        // SAFETY: `&mut self.magic` is valid and aligned for a write.
+        unsafe { std::ptr::write_volatile(&raw mut self.magic, 0) };
     }
 
     /// Runs `f` with exclusive access to the state, or fails with
@@ -95,15 +121,16 @@ impl Drop for Release<'_> {
 /// without a global lock on every call.
 static OPEN: Mutex<BTreeSet<(usize, u64)>> = Mutex::new(BTreeSet::new());
 
-fn registry() -> std::sync::MutexGuard<'static, BTreeSet<(usize, u64)>> {
+pub(crate) fn registry() -> std::sync::MutexGuard<'static, BTreeSet<(usize, u64)>> {
     OPEN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn kind(magic: u64) -> &'static str {
-    if magic == WRITER_MAGIC {
-        "writer"
-    } else {
-        "reader"
+pub(crate) fn kind(magic: u64) -> &'static str {
+    match magic {
+        WRITER_MAGIC => "writer",
+        SHARED_MAGIC => "shared writer",
+        VIEW_MAGIC => "transaction view",
+        _ => "reader",
     }
 }
 
@@ -113,6 +140,20 @@ fn kind(magic: u64) -> &'static str {
 ///
 /// `p` is NULL or a pointer returned by an open function and not closed.
 pub(crate) unsafe fn get<'a, S, C>(p: *mut C, magic: u64) -> Result<&'a Handle<S>, Failure> {
+    // SAFETY: as promised by the caller; a `Handle<S>` is `repr(C)` with
+    // the magic first.
+    unsafe { get_as(p, magic) }
+}
+
+/// The object behind `p`, if it is non-NULL and carries `magic`: a
+/// [`Handle`], or another `repr(C)` type whose first field is the `u64`
+/// magic (the shared writer's handle).
+///
+/// # Safety
+///
+/// `p` is NULL or a pointer returned by an open function and not closed;
+/// `magic` belongs to `T` alone.
+pub(crate) unsafe fn get_as<'a, T, C>(p: *mut C, magic: u64) -> Result<&'a T, Failure> {
     if p.is_null() {
         return Err(Failure::new(
             MAPSTATE_E_BAD_HANDLE,
@@ -120,8 +161,9 @@ pub(crate) unsafe fn get<'a, S, C>(p: *mut C, magic: u64) -> Result<&'a Handle<S
         ));
     }
     // SAFETY: the caller promises `p` points to a live handle of some kind;
-    // every kind is a `repr(C)` `Handle<_>` whose first field is the `u64`
-    // magic, aligned as `Box` aligned it.
+    // every kind is a `repr(C)` type (a `Handle<_>`, or the shared writer's
+    // handle) whose first field is the `u64` magic, aligned as `Box` (or
+    // the stack, for a view) aligned it.
     let found = unsafe { p.cast::<u64>().read() };
     if found != magic {
         return Err(Failure::new(
@@ -132,9 +174,10 @@ pub(crate) unsafe fn get<'a, S, C>(p: *mut C, magic: u64) -> Result<&'a Handle<S
             ),
         ));
     }
-    // SAFETY: the magic says it is a `Handle<S>` (each magic belongs to one
-    // `S`); it lives until closed, which the caller promises it is not.
-    Ok(unsafe { &*p.cast::<Handle<S>>() })
+    // SAFETY: the magic says it is a `T` (each magic belongs to one type,
+    // as the caller promises); it lives until closed, which the caller
+    // promises it is not.
+    Ok(unsafe { &*p.cast::<T>() })
 }
 
 /// Unregisters and frees the handle `p` and returns its state, or fails
@@ -147,6 +190,21 @@ pub(crate) unsafe fn get<'a, S, C>(p: *mut C, magic: u64) -> Result<&'a Handle<S
 /// If `p` was returned by an open function and closed since, no new handle
 /// may have been given the same address (then this closes that one).
 pub(crate) unsafe fn close<S, C>(p: *mut C, magic: u64) -> Result<S, Failure> {
+    // SAFETY: as promised by the caller.
+    unsafe { close_if(p, magic, |_| Ok(())) }
+}
+
+/// [`close`], if `check` passes on the state first (else its failure is
+/// returned and the handle stays open).
+///
+/// # Safety
+///
+/// As for [`close`].
+pub(crate) unsafe fn close_if<S, C>(
+    p: *mut C,
+    magic: u64,
+    check: impl FnOnce(&mut S) -> Result<(), Failure>,
+) -> Result<S, Failure> {
     let mut open = registry();
     if p.is_null() || !open.contains(&(p as usize, magic)) {
         return Err(Failure::new(
@@ -164,6 +222,13 @@ pub(crate) unsafe fn close<S, C>(p: *mut C, magic: u64) -> Result<S, Failure> {
     if flag.swap(true, Ordering::Acquire) {
         return Err(busy());
     }
+    let release = Release(flag);
+    // SAFETY: registered, so live (as above).
+    let cell = unsafe { &(*h).state };
+    // SAFETY: the busy flag is ours (above), so no other reference to the
+    // state exists; the registry lock keeps the handle alive.
+    check(unsafe { &mut *cell.get() })?;
+    std::mem::forget(release); // the handle is freed busy
     open.remove(&(p as usize, magic));
     drop(open);
     // SAFETY: made by `Box::into_raw` in `open`, unregistered above under

@@ -16,6 +16,8 @@
 //! - `options`: `mapstate_options`;
 //! - `live_image`: the names `mapstate_*_live_image` return;
 //! - `writer`: open, begin, the writable bytes, commit, abort, close;
+//! - `shared`: group commit: a writer many threads use at once, its
+//!   transactions run as C callbacks, and the view a callback changes;
 //! - `attach`: `mapstate_attach`/`mapstate_detach`, the AIX `shmat(SHM_MAP)` pair;
 //! - `reader`: open, consistent copies, waiting for a change, close;
 //! - `deprecated`: the old names of renamed functions, calling the new ones.
@@ -40,6 +42,9 @@ mod options;
 // In this order in the header: the writer's functions first.
 mod writer;
 
+// Group commit: the shared writer and its transaction views.
+mod shared;
+
 mod attach;
 
 mod reader;
@@ -53,11 +58,11 @@ pub use attach::{
 };
 pub use error::{
     MAPSTATE_E_BAD_HANDLE, MAPSTATE_E_BUSY, MAPSTATE_E_CORRUPT, MAPSTATE_E_FALLOCATE_UNSUPPORTED,
-    MAPSTATE_E_FOREIGN, MAPSTATE_E_FOREIGN_LOCK, MAPSTATE_E_INVALID, MAPSTATE_E_INVALID_SIZE,
-    MAPSTATE_E_IO, MAPSTATE_E_LOCKED, MAPSTATE_E_MEMLOCK, MAPSTATE_E_MISALIGNED,
-    MAPSTATE_E_NO_SPACE, MAPSTATE_E_NO_TXN, MAPSTATE_E_NOT_A_FILE, MAPSTATE_E_NOT_FOUND,
-    MAPSTATE_E_OTHER, MAPSTATE_E_OUT_OF_BOUNDS, MAPSTATE_E_PANIC, MAPSTATE_E_PAST_MAXIMUM,
-    MAPSTATE_E_PERMISSION, MAPSTATE_E_POISONED, MAPSTATE_E_READ_ONLY,
+    MAPSTATE_E_FOREIGN, MAPSTATE_E_FOREIGN_LOCK, MAPSTATE_E_IN_CALLBACK, MAPSTATE_E_INVALID,
+    MAPSTATE_E_INVALID_SIZE, MAPSTATE_E_IO, MAPSTATE_E_LOCKED, MAPSTATE_E_MEMLOCK,
+    MAPSTATE_E_MISALIGNED, MAPSTATE_E_NO_SPACE, MAPSTATE_E_NO_TXN, MAPSTATE_E_NOT_A_FILE,
+    MAPSTATE_E_NOT_FOUND, MAPSTATE_E_OTHER, MAPSTATE_E_OUT_OF_BOUNDS, MAPSTATE_E_PANIC,
+    MAPSTATE_E_PAST_MAXIMUM, MAPSTATE_E_PERMISSION, MAPSTATE_E_POISONED, MAPSTATE_E_READ_ONLY,
     MAPSTATE_E_READ_ONLY_FILESYSTEM, MAPSTATE_E_TIMEOUT, MAPSTATE_E_TOO_NEW, MAPSTATE_E_TRUNCATED,
     MAPSTATE_E_TXN_OPEN, MAPSTATE_E_UNSUITABLE_FILESYSTEM, MAPSTATE_E_UNSUPPORTED,
     MAPSTATE_E_WRITER_DIED, MAPSTATE_E_WRITER_NOT_VISIBLE, MAPSTATE_OK, mapstate_errno,
@@ -71,6 +76,14 @@ pub use reader::{
     mapstate_reader_changes_since, mapstate_reader_close, mapstate_reader_len,
     mapstate_reader_live_image, mapstate_reader_open, mapstate_reader_read_at, mapstate_reader_seq,
     mapstate_reader_snapshot, mapstate_reader_wait_for_change,
+};
+pub use shared::{
+    MapstateShared, MapstateTxnFn, MapstateTxnView, mapstate_shared_checkpoint,
+    mapstate_shared_close, mapstate_shared_len, mapstate_shared_open, mapstate_shared_seq,
+    mapstate_shared_syncs, mapstate_shared_transaction, mapstate_txn_view_data,
+    mapstate_txn_view_extend_on_write, mapstate_txn_view_extend_on_write_from,
+    mapstate_txn_view_len, mapstate_txn_view_read_at, mapstate_txn_view_set_len,
+    mapstate_txn_view_slice_mut, mapstate_txn_view_write_at, mapstate_writer_share,
 };
 pub use version::{
     MAPSTATE_VERSION_MAJOR, MAPSTATE_VERSION_MINOR, MAPSTATE_VERSION_PATCH, mapstate_version,
@@ -110,4 +123,10 @@ const _: () = {
     const fn send<T: Send>() {}
     send::<mapstate_rs::Writer>();
     send::<mapstate_rs::Reader>();
+};
+
+// A shared handle is used by many threads at once.
+const _: () = {
+    const fn sync<T: Send + Sync>() {}
+    sync::<mapstate_rs::SharedWriter>();
 };

@@ -396,21 +396,22 @@ pub unsafe extern "C" fn mapstate_txn_write_at(
         // SAFETY: the caller promises `len` readable bytes at `src`.
         let src = unsafe { handle::bytes(src, len, "src") }?;
         // SAFETY: as promised by the caller.
-        unsafe {
-            with(w, |s| {
-                let t = s.txn()?;
-                let view = t.as_slice().as_ptr_range();
-                let from = src.as_ptr_range();
-                if !src.is_empty() && from.start < view.end && view.start < from.end {
-                    return Err(Failure::invalid(
-                        "src points into the transaction's own bytes: \
-                         use memmove on the pointer from mapstate_txn_data() instead",
-                    ));
-                }
-                Ok(t.write_at(offset, src)?)
-            })
-        }
+        unsafe { with(w, |s| write_at(s.txn()?, offset, src)) }
     })
+}
+
+/// `t.write_at(offset, src)`, refusing a `src` inside the transaction's own
+/// bytes (`src` would alias the `&mut` the write takes).
+pub(crate) fn write_at(t: &mut Txn<'_>, offset: u64, src: &[u8]) -> Result<(), Failure> {
+    let view = t.as_slice().as_ptr_range();
+    let from = src.as_ptr_range();
+    if !src.is_empty() && from.start < view.end && view.start < from.end {
+        return Err(Failure::invalid(
+            "src points into the transaction's own bytes: \
+             use memmove on the pointer from mapstate_txn_data() instead",
+        ));
+    }
+    Ok(t.write_at(offset, src)?)
 }
 
 /// Commits the open transaction: every change becomes visible to every
@@ -605,4 +606,21 @@ pub unsafe extern "C" fn mapstate_writer_remove(w: *mut MapstateWriter) -> c_int
         let state: WriterState = unsafe { handle::close(w, WRITER_MAGIC) }?;
         Ok(state.into_writer().remove()?)
     })
+}
+
+/// Closes the writer handle `w` without closing its writer, and returns
+/// the writer (for `mapstate_writer_share()`). Fails, leaving `w` open,
+/// with `MAPSTATE_E_TXN_OPEN` if a transaction is open.
+///
+/// # Safety
+///
+/// As for `mapstate_writer_close()`.
+pub(crate) unsafe fn take_writer(w: *mut MapstateWriter) -> Result<Box<Writer>, Failure> {
+    // SAFETY: as promised by the caller.
+    let state: WriterState = unsafe {
+        handle::close_if(w, WRITER_MAGIC, |s: &mut WriterState| {
+            s.writer().map(|_| ())
+        })
+    }?;
+    Ok(state.into_writer())
 }

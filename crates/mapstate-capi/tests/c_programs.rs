@@ -764,3 +764,124 @@ fn attach_reports_its_high_water_and_trims_to_it() {
     }
     run_checks("attach_trim");
 }
+
+/// `shared_commit.c`: group commit from C. 8 threads × N `MAPSTATE_SYNC`
+/// commits of a counter through one shared handle end at 8N with distinct
+/// sequence numbers and fewer fdatasyncs than commits; a callback's
+/// non-zero return commits nothing; calls back into the handle from its
+/// callback are `MAPSTATE_E_IN_CALLBACK`; a close during another thread's
+/// transaction is `MAPSTATE_E_BUSY`; the views' functions; bad handles.
+#[test]
+fn shared_handles_commit_from_many_threads_and_share_syncs() {
+    if !have_gcc() {
+        return;
+    }
+    let out = run_checks("shared_commit");
+    assert!(out.contains(" fdatasyncs\n"), "{out}");
+}
+
+/// `shared_kill.c`: 8 threads commit a counter through one shared handle
+/// (`MAPSTATE_SYNC`), printing each sequence number once its commit
+/// returned, until SIGKILL. Reopened (by a writer's recovery, also after
+/// the live image is lost), the state holds one whole commit: the counter
+/// is its sequence number, the threads' own counters add up to it, and it
+/// is no older than the newest commit a thread was told was durable. Run
+/// twice on one state, so the second run goes on from a recovered one.
+#[test]
+fn a_killed_shared_writer_keeps_every_returned_commit() {
+    use std::io::{BufRead, BufReader};
+
+    if !have_gcc() {
+        return;
+    }
+    let state = State::new();
+    let bin = tempfile::tempdir().expect("tempdir");
+    let exe = compile("shared_kill", Link::Static, bin.path());
+    let mut before = 0;
+    for round in 0..2 {
+        let mut child = Command::new(&exe)
+            .arg(&state.path)
+            .arg(&state.live)
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shared_kill");
+        let pid = child.id().to_string();
+        let (done, finished) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished.recv_timeout(DEADLINE) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut newest = 0;
+        let mut seen = 0;
+        // Kill it once 200 commits have returned (or it ended).
+        while seen < 200 {
+            let Some(line) = lines.next() else { break };
+            let line = line.expect("a line");
+            let mut words = line.split_whitespace().skip(1).map(str::parse::<u64>);
+            let (Some(Ok(seq)), Some(Ok(counter))) = (words.next(), words.next()) else {
+                panic!("round {round}: unexpected line {line:?}");
+            };
+            assert_eq!(seq, counter, "round {round}: a commit's counter is its seq");
+            assert!(seq > before, "round {round}: seq {seq} after {before}");
+            newest = newest.max(seq);
+            seen += 1;
+        }
+        child.kill().expect("SIGKILL shared_kill");
+        // What was printed before the kill landed was durable too.
+        for line in lines {
+            let line = line.expect("a line");
+            let Some(Ok(seq)) = line.split_whitespace().nth(1).map(str::parse::<u64>) else {
+                continue; // a line cut by the kill cannot be: one write(2) each
+            };
+            newest = newest.max(seq);
+        }
+        let status = child.wait().expect("wait for shared_kill");
+        let _ = done.send(());
+        watchdog.join().expect("watchdog");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("read stderr");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "round {round}: {status:?}: {stderr}"
+        );
+        assert!(
+            seen == 200,
+            "round {round}: only {seen} commits returned: {stderr}"
+        );
+
+        if round == 1 {
+            fs::remove_file(state.live_image()).expect("remove the live image");
+        }
+        let mut w = state.options().open(&state.path).expect("recover");
+        let seq = w.seq();
+        let mut bytes = [0u8; 8 * 9];
+        let t = w.begin();
+        t.read_at(0, &mut bytes).expect("read the counters");
+        t.abort();
+        let word = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8"));
+        let counter = word(0);
+        let sum: u64 = (1..9).map(word).sum();
+        println!("round {round}: {seen} commits seen, newest durable {newest}, reopened at {seq}");
+        assert_eq!(
+            counter, seq,
+            "round {round}: the counter is the reopened seq"
+        );
+        assert_eq!(
+            sum, counter,
+            "round {round}: the threads' counters add up to it"
+        );
+        assert!(
+            seq >= newest,
+            "round {round}: reopened at {seq}, but commit {newest} was returned as durable"
+        );
+        w.close().expect("checkpoint and close");
+        before = seq;
+    }
+}
