@@ -37,14 +37,20 @@
 
 mod connect;
 mod error;
+mod follow;
 mod log;
+mod publish;
 mod reader;
+mod record;
 mod snapshot;
 
 pub use connect::{URL_ENV, connect, connect_to};
 pub use error::{AppendError, ConnectError, Error};
 pub use log::{Append, Appended, Log, LogConfig, PendingAppend, Trimmed};
 pub use reader::{Entry, Reader};
+pub use follow::{Followed, Follower, FollowError};
+pub use publish::{PublishError, Published, Publisher, Target};
+pub use record::Record;
 pub use snapshot::Snapshots;
 
 /// The `async-nats` crate this one is built on, for calls not wrapped here.
