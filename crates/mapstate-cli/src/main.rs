@@ -3,6 +3,7 @@
 mod bench;
 mod checkfs;
 mod demo;
+mod replicate;
 mod state;
 mod torture;
 mod util;
@@ -139,6 +140,41 @@ enum Command {
         /// Wait for a running writer to close instead of failing (exit 4).
         #[arg(long, alias = "wait")]
         wait_for_lock: bool,
+    },
+    /// Publish every commit of a state to a NATS JetStream stream, beside its writer.
+    #[command(
+        after_help = "Example:\n  mapstate replicate state.db --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222\n\n\
+        A companion process: it reads the commits from the state's redo log, so any writer \
+        (a program, `mapstate set`, a C program) is replicated unchanged. Each commit is one \
+        entry, appended in order with a message id (a retry is never stored twice) and the \
+        stream's expected last sequence (only one publisher can append). When the log has \
+        moved on past a checkpoint, a snapshot of the whole state goes to the object store \
+        and the stream is trimmed behind it. Started again, it goes on where the stream ends. \
+        The server comes from --nats or MAPSTATE_NATS_URL. See docs/REPLICATION.md."
+    )]
+    Replicate {
+        /// The state's durable file.
+        path: PathBuf,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Keep a local copy of a replicated state, commit by commit.
+    #[command(
+        after_help = "Example:\n  mapstate follow copy.db --stream mapstate-state.db --nats nats://10.0.0.1:4222\n\n\
+        Each entry of the stream becomes one local commit with the writer's sequence number, so \
+        readers, watchers and the C API work on the copy as on the writer's machine. A missing \
+        copy starts from the stream's snapshot. The durable reader (--name, default \
+        follow-HOSTNAME) keeps the position in the cluster: started again, it goes on where it \
+        stopped. Prints a line per batch applied (the local commit it reached)."
+    )]
+    Follow {
+        /// The local copy's durable file (made if missing).
+        path: PathBuf,
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The durable reader's name (default: follow-HOSTNAME).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Delete a state: its durable file, redo log, checkpoint journal and live
     /// image (deleting the file by hand leaves the live image in memory).
@@ -311,18 +347,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            // Usage errors under --json are JSON too (the flag is read
-            // from the raw arguments: they did not parse).
-            if code == EXIT_USAGE && std::env::args_os().any(|a| a == "--json") {
-                let text = e.render().to_string();
-                // What went wrong is what comes before the usage line.
-                let what = text.split("\n\nUsage:").next().unwrap_or_default();
-                let what = what.trim_start_matches("error: ");
-                let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
-                println!(
-                    "{}",
-                    json!({"error": what, "usage": text, "exit_code": code})
-                );
+            if code == EXIT_USAGE {
+                usage_json(&e, code);
             }
             let _ = e.print();
             return ExitCode::from(code);
@@ -347,6 +373,10 @@ fn main() -> ExitCode {
             wait_for_lock,
         } => state::rm(&path, wait_for_lock, json),
         Command::Backup { path, dest } => state::backup(&path, &dest, json),
+        Command::Replicate { path, nats } => replicate::replicate(&nats.args(&path, json)),
+        Command::Follow { path, nats, name } => {
+            replicate::follow(&nats.args(&path, json), name.as_deref())
+        }
         Command::Restore {
             backup,
             path,
@@ -447,4 +477,50 @@ fn torture(kills: u64, dir: Option<PathBuf>, seed: u64, json: bool) -> util::Cmd
     } else {
         EXIT_VIOLATION
     })
+}
+
+/// A usage error under --json as JSON too (the flag is read from the raw
+/// arguments: they did not parse).
+fn usage_json(e: &clap::Error, code: u8) {
+    if std::env::args_os().any(|a| a == "--json") {
+        let text = e.render().to_string();
+        // What went wrong is what comes before the usage line.
+        let what = text.split("\n\nUsage:").next().unwrap_or_default();
+        let what = what.trim_start_matches("error: ");
+        let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
+        println!(
+            "{}",
+            json!({"error": what, "usage": text, "exit_code": code})
+        );
+    }
+}
+
+/// Where `replicate` and `follow` connect, and how long they run.
+#[derive(clap::Args, Debug)]
+struct NatsArgs {
+    /// The NATS servers (comma-separated URLs); default: `MAPSTATE_NATS_URL`.
+    #[arg(long)]
+    nats: Option<String>,
+    /// The stream (default: mapstate-FILENAME of the state `replicate` publishes).
+    #[arg(long)]
+    stream: Option<String>,
+    /// Copies of every entry in the cluster.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Stop after this long (e.g. 30s); default: run until killed.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+}
+
+impl NatsArgs {
+    fn args<'a>(&'a self, path: &'a std::path::Path, json: bool) -> replicate::Args<'a> {
+        replicate::Args {
+            path,
+            nats: self.nats.as_deref(),
+            stream: self.stream.as_deref(),
+            replicas: self.replicas,
+            timeout: self.timeout,
+            json,
+        }
+    }
 }

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::publish::Target;
 use crate::reader::Reader;
 use crate::record::Record;
+use crate::retry::retrying;
 use crate::snapshot::Snapshots;
 
 /// Why following stopped.
@@ -34,7 +35,9 @@ pub enum FollowError {
     },
     /// The log skips commits this copy needs (it is older than the log's
     /// first snapshot, and the log holds none it could start from).
-    #[error("the log's next commit is {next}, but the local copy is at {local}: delete it to start again from a snapshot")]
+    #[error(
+        "the log's next commit is {next}, but the local copy is at {local}: delete it to start again from a snapshot"
+    )]
     Gap {
         /// The local copy's last commit.
         local: u64,
@@ -112,30 +115,36 @@ impl Follower {
     /// `wait` for one.
     pub async fn step(&mut self, wait: Duration) -> Result<Followed, FollowError> {
         let mut done = Followed::default();
-        for e in self.reader.next(256, wait).await? {
+        let reader = &self.reader;
+        let entries = retrying(|| reader.next(256, wait), |_| true).await?;
+        for e in entries {
             let rec = Record::decode(e.payload()).map_err(|why| FollowError::Foreign {
                 entry: e.sequence,
                 why,
             })?;
             let local = self.seq();
-            match rec {
-                Record::Snapshot { seq, object, .. } if self.writer.is_none() || seq > local => {
+            match (rec, self.writer.as_mut()) {
+                (Record::Snapshot { seq, object, .. }, w)
+                    if w.as_ref().is_none_or(|w| seq > w.seq()) =>
+                {
                     self.restore(&object).await?;
                     done.restored += 1;
                 }
-                Record::Commit(c) if self.writer.is_some() && c.seq == local + 1 => {
-                    self.writer.as_mut().expect("checked").apply(&c)?;
+                (Record::Commit(c), Some(w)) if c.seq == w.seq() + 1 => {
+                    w.apply(&c)?;
                     done.applied += 1;
                 }
-                r if self.writer.is_some() && r.seq() <= local => done.skipped += 1,
-                r => {
+                (r, Some(w)) if r.seq() <= w.seq() => done.skipped += 1,
+                (r, _) => {
                     return Err(FollowError::Gap {
                         local,
                         next: r.seq(),
                     });
                 }
             }
-            e.ack().await?;
+            // Applied: a failed ack only means the entry comes again (after
+            // the ack wait), and is then skipped as applied.
+            let _ = retrying(|| e.ack(), |_| true).await;
         }
         done.seq = self.seq();
         Ok(done)
@@ -143,9 +152,13 @@ impl Follower {
 
     /// Replaces the local copy with the snapshot `object`.
     async fn restore(&mut self, object: &str) -> Result<(), FollowError> {
-        let bytes = self.snaps.get(object).await?;
+        let snaps = &self.snaps;
+        let bytes = retrying(|| snaps.get(object), |_| true).await?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let tmp = dir.join(format!(".{name}.{object}"));
         std::fs::write(&tmp, &bytes).map_err(|source| FollowError::Io {
             path: tmp.clone(),

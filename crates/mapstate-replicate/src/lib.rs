@@ -42,14 +42,15 @@ mod log;
 mod publish;
 mod reader;
 mod record;
+mod retry;
 mod snapshot;
 
 pub use connect::{URL_ENV, connect, connect_to};
 pub use error::{AppendError, ConnectError, Error};
+pub use follow::{FollowError, Followed, Follower};
 pub use log::{Append, Appended, Log, LogConfig, PendingAppend, Trimmed};
-pub use reader::{Entry, Reader};
-pub use follow::{Followed, Follower, FollowError};
 pub use publish::{PublishError, Published, Publisher, Target};
+pub use reader::{Entry, Reader};
 pub use record::Record;
 pub use snapshot::Snapshots;
 

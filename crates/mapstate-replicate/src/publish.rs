@@ -12,6 +12,7 @@ use mapstate::{CommitsSince, Reader};
 use crate::error::{AppendError, Error};
 use crate::log::{Append, Log, LogConfig};
 use crate::record::Record;
+use crate::retry::retrying;
 use crate::snapshot::Snapshots;
 
 /// Where a replicated state goes: the stream (the log) and the snapshot
@@ -33,9 +34,13 @@ impl Target {
         }
     }
 
+    /// The stream and the bucket, made if missing. A cluster that has
+    /// just started (or lost a server) refuses a moment: retried.
     pub(crate) async fn open(&self, js: &jetstream::Context) -> Result<(Log, Snapshots), Error> {
-        let log = Log::create(js, LogConfig::new(self.name.clone(), self.replicas)).await?;
-        let snaps = Snapshots::create(js, &format!("{}-snapshots", self.name), self.replicas).await?;
+        let config = LogConfig::new(self.name.clone(), self.replicas);
+        let log = retrying(|| Log::create(js, config.clone()), |_| true).await?;
+        let bucket = format!("{}-snapshots", self.name);
+        let snaps = retrying(|| Snapshots::create(js, &bucket, self.replicas), |_| true).await?;
         Ok((log, snaps))
     }
 }
@@ -111,16 +116,21 @@ impl Publisher {
         let js = jetstream::new(client.clone());
         let (log, snaps) = target.open(&js).await?;
         let state = Arc::new(Reader::open(path)?);
-        let fence = log.last_sequence().await?;
+        let fence = retrying(|| log.last_sequence(), |_| true).await?;
         let last = if fence == 0 {
             None
         } else {
-            let m = log
-                .stream()
-                .get_last_raw_message_by_subject(log.subject())
-                .await
-                .map_err(|e| Error::new("reading the log's last entry", e))?;
-            Some(Record::decode(&m.payload).map_err(PublishError::Foreign)?.seq())
+            let m = retrying(
+                || log.stream().get_last_raw_message_by_subject(log.subject()),
+                |_| true,
+            )
+            .await
+            .map_err(|e| Error::new("reading the log's last entry", e))?;
+            Some(
+                Record::decode(&m.payload)
+                    .map_err(PublishError::Foreign)?
+                    .seq(),
+            )
         };
         let mut p = Publisher {
             state,
@@ -198,10 +208,17 @@ impl Publisher {
     /// that makes a retry a duplicate.
     async fn append(&mut self, seq: u64, kind: &str, bytes: Vec<u8>) -> Result<(), PublishError> {
         let id = format!("{}:{kind}{seq}", self.stream);
-        let a = self
-            .log
-            .append(Append::new(bytes).id(id).after(self.fence))
-            .await?;
+        let entry = Append::new(bytes).id(id).after(self.fence);
+        // An append whose ack was lost, or that met a leader election, is
+        // sent again with the same id: if the first one was stored, the
+        // retry is acknowledged as its duplicate (the id is checked before
+        // the fence), so nothing is appended twice.
+        let log = &self.log;
+        let a = retrying(
+            || log.append(entry.clone()),
+            |e| matches!(e, AppendError::TimedOut | AppendError::Unavailable { .. }),
+        )
+        .await?;
         self.fence = a.sequence;
         self.last = seq;
         Ok(())
@@ -212,23 +229,31 @@ impl Publisher {
     /// trimmed away.
     async fn snapshot(&mut self) -> Result<(), PublishError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let tmp = dir.join(format!(".{name}.snapshot-{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let (seq, len) = self.state.backup(&tmp)?;
         let object = format!("snap-{seq}");
-        let put = async {
-            let mut f = tokio::fs::File::open(&tmp)
-                .await
-                .map_err(|e| Error::new("opening the snapshot", e))?;
-            self.snaps.put(&object, &mut f).await
-        }
+        let snaps = &self.snaps;
+        let put = retrying(
+            || async {
+                let mut f = tokio::fs::File::open(&tmp)
+                    .await
+                    .map_err(|e| Error::new("opening the snapshot", e))?;
+                snaps.put(&object, &mut f).await
+            },
+            |_| true,
+        )
         .await;
         let _ = std::fs::remove_file(&tmp);
         put?;
         let rec = Record::Snapshot { seq, len, object };
         self.append(seq, "s", rec.encode()).await?;
-        self.log.trim_before(self.fence).await?;
+        let (log, fence) = (&self.log, self.fence);
+        retrying(|| log.trim_before(fence), |_| true).await?;
         Ok(())
     }
 }

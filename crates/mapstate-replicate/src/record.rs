@@ -152,10 +152,14 @@ impl<'a> Cursor<'a> {
         Ok(a)
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 }
 
@@ -183,7 +187,10 @@ mod tests {
             for i in 0..b.len() {
                 let mut bad = b.clone();
                 bad[i] ^= 1;
-                assert!(Record::decode(&bad).is_err(), "byte {i} flipped was accepted");
+                assert!(
+                    Record::decode(&bad).is_err(),
+                    "byte {i} flipped was accepted"
+                );
             }
             assert!(Record::decode(&b[..b.len() - 1]).is_err());
         }
