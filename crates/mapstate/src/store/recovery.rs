@@ -83,6 +83,8 @@ pub(crate) fn open_writer(path: &Path, opts: &WriterOptions) -> Result<Recovered
     };
     let log_size = opts.log_size.map(check_log_size).transpose()?;
     let live_dir = opts.live_dir.as_deref();
+    // Whether this open made the state (then a failure removes it again).
+    let mut made = false;
     let (file, files) = loop {
         match fs::open_file(path, Open::ReadWrite) {
             Ok(f) => {
@@ -95,12 +97,12 @@ pub(crate) fn open_writer(path: &Path, opts: &WriterOptions) -> Result<Recovered
                 // An empty file where the state should be (made by hand, or
                 // left by a version that created states in place): the new
                 // state takes its place.
-                create(path, opts, Naming::Replace)?;
+                made = create(path, opts, Naming::Replace)?;
             }
             Err(Error::NotFound { .. }) if opts.create => {
                 // If another process names a state there first, theirs is
                 // opened.
-                create(path, opts, Naming::New)?;
+                made = create(path, opts, Naming::New)?;
             }
             Err(e) => return Err(e),
         }
@@ -110,8 +112,17 @@ pub(crate) fn open_writer(path: &Path, opts: &WriterOptions) -> Result<Recovered
     // is visible sees one of the two locks a writer holds.
     let dup = file.try_clone().map_err(|e| Error::io("dup", path, e))?;
     let build = BuildLock::take(&dup, path)?;
+    let removable = made.then(|| files.clone());
     let r = recover(file, files, log_size);
     if r.is_err() {
+        if let Some(files) = removable {
+            // A state this open made and could not open (its live image
+            // could not be made, say) goes again, under its writer lock:
+            // a create that fails leaves nothing.
+            for p in [files.log(), files.journal(), files.durable()] {
+                let _ = fs::remove_if_present(p);
+            }
+        }
         lock::release_writer_lock(&dup);
     }
     drop(build);
@@ -133,8 +144,8 @@ enum Naming {
 /// directory synced; the previous state's log and journal at that name, if
 /// any, are then removed, and the writer lock let go (the caller opens the
 /// state by its name). Nothing is done if another process names a state
-/// there first.
-fn create(path: &Path, opts: &WriterOptions, naming: Naming) -> Result<()> {
+/// there first. Returns whether this call named the state.
+fn create(path: &Path, opts: &WriterOptions, naming: Naming) -> Result<bool> {
     let max = fs::check_size(
         "maximum size",
         opts.max_size.unwrap_or(crate::options::DEFAULT_RESERVATION),
@@ -165,7 +176,7 @@ fn create(path: &Path, opts: &WriterOptions, naming: Naming) -> Result<()> {
     match naming {
         Naming::New => {
             if !new.name_new(path)? {
-                return Ok(());
+                return Ok(false);
             }
         }
         Naming::Replace => new.name_replacing(path)?,
@@ -180,7 +191,7 @@ fn create(path: &Path, opts: &WriterOptions, naming: Naming) -> Result<()> {
     // Explicitly: a child forked meanwhile shares the descriptor until it
     // execs (see `lock::release_writer_lock`).
     lock::release_writer_lock(new.file());
-    Ok(())
+    Ok(true)
 }
 
 /// The log size asked for, checked.
