@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::format::{self, DurableHeader, PAGE};
 use crate::fs::{self, NewFile};
 use crate::store::durable;
-use crate::sys::{self, FileMap, Protection, Reservation};
+use std::sync::atomic::Ordering;
+
+use super::CommitsSince;
 
 impl Reader {
     /// Writes a copy of the state as of one commit to a new file `dest`,
@@ -25,9 +27,10 @@ impl Reader {
     /// and the durable file's permission bits. It is written and synced
     /// before it gets its name (`fdatasync`, then the directory's `fsync`),
     /// so `dest` never names a partial copy, even after a power cut. The
-    /// bytes go from the live image straight into the copy's page cache
-    /// (no copy in the heap), and commits that land meanwhile are caught up
-    /// from the log, so a busy writer never starves it.
+    /// bytes go from the live image into the copy in 1 MiB writes while the
+    /// writer goes on; the commits that landed meanwhile are then applied
+    /// from the log, so a busy writer never starves it (a checkpoint that
+    /// restarts the log during the copy makes it start again).
     ///
     /// Fails with an `Io` error `link` (`EEXIST`) if `dest` exists: a backup
     /// never overwrites a file.
@@ -65,36 +68,8 @@ impl Reader {
         let mut new = NewFile::create(dest, self.owner.mode)?;
         let file = new.file();
         let (seq, len) = loop {
-            let len = self.len();
-            // A copy that found the length changed left a file of another
-            // length: cut it back, so that no byte of it stays beyond.
-            file.set_len(PAGE)
-                .map_err(|e| Error::io("ftruncate", dest, e))?;
-            fs::allocate(dest, file, 0, PAGE + len)?;
-            if len == 0 {
-                break (self.seq(), 0);
-            }
-            // Whole pages (the last one partly past the file's end, which
-            // no byte of the slice below reaches).
-            let pages = len.next_multiple_of(PAGE) as usize;
-            let mut res =
-                Reservation::new(pages).map_err(|e| Error::io("mmap (reserve)", dest, e))?;
-            res.map_file(
-                0,
-                pages,
-                sys::fd_of(file),
-                PAGE,
-                FileMap::shared(Protection::ReadWrite),
-            )
-            .map_err(|e| Error::io("mmap", dest, e))?;
-            // The file is this process's own, unnamed (or under a random
-            // temporary name), so only this slice changes its bytes.
-            let buf = res.exclusive_bytes_mut(0, len as usize);
-            match self.read_consistent(&mut [(0, buf)]) {
-                Ok((seq, l)) if l == len => break (seq, len),
-                // The length changed meanwhile: again with the new one.
-                Ok(_) | Err(Error::OutOfBounds { .. }) => {}
-                Err(e) => return Err(e),
+            if let Some(done) = self.copy_once(file, dest)? {
+                break done;
             }
         };
         let mut h = DurableHeader::new_zeroed();
@@ -113,5 +88,73 @@ impl Reader {
         }
         fs::sync_parent(dest)?;
         Ok((seq, len))
+    }
+
+    /// One attempt at the copy: the live image's bytes into `file` in
+    /// large writes while commits may land, then the log's records of every
+    /// commit that may have touched the copy, applied in order (each byte
+    /// they changed ends with its value at the last one, as a reader's
+    /// catch-up does). `None`: the log restarted meanwhile; try again.
+    fn copy_once(&self, file: &std::fs::File, dest: &Path) -> Result<Option<(u64, u64)>> {
+        const CHUNK: u64 = 1 << 20;
+        let s0 = self.stable_seqlock()?;
+        let len0 = self.live.len_word().load(Ordering::Acquire);
+        file.set_len(PAGE)
+            .map_err(|e| Error::io("ftruncate", dest, e))?;
+        fs::allocate(dest, file, 0, PAGE + len0)?;
+        self.live.follow(len0)?;
+        let mut buf = vec![0u8; CHUNK.min(len0) as usize];
+        let mut off = 0;
+        while off < len0 {
+            let n = CHUNK.min(len0 - off) as usize;
+            self.live.read(off, &mut buf[..n]);
+            fs::pwrite(file, dest, &buf[..n], PAGE + off)?;
+            off += n as u64;
+        }
+        if self.live.seqlock().unchanged(s0) {
+            return Ok(Some((s0 / 2, len0)));
+        }
+        // The copy may hold bytes of every commit up to the one being
+        // applied when it ended: wait until that one is published, then
+        // apply the records of all of them.
+        let need = self.live.seqlock().load().div_ceil(2);
+        let mut spins = 0;
+        while self.seq() < need {
+            if spins == 10_000 {
+                return Ok(None);
+            }
+            spins += 1;
+            std::thread::yield_now();
+        }
+        let CommitsSince::Commits(commits) = self.commits_since(s0 / 2)? else {
+            return Ok(None);
+        };
+        let Some(last) = commits.last().filter(|c| c.seq >= need) else {
+            return Ok(None);
+        };
+        let (seq, len) = (last.seq, last.len);
+        for c in &commits {
+            // A shrink cuts the copy (a growth later reads zeros there).
+            file.set_len(PAGE + c.len)
+                .map_err(|e| Error::io("ftruncate", dest, e))?;
+            if let Some(z) = &c.zeroed {
+                let end = z.end.min(c.len);
+                if z.start < end {
+                    fs::pwrite(
+                        file,
+                        dest,
+                        &vec![0; (end - z.start) as usize],
+                        PAGE + z.start,
+                    )?;
+                }
+            }
+            for (r, bytes) in c.writes() {
+                fs::pwrite(file, dest, bytes, PAGE + r.start)?;
+            }
+        }
+        // A durable image is allocated to its length (a shrink and a growth
+        // may have left a hole).
+        fs::allocate(dest, file, 0, PAGE + len)?;
+        Ok(Some((seq, len)))
     }
 }
