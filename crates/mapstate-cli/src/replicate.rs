@@ -124,12 +124,15 @@ pub(crate) fn follow(a: &Args<'_>, name: Option<&str>) -> CmdResult {
         while deadline.is_none_or(|d| Instant::now() < d) {
             let done = f.step(Duration::from_millis(200)).await.map_err(failure)?;
             if done.applied + done.restored > 0 {
+                let behind = f.behind().await.map_err(failure)?;
                 status(
                     a.json,
-                    &json!({"applied": done.applied, "restored": done.restored, "seq": done.seq}),
+                    &json!({"applied": done.applied, "restored": done.restored,
+                            "seq": done.seq, "behind": behind}),
                     || {
                         format!(
-                            "applied {} commit(s), restored {} snapshot(s): at commit {}",
+                            "applied {} commit(s), restored {} snapshot(s): at commit {}, \
+                             {behind} entries behind",
                             done.applied, done.restored, done.seq
                         )
                     },

@@ -95,6 +95,13 @@ fn a_copy_follows_commits_of_other_processes_through_a_killed_publisher() {
             seq = Reader::open(&copy).unwrap().seq();
         }
         if seq == 40 {
+            // Its last line says how far behind it is: nothing left.
+            let out = String::from_utf8(out.stdout).unwrap();
+            let last = out.lines().last().unwrap_or_default();
+            assert!(
+                last.contains("\"seq\":40") && last.contains("\"behind\":0"),
+                "{out}"
+            );
             break;
         }
     }

@@ -178,6 +178,13 @@ impl Follower {
         }
     }
 
+    /// How far behind the copy is: the entries of the log it has not been
+    /// given yet (commits, or snapshots), as the cluster counts them.
+    pub async fn behind(&self) -> Result<u64, FollowError> {
+        let reader = &self.reader;
+        Ok(retrying(|| reader.pending(), |_| true).await?)
+    }
+
     /// The local copy's writer, closed (checkpointed).
     pub fn close(mut self) -> Result<(), mapstate::Error> {
         self.writer.take().map_or(Ok(()), Writer::close)

@@ -119,12 +119,24 @@ impl Reader {
     ///
     /// The request failed.
     pub async fn acked_up_to(&self) -> Result<u64, Error> {
-        let info = self
-            .consumer
+        Ok(self.info().await?.ack_floor.stream_sequence)
+    }
+
+    /// `pending()`—the entries of the log this reader has not been given
+    /// yet (`num_pending` of `$JS.API.CONSUMER.INFO.<stream>.<name>`).
+    ///
+    /// # Errors
+    ///
+    /// The request failed.
+    pub async fn pending(&self) -> Result<u64, Error> {
+        Ok(self.info().await?.num_pending)
+    }
+
+    async fn info(&self) -> Result<async_nats::jetstream::consumer::Info, Error> {
+        self.consumer
             .get_info()
             .await
-            .map_err(|e| Error::new("reading the consumer's info", e))?;
-        Ok(info.ack_floor.stream_sequence)
+            .map_err(|e| Error::new("reading the consumer's info", e))
     }
 }
 

@@ -178,6 +178,7 @@ fn a_follower_converges_through_restarts_and_a_server_kill() {
                     "published {commits} commits and {snapshots} snapshots; applied {applied}, restored {restored}"
                 );
                 assert!(commits > COMMITS / 2 && snapshots >= 1, "{commits} commits, {snapshots} snapshots");
+                assert_eq!(f.behind().await.unwrap(), 0, "the follower is at the end");
                 f.close().unwrap();
             });
         }
