@@ -72,6 +72,14 @@ pub enum PublishError {
         /// This state's last commit.
         state: u64,
     },
+    /// `publish_through` was asked for a commit the state does not have.
+    #[error("commit {asked} is not in the state (its last is {state})")]
+    NotCommitted {
+        /// The commit asked for.
+        asked: u64,
+        /// The state's last commit.
+        state: u64,
+    },
     /// The log's last entry is not a record of this format.
     #[error("the log's last entry is not a mapstate record: {0}")]
     Foreign(String),
@@ -191,6 +199,28 @@ impl Publisher {
             CommitsSince::Gone { .. } => {
                 self.snapshot().await?;
                 done.snapshots += 1;
+            }
+        }
+        done.last = self.last;
+        Ok(done)
+    }
+
+    /// Returns once the log holds commit `seq` (acknowledged by a quorum of
+    /// the cluster's servers), publishing what comes before it: a commit
+    /// that must survive the loss of this machine waits here after
+    /// `commit` returns. Commits committed together are published and
+    /// acknowledged together.
+    pub async fn publish_through(&mut self, seq: u64) -> Result<Published, PublishError> {
+        let mut done = Published::default();
+        while self.last < seq {
+            let d = self.step(Duration::from_millis(100)).await?;
+            done.commits += d.commits;
+            done.snapshots += d.snapshots;
+            if self.last < seq && self.state.seq() < seq {
+                return Err(PublishError::NotCommitted {
+                    asked: seq,
+                    state: self.state.seq(),
+                });
             }
         }
         done.last = self.last;

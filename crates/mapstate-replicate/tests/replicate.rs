@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use mapstate::{Reader, Writer};
-use mapstate_replicate::{Follower, Publisher, Target};
+use mapstate_replicate::{Follower, Publisher, Target, async_nats};
 
 /// The writer stays at most this many commits ahead of the publisher
 /// (which says how far it is through `published`), so that the stream
@@ -193,4 +193,50 @@ fn a_follower_converges_through_restarts_and_a_server_kill() {
         a.1.len(),
         b.1.len()
     );
+}
+
+/// `publish_through(seq)`: when it returns, the stream's last record is
+/// commit `seq` (a commit that must survive this machine waits for it); a
+/// commit the state does not have is an error, not a hang.
+#[test]
+fn publish_through_returns_once_the_stream_holds_the_commit() {
+    let cluster = Cluster::up();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let src = dir.path().join("s");
+    let mut w = Writer::options().create(true).len(4096).open(&src).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = mapstate_replicate::connect_to(&cluster.urls).await.unwrap();
+        let target = Target::new("THROUGH", 3);
+        let mut p = Publisher::start(&client, &src, &target).await.unwrap();
+        for i in 0..20u8 {
+            let mut t = w.begin();
+            t.write_at(u64::from(i), &[i]).unwrap();
+            let seq = t.commit().unwrap();
+            p.publish_through(seq).await.unwrap();
+            let js = async_nats::jetstream::new(client.clone());
+            let stream = js.get_stream("THROUGH").await.unwrap();
+            let m = stream
+                .get_last_raw_message_by_subject("THROUGH.log")
+                .await
+                .unwrap();
+            let rec = mapstate_replicate::Record::decode(&m.payload).unwrap();
+            assert_eq!(rec.seq(), seq, "returned before the stream held it");
+        }
+        let e = p.publish_through(1000).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                mapstate_replicate::PublishError::NotCommitted {
+                    asked: 1000,
+                    state: 20
+                }
+            ),
+            "{e}"
+        );
+    });
 }
