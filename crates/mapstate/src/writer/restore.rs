@@ -91,11 +91,12 @@ impl WriterOptions {
         fs::check_regular(path, &file)?;
         let files = StateFiles::of_open(path, &file, self.reader().live_dir_path())?;
         if std::fs::symlink_metadata(files.log()).is_ok() {
-            self.clone()
-                .create(false)
-                .release_live_image(true)
-                .open(path)?
-                .close()?;
+            // With default options but the live directory: these options
+            // are the restored state's (a `max_size` given for it must not
+            // raise the backup's).
+            let mut recover = WriterOptions::new().release_live_image(true);
+            recover.live_dir.clone_from(&self.live_dir);
+            recover.open(path)?.close()?;
             let file = fs::open_file(path, fs::Open::Read)?;
             return Durable::open(file, path);
         }
