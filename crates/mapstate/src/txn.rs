@@ -75,6 +75,19 @@ impl Txn<'_> {
     }
 
     /// Changes the state's length (growing reads as zeros; at most the maximum size).
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(dir.path().join("s"))?;
+    /// let mut t = w.begin();
+    /// t.set_len(10_000)?; // the new bytes are zeros
+    /// t.write_at(9_999, b"!")?;
+    /// t.commit()?;
+    /// assert_eq!(w.len(), 10_000);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn set_len(&mut self, len: u64) -> Result<()> {
         let max = self.w.max_size();
         if len > max {
@@ -273,6 +286,18 @@ impl Txn<'_> {
     }
 
     /// Discards every change of this transaction.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(dir.path().join("s"))?;
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"never seen")?;
+    /// t.abort(); // as if it never happened (dropping `t` does the same)
+    /// assert_eq!(w.seq(), 0);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn abort(mut self) {
         self.done = true;
         self.w.abort_pending();

@@ -17,6 +17,23 @@ impl Reader {
     /// timeout passed first. Fails with `Error::WriterNotVisible` if a
     /// writer this reader cannot see opens the state meanwhile (while no
     /// writer has this live image, the sleep wakes once a second to ask).
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use std::time::Duration;
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let r = mapstate::Reader::open(&path)?;
+    /// // Nothing after commit 0 yet: the wait times out.
+    /// assert_eq!(r.wait_for_change(0, Some(Duration::from_millis(10)))?, None);
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"x")?;
+    /// t.commit()?;
+    /// assert_eq!(r.wait_for_change(0, None)?, Some(1)); // at once: commit 1 is there
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn wait_for_change(&self, after: u64, timeout: Option<Duration>) -> Result<Option<u64>> {
         // A timeout too far out to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -87,6 +104,22 @@ impl Reader {
 
     /// The commits published after `after`, oldest first. Commits that
     /// already left the ring come as one [`Event::Missed`].
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use mapstate::{Change, Event};
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let r = mapstate::Reader::open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(10, b"ab")?;
+    /// t.commit()?;
+    /// let ranges = vec![10..12];
+    /// assert_eq!(r.changes_since(0), [Event::Change(Change { seq: 1, ranges, widened: false })]);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn changes_since(&self, after: u64) -> Vec<Event> {
         let now = self.seq();
         let mut out: Vec<Event> = Vec::new();

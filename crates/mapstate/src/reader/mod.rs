@@ -16,6 +16,7 @@ use zerocopy::{FromBytes, IntoBytes};
 mod backup;
 mod changes;
 mod commits;
+mod read_with;
 
 pub use changes::Changes;
 pub use commits::CommitsSince;
@@ -183,60 +184,6 @@ impl Reader {
         Ok(v)
     }
 
-    /// Runs `f` over `len` bytes at `offset` of one committed state, and
-    /// returns that state's sequence number with what `f` returned: a read
-    /// with no buffer of the caller's and no allocation (the bytes are
-    /// copied into a buffer each thread keeps and reuses).
-    ///
-    /// Not a view into the live image itself: another process changes
-    /// those bytes while they are read, and a `&[u8]` over memory that
-    /// changes under it is undefined behaviour in Rust (a data race that no
-    /// retry makes sound; [`docs::soundness`](crate::docs::soundness)). The
-    /// one copy is a memcpy of `len` bytes, validated by the sequence lock
-    /// as every read is.
-    ///
-    /// ```
-    /// # fn main() -> mapstate::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let path = dir.path().join("state");
-    /// use mapstate::{Reader, Writer};
-    /// let mut w = Writer::options().create(true).len(4096).open(&path)?;
-    /// let mut t = w.begin();
-    /// t.write_at(0, b"key=value")?;
-    /// t.commit()?;
-    /// let r = Reader::open(&path)?;
-    /// let (seq, eq) = r.read_with(0, 9, |b| b.iter().position(|&c| c == b'='))?;
-    /// assert_eq!((seq, eq), (1, Some(3)));
-    /// # w.remove()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn read_with<R>(
-        &self,
-        offset: u64,
-        len: usize,
-        f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<(u64, R)> {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        // A reentrant call (a read inside `f`) gets a buffer of its own.
-        let mut own = Vec::new();
-        BUF.with(|cell| {
-            let mut held = cell.try_borrow_mut();
-            let buf = match &mut held {
-                Ok(b) => &mut **b,
-                Err(_) => &mut own,
-            };
-            buf.resize(len, 0);
-            let r = self.read_at(offset, buf).map(|seq| (seq, f(buf)));
-            if buf.capacity() > 1 << 20 {
-                // One large read does not pin its memory to the thread.
-                *buf = Vec::new();
-            }
-            r
-        })
-    }
-
     /// Copies several ranges out of one committed state: `reqs` holds
     /// `(offset, buffer)` pairs; returns that state's sequence number.
     ///
@@ -245,6 +192,23 @@ impl Reader {
     /// during the copy, the reader copies once more and then applies, from
     /// the log, the records of the commits that landed meanwhile, which
     /// yields exactly the state of the last of them.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let mut w = mapstate::Writer::options().create(true).len(8192).open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"head")?;
+    /// t.write_at(8000, b"tail")?;
+    /// t.commit()?;
+    /// let r = mapstate::Reader::open(&path)?;
+    /// let (mut a, mut b) = ([0u8; 4], [0u8; 4]);
+    /// let seq = r.read_many(&mut [(0, &mut a[..]), (8000, &mut b[..])])?; // both from one commit
+    /// assert_eq!((seq, &a, &b), (1, b"head", b"tail"));
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> Result<u64> {
         self.check_visible()?;
         self.read_consistent(reqs).map(|(seq, _)| seq)
@@ -539,6 +503,20 @@ impl Reader {
 
     /// A copy of the whole state at one commit: `(sequence number, bytes)`,
     /// the bytes as long as the state was at that commit.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let mut w = mapstate::Writer::options().create(true).len(16).open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"0123456789abcdef")?;
+    /// t.commit()?;
+    /// let (seq, bytes) = mapstate::Reader::open(&path)?.snapshot()?;
+    /// assert_eq!((seq, &bytes[..]), (1, &b"0123456789abcdef"[..]));
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot(&self) -> Result<(u64, Vec<u8>)> {
         self.check_visible()?;
         loop {

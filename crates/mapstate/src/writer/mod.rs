@@ -301,6 +301,19 @@ impl Writer {
     /// Writes every page changed since the last checkpoint into the durable
     /// image and empties the log (`store::checkpoint` gives the order of
     /// writes and syncs). A crash part-way is finished at the next open.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(dir.path().join("s"))?;
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"x")?;
+    /// t.commit()?;
+    /// w.checkpoint()?; // commit 1 is in the durable file now; the log is empty
+    /// assert_eq!(w.log_bytes(), 0);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn checkpoint(&mut self) -> Result<()> {
         self.check_poison()?;
         let r = self.checkpoint_inner();
@@ -342,6 +355,22 @@ impl Writer {
 
     /// Checkpoints and closes, reporting any error (dropping does the same
     /// but can only ignore errors).
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"kept")?;
+    /// t.commit()?;
+    /// w.close()?; // checkpointed: an error here is reported, not ignored as on drop
+    /// let mut b = [0u8; 4];
+    /// mapstate::Reader::open(&path)?.read_at(0, &mut b)?;
+    /// assert_eq!(&b, b"kept");
+    /// # mapstate::Writer::open(&path)?.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn close(mut self) -> Result<()> {
         let r = self.final_checkpoint();
         self.release();
@@ -383,6 +412,17 @@ impl Writer {
     /// image, while this writer holds the writer lock (so no other writer
     /// can be using it). Readers that have it open keep reading the state
     /// as it was.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s");
+    /// let w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let files = w.files().clone();
+    /// w.remove()?;
+    /// assert!(files.all().iter().all(|f| !f.exists()));
+    /// # Ok(()) }
+    /// ```
     pub fn remove(mut self) -> Result<()> {
         self.release();
         // No reader may be building a live image meanwhile.
