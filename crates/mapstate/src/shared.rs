@@ -124,6 +124,22 @@ impl SharedWriter {
     /// If `f` fails, the transaction is discarded and its error returned.
     /// A closure with errors of its own (an `Ok(Err(..))` here would commit
     /// what it changed before failing) uses [`SharedWriter::try_transaction`].
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use mapstate::{Offset, SharedWriter, Writer};
+    /// let w = SharedWriter::new(Writer::options().create(true).len(4096).open(&path)?)?;
+    /// let (seq, old) = w.transaction(|t| {
+    ///     let n = t.get_mut(Offset::<u64>::new(0))?;
+    ///     *n += 1;
+    ///     Ok(*n - 1)
+    /// })?;
+    /// assert_eq!((seq, old), (1, 0));
+    /// # w.into_inner().remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R>) -> Result<(u64, R)> {
         self.transaction_with(self.durability, f)
     }

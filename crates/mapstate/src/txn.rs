@@ -111,6 +111,19 @@ impl Txn<'_> {
     }
 
     /// Writes `data` at `offset`.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(100, b"hello")?; // recorded as it is made: no search at commit
+    /// assert!(t.write_at(4094, b"abc").is_err()); // past the length: OutOfBounds
+    /// t.commit()?;
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.check(offset, data.len() as u64)?;
         self.w
@@ -138,12 +151,41 @@ impl Txn<'_> {
     }
 
     /// A reference to the `T` at `at` in this transaction's view.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use mapstate::Offset;
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(8, &7u64.to_le_bytes())?;
+    /// assert_eq!(*t.get(Offset::<u64>::new(8))?, 7); // this transaction's view
+    /// t.commit()?;
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn get<T: FromBytes + KnownLayout + Immutable>(&self, at: Offset<T>) -> Result<&T> {
         let (off, size) = self.typed(at)?;
         T::ref_from_bytes(self.w.view.bytes(off, size)).map_err(|_| misaligned::<T>(off))
     }
 
     /// A mutable reference to the `T` at `at`; the whole `T` is part of the commit.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use mapstate::Offset;
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let hits = Offset::<u64>::new(0);
+    /// let mut t = w.begin();
+    /// *t.get_mut(hits)? += 1; // a store through a reference, found at commit
+    /// t.commit()?;
+    /// assert_eq!(mapstate::Reader::open(&path)?.read(hits)?, 1);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn get_mut<T: FromBytes + IntoBytes + KnownLayout>(
         &mut self,
         at: Offset<T>,
@@ -159,6 +201,23 @@ impl Txn<'_> {
     /// search costs time in proportion to the state's size (about 1 ms per
     /// GiB): where the stores fall in a known range, [`Txn::slice_mut`]
     /// costs in proportion to the range instead.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let mut w = mapstate::Writer::options().create(true).len(8192).open(&path)?;
+    /// let mut t = w.begin();
+    /// let bytes = t.as_mut_slice();
+    /// bytes[0] = 1; // plain stores anywhere in the state
+    /// bytes[5000..5004].copy_from_slice(b"free");
+    /// t.commit()?; // finds the two pages written and commits them together
+    /// let mut b = [0u8; 4];
+    /// mapstate::Reader::open(&path)?.read_at(5000, &mut b)?;
+    /// assert_eq!(&b, b"free");
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let n = self.len();
         self.hand_out(0, n);
@@ -270,12 +329,38 @@ impl Txn<'_> {
     /// Makes every change of this transaction visible at once, with the
     /// writer's durability. Returns the commit's sequence number (the
     /// previous one if the transaction changed nothing).
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"a")?;
+    /// assert_eq!(t.commit()?, 1);
+    /// assert_eq!(w.begin().commit()?, 1); // an empty transaction: the previous number
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn commit(self) -> Result<u64> {
         let d = self.w.durability();
         self.commit_with(d)
     }
 
     /// As [`Txn::commit`] with another durability for this commit.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use mapstate::Durability;
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?; // PageCache
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"order")?;
+    /// t.commit_with(Durability::Sync)?; // this one is on disk when it returns
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn commit_with(mut self, durability: Durability) -> Result<u64> {
         self.done = true;
         let r = self.w.commit_pending(durability);

@@ -136,6 +136,25 @@ impl Watcher {
     }
 
     /// Calls `f` (on the watcher's thread) for every commit touching `range`.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use std::sync::mpsc;
+    /// use mapstate::{Reader, Watcher, Writer};
+    /// let mut w = Writer::options().create(true).len(4096).open(&path)?;
+    /// let watcher = Watcher::new(Reader::open(&path)?)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// watcher.on_change(0..8, move |e| drop(tx.send(e.seq()))); // on the watcher's thread
+    /// let mut t = w.begin();
+    /// t.write_at(4, b"x")?;
+    /// let seq = t.commit()?;
+    /// assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(), seq);
+    /// # drop(watcher);
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn on_change(&self, range: Range<u64>, f: impl FnMut(&Event) + Send + 'static) {
         self.subscribers
             .lock()

@@ -156,6 +156,22 @@ impl Reader {
     /// Copies `buf.len()` bytes at `offset` of one committed state, and
     /// returns that state's sequence number. Never blocks the writer; retries
     /// while a commit is being applied.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let mut t = w.begin();
+    /// t.write_at(0, b"abc")?;
+    /// t.commit()?;
+    /// let r = mapstate::Reader::open(&path)?;
+    /// let mut buf = [0u8; 3];
+    /// assert_eq!(r.read_at(0, &mut buf)?, 1); // the commit the bytes are from
+    /// assert_eq!(&buf, b"abc");
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<u64> {
         self.check_visible()?;
         // The common case in a few loads: no commit in flight, the range
@@ -177,6 +193,21 @@ impl Reader {
     }
 
     /// Reads a `T` at `at` from one committed state.
+    ///
+    /// ```
+    /// # fn main() -> mapstate::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s");
+    /// use mapstate::Offset;
+    /// let mut w = mapstate::Writer::options().create(true).len(4096).open(&path)?;
+    /// let at = Offset::<[u32; 2]>::new(16);
+    /// let mut t = w.begin();
+    /// *t.get_mut(at)? = [3, 4];
+    /// t.commit()?;
+    /// assert_eq!(mapstate::Reader::open(&path)?.read(at)?, [3, 4]); // a copy, never torn
+    /// # w.remove()?;
+    /// # Ok(()) }
+    /// ```
     pub fn read<T: FromBytes + IntoBytes>(&self, at: Offset<T>) -> Result<T> {
         let offset = at.aligned()?;
         let mut v = T::new_zeroed();
