@@ -26,27 +26,29 @@ fn url(nats: Option<&str>) -> Result<String, Failure> {
 }
 
 /// The stream a state replicates to: `--stream`, else one named after the
-/// state's file (letters, digits, `-` and `_`).
+/// state's file.
 fn stream_name(path: &Path, stream: Option<&str>) -> String {
     stream.map_or_else(
         || {
-            let name = path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-            let clean: String = name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("mapstate-{clean}")
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            format!("mapstate-{}", name_safe(&name))
         },
         str::to_owned,
     )
+}
+
+/// `s` with every character but letters, digits, `-` and `_` made `_`: a
+/// stream's or a consumer's name.
+fn name_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn failure(e: impl std::fmt::Display) -> Failure {
@@ -155,16 +157,5 @@ fn status(json: bool, v: &serde_json::Value, text: impl FnOnce() -> String) {
 
 /// This machine's name, for the default durable reader.
 fn host() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name_safe(&rustix::system::uname().nodename().to_string_lossy())
 }

@@ -2,18 +2,13 @@
 //! while the writer goes on committing, as a new state of its own.
 
 use std::path::Path;
-
-use zerocopy::FromZeros;
-use zerocopy::little_endian::{U32, U64};
-
-use super::Reader;
-use crate::error::{Error, Result};
-use crate::format::{self, DurableHeader, PAGE};
-use crate::fs::{self, NewFile};
-use crate::store::durable;
 use std::sync::atomic::Ordering;
 
-use super::CommitsSince;
+use super::{CommitsSince, Reader};
+use crate::error::{Error, Result};
+use crate::format::PAGE;
+use crate::fs::{self, NewFile};
+use crate::store::durable;
 
 impl Reader {
     /// Writes a copy of the state as of one commit to a new file `dest`,
@@ -72,16 +67,7 @@ impl Reader {
                 break done;
             }
         };
-        let mut h = DurableHeader::new_zeroed();
-        h.magic = format::DURABLE_MAGIC;
-        h.page_size = U32::new(PAGE as u32);
-        h.checkpoint_seq = U64::new(seq);
-        h.len = U64::new(len);
-        h.max_size = U64::new(self.max_size);
-        let (code, arg) = self.durability()?.to_code();
-        h.durability = U64::new(code);
-        h.durability_arg = U64::new(arg);
-        durable::renew_identity(&mut h);
+        let h = durable::new_header(seq, len, self.max_size, self.durability()?);
         durable::finish_new(file, dest, &h)?;
         if !new.name_new(dest)? {
             return Err(fs::name_taken(dest));

@@ -167,6 +167,27 @@ pub(crate) fn at_counter_limit(path: &Path, what: &str) -> Error {
     }
 }
 
+/// The header of a new state holding commit `seq` (0 for a new, empty
+/// state) with `len` bytes: a new identity ([`renew_identity`]).
+pub(crate) fn new_header(
+    seq: u64,
+    len: u64,
+    max_size: u64,
+    durability: Durability,
+) -> DurableHeader {
+    let mut h = DurableHeader::new_zeroed();
+    h.magic = format::DURABLE_MAGIC;
+    h.page_size = U32::new(PAGE as u32);
+    h.checkpoint_seq = U64::new(seq);
+    h.len = U64::new(len);
+    h.max_size = U64::new(max_size);
+    let (code, arg) = durability.to_code();
+    h.durability = U64::new(code);
+    h.durability_arg = U64::new(arg);
+    renew_identity(&mut h);
+    h
+}
+
 /// Makes `h` the header of a new state with the same bytes: the current
 /// version, generation 1, and a new file id, epoch and log salt, so that
 /// nothing made for another state (a log, a journal, a live image, a
@@ -222,15 +243,7 @@ impl Durable {
         max_size: u64,
         durability: Durability,
     ) -> Result<Self> {
-        let mut h = DurableHeader::new_zeroed();
-        h.magic = format::DURABLE_MAGIC;
-        h.page_size = U32::new(PAGE as u32);
-        h.len = U64::new(len);
-        h.max_size = U64::new(max_size);
-        let (code, arg) = durability.to_code();
-        h.durability = U64::new(code);
-        h.durability_arg = U64::new(arg);
-        renew_identity(&mut h);
+        let h = new_header(0, len, max_size, durability);
         fs::allocate(path, &file, 0, PAGE + len)?;
         pwrite(&file, path, h.as_bytes(), HEADER_SLOTS[0])?;
         let owner = Owner::of(&file, path)?;
