@@ -15,6 +15,7 @@ use crate::reader::Reader;
 use crate::record::Record;
 use crate::retry::retrying;
 use crate::snapshot::Snapshots;
+use crate::temp;
 
 /// Why following stopped.
 #[derive(Debug, thiserror::Error)]
@@ -154,16 +155,13 @@ impl Follower {
     async fn restore(&mut self, object: &str) -> Result<(), FollowError> {
         let snaps = &self.snaps;
         let bytes = retrying(|| snaps.get(object), |_| true).await?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self
-            .path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let tmp = dir.join(format!(".{name}.{object}"));
-        std::fs::write(&tmp, &bytes).map_err(|source| FollowError::Io {
-            path: tmp.clone(),
-            source,
-        })?;
+        let tmp = temp::snapshot_path(&self.path);
+        temp::create_new(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+            .map_err(|source| FollowError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
         drop(self.writer.take());
         let r = self.opts.restore(&tmp, &self.path);
         let _ = std::fs::remove_file(&tmp);

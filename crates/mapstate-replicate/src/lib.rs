@@ -44,6 +44,7 @@ mod reader;
 mod record;
 mod retry;
 mod snapshot;
+mod temp;
 
 pub use connect::{URL_ENV, connect, connect_to};
 pub use error::{AppendError, ConnectError, Error};

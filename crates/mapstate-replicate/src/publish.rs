@@ -14,6 +14,7 @@ use crate::log::{Append, Log, LogConfig};
 use crate::record::Record;
 use crate::retry::retrying;
 use crate::snapshot::Snapshots;
+use crate::temp;
 
 /// Where a replicated state goes: the stream (the log) and the snapshot
 /// bucket, named after one name.
@@ -258,13 +259,7 @@ impl Publisher {
     /// snapshot bucket, then a snapshot record; the log before it is then
     /// trimmed away.
     async fn snapshot(&mut self) -> Result<(), PublishError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self
-            .path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let tmp = dir.join(format!(".{name}.snapshot-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
+        let tmp = temp::snapshot_path(&self.path);
         let (seq, len) = self.state.backup(&tmp)?;
         let object = format!("snap-{seq}");
         let snaps = &self.snaps;
